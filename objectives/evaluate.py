@@ -1,0 +1,101 @@
+"""Score one candidate: prune a copy of the teacher, recalibrate, fine-tune, validate.
+
+Nothing here reads the test split; only the Pareto re-scoring does, for front members.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from objectives.data import Dataset, Split
+from objectives.metrics import (
+    acc_score,
+    auc_score,
+    count_flops,
+    count_params,
+    measure_latency_ms,
+    sparse_flops,
+)
+from objectives.training import Recipe, predict_scores, recalibrate_batchnorm, task_loss, train
+from spaces.sparsity import PruningPlan, make_masks_permanent, prune_in_steps, pruned_copy
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one trial may spend: fine-tune recipe (epochs per pruning step), calibration."""
+
+    finetune: Recipe = Recipe(epochs=1)
+    bn_batches: int = 8
+    calibration_size: int = 64
+    latency_repeats: int = 30
+
+
+@dataclass(frozen=True)
+class Scores:
+    val_auc: float
+    val_acc: float
+    flops: int
+    sparse_flops: int
+    params: int
+    nonzero_params: int
+    latency_ms: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def split_scores(model: nn.Module, split: Split, task: str) -> tuple[float, float]:
+    """(AUC, ACC) of a model on one split."""
+    y_score = predict_scores(model, split.x, task)
+    y_true = split.y.cpu().numpy()
+    return auc_score(y_true, y_score, task), acc_score(y_true, y_score, task)
+
+
+def score_model(model: nn.Module, data: Dataset, budget: Budget) -> Scores:
+    """Validation AUC/ACC, dense and sparse FLOPs, parameters and batch-1 latency."""
+    val_auc, val_acc = split_scores(model, data.val, data.task)
+    total, nonzero = count_params(model)
+    return Scores(
+        val_auc=val_auc,
+        val_acc=val_acc,
+        flops=count_flops(model, data.input_shape),
+        sparse_flops=sparse_flops(model, data.input_shape),
+        params=total,
+        nonzero_params=nonzero,
+        latency_ms=measure_latency_ms(model, data.input_shape, repeats=budget.latency_repeats),
+    )
+
+
+def calibration_batch(split: Split, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random subset of the training split for gradient-based criteria."""
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(split), generator=generator)[: min(size, len(split))]
+    return split.x[index.to(split.x.device)], split.y[index.to(split.y.device)]
+
+
+def evaluate_pruning(
+    teacher: nn.Module, plan: PruningPlan, data: Dataset, budget: Budget, *, seed: int = 0
+) -> tuple[nn.Module, Scores]:
+    """Prune a copy of the teacher by `plan` (fine-tuning after each step) and score it."""
+    torch.manual_seed(seed)
+    model = pruned_copy(teacher)
+    example = data.train.x[:2]
+    calib_x, calib_y = calibration_batch(data.train, budget.calibration_size, seed)
+
+    def sample_losses(m: nn.Module) -> torch.Tensor:
+        return task_loss(m(calib_x), calib_y, data.task)
+
+    for step in prune_in_steps(model, plan, example, sample_losses):
+        recalibrate_batchnorm(model, data.train.x, budget.bn_batches)
+        train(model, data.train.x, data.train.y, data.task, budget.finetune, seed=seed + step)
+    make_masks_permanent(model)
+    model.eval()
+    return model, score_model(model, data, budget)
+
+
+def is_finite_scores(scores: Scores) -> bool:
+    return bool(np.isfinite([scores.val_auc, scores.val_acc]).all())

@@ -1,0 +1,118 @@
+"""Scores of a trained model: ACC and AUC as the MedMNIST evaluator defines them, FLOPs,
+parameters and latency."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, roc_auc_score
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+MULTI_LABEL = "multi-label, binary-class"
+
+
+def auc_score(y_true: np.ndarray, y_score: np.ndarray, task: str) -> float:
+    """MedMNIST's getAUC: positive-class AUC (binary), mean one-vs-rest AUC over classes
+    (multi-class, ordinal), mean per-label AUC (multi-label)."""
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score)
+    if task == "binary-class":
+        return float(roc_auc_score(y_true.reshape(-1), _positive_scores(y_score)))
+    if task == MULTI_LABEL:
+        columns = range(y_score.shape[1])
+        return float(np.mean([roc_auc_score(y_true[:, i], y_score[:, i]) for i in columns]))
+    y_true = y_true.reshape(-1)
+    per_class = [roc_auc_score(y_true == i, y_score[:, i]) for i in range(y_score.shape[1])]
+    return float(np.mean(per_class))
+
+
+def acc_score(y_true: np.ndarray, y_score: np.ndarray, task: str, threshold: float = 0.5) -> float:
+    """MedMNIST's getACC: thresholded positive score (binary), mean per-label accuracy
+    (multi-label), arg-max accuracy (multi-class, ordinal)."""
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score)
+    if task == "binary-class":
+        return float(accuracy_score(y_true.reshape(-1), _positive_scores(y_score) > threshold))
+    if task == MULTI_LABEL:
+        predicted = y_score > threshold
+        columns = range(y_true.shape[1])
+        return float(np.mean([accuracy_score(y_true[:, i], predicted[:, i]) for i in columns]))
+    return float(accuracy_score(y_true.reshape(-1), np.argmax(y_score, axis=-1)))
+
+
+def _positive_scores(y_score: np.ndarray) -> np.ndarray:
+    return y_score[:, -1] if y_score.ndim == 2 else y_score
+
+
+def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Dense FLOPs of one forward pass on one input (FlopCounterMode counts 2 per MAC)."""
+    return int(sum(flops_by_module(model, input_shape).values()))
+
+
+def flops_by_module(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """FLOPs of one input per leaf conv/linear module name (as in `named_modules`)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *input_shape, device=device))
+    model.train(was_training)
+    root = type(model).__name__
+    counts = counter.get_flop_counts()
+    result = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            key = f"{root}.{name}"
+            result[name] = int(sum(counts.get(key, {}).values()))
+    return result
+
+
+def sparse_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """FLOPs that touch non-zero weights: each conv/linear layer's FLOPs times its density."""
+    total = 0
+    modules = dict(model.named_modules())
+    for name, flops in flops_by_module(model, input_shape).items():
+        weight = modules[name].weight.detach()
+        total += int(round(flops * float((weight != 0).float().mean())))
+    return total
+
+
+def count_params(model: nn.Module) -> tuple[int, int]:
+    """(all parameters, non-zero parameters)."""
+    params = [p.detach() for p in model.parameters()]
+    return sum(p.numel() for p in params), int(sum((p != 0).sum() for p in params))
+
+
+def measure_latency_ms(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    batch_size: int = 1,
+    repeats: int = 30,
+    warmup: int = 5,
+) -> float:
+    """Median wall time of one forward pass after warm-up, on the model's device."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    x = torch.randn(batch_size, *input_shape, device=device)
+    timings = []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            _synchronize(device)
+            start = time.perf_counter()
+            model(x)
+            _synchronize(device)
+            if i >= warmup:
+                timings.append((time.perf_counter() - start) * 1000.0)
+    model.train(was_training)
+    return statistics.median(timings)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

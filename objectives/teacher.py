@@ -1,0 +1,101 @@
+"""The teacher: trained once per (data, model, seed, recipe), cached on disk by a hash of
+that config, or loaded from a user's state-dict file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from objectives.data import Dataset
+from objectives.evaluate import split_scores
+from objectives.training import Recipe, train
+from spaces.architectures import ModelSpec, build_model, spec_to_dict
+from spaces.errors import UsageError
+
+
+@dataclass(frozen=True)
+class TeacherScores:
+    val_auc: float
+    val_acc: float
+    test_auc: float
+    test_acc: float
+
+
+def data_fingerprint(data: Dataset) -> str:
+    """A short hash of the training and validation tensors: the same data, the same key."""
+    digest = hashlib.sha256()
+    for tensor in (data.train.x, data.train.y, data.val.x, data.val.y):
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def teacher_key(data: Dataset, spec: ModelSpec, recipe: Recipe, seed: int) -> str:
+    config = {
+        "data": data_fingerprint(data),
+        "task": data.task,
+        "model": spec_to_dict(spec),
+        "recipe": asdict(recipe),
+        "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def load_state_dict_file(model: nn.Module, path: Path, what: str) -> None:
+    """Load a state dict safely (`weights_only=True`), with a clear error when it does not fit."""
+    if not path.is_file():
+        raise UsageError(f"{what} file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling refuses anything but tensors and plain containers
+        raise UsageError(f"{what} file {path} is not a readable state dict: {error}") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        first = str(error).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise UsageError(f"{what} file {path} does not match the model: {detail}") from None
+
+
+def obtain_teacher(
+    data: Dataset,
+    spec: ModelSpec,
+    recipe: Recipe,
+    *,
+    seed: int,
+    cache_dir: Path,
+    device: torch.device,
+    teacher_file: Path | None = None,
+) -> tuple[nn.Module, TeacherScores, bool]:
+    """The teacher model on `device`, its scores, and whether it was trained just now."""
+    model = build_model(spec, data.input_shape, data.n_outputs)
+    trained = False
+    if teacher_file is not None:
+        load_state_dict_file(model, teacher_file, "teacher")
+        model.to(device)
+    else:
+        key = teacher_key(data, spec, recipe, seed)
+        weights = cache_dir / f"teacher-{key}.pt"
+        if weights.is_file():
+            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            model.to(device)
+        else:
+            torch.manual_seed(seed)
+            model.to(device)
+            train(model, data.train.x, data.train.y, data.task, recipe, seed=seed)
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            partial = weights.with_suffix(".tmp")
+            torch.save(model.state_dict(), partial)
+            os.replace(partial, weights)  # another worker never sees half a file
+            trained = True
+    model.eval()
+    val_auc, val_acc = split_scores(model, data.val, data.task)
+    test_auc, test_acc = split_scores(model, data.test, data.task)
+    return model, TeacherScores(val_auc, val_acc, test_auc, test_acc), trained

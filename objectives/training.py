@@ -1,0 +1,125 @@
+"""One training loop for teachers and fine-tuning: in-memory tensors, AdamW, cosine schedule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from objectives.metrics import MULTI_LABEL
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: epochs, batch size, AdamW learning rate and weight decay, augmentation."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    augment: bool = False
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the trial is recorded as failed, the study goes on."""
+
+
+def task_loss(logits: torch.Tensor, targets: torch.Tensor, task: str) -> torch.Tensor:
+    """Per-sample loss: BCE-with-logits for multi-label, cross-entropy otherwise (as MedMNIST)."""
+    if task == MULTI_LABEL:
+        return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(1)
+    return F.cross_entropy(logits, targets, reduction="none")
+
+
+def scores_from_logits(logits: torch.Tensor, task: str) -> torch.Tensor:
+    """Sigmoid for multi-label, softmax otherwise: the y_score the MedMNIST evaluator expects."""
+    return torch.sigmoid(logits) if task == MULTI_LABEL else torch.softmax(logits, dim=1)
+
+
+def augment_images(
+    x: torch.Tensor, generator: torch.Generator, max_shift: float = 0.1
+) -> torch.Tensor:
+    """Random translation of up to `max_shift` of the image size, one per sample."""
+    n = x.shape[0]
+    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * max_shift * 2
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+
+
+def train(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    task: str,
+    recipe: Recipe,
+    *,
+    seed: int = 0,
+) -> nn.Module:
+    """Train in place on tensors already on the model's device; raise on a diverging loss."""
+    if recipe.epochs <= 0:
+        return model
+    generator = torch.Generator().manual_seed(seed)
+    n = x.shape[0]
+    batch_size = min(recipe.batch_size, n)
+    steps_per_epoch = max(1, n // batch_size)
+    total_steps = recipe.epochs * steps_per_epoch
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps))
+    )
+    model.train()
+    for _ in range(recipe.epochs):
+        order = torch.randperm(n, generator=generator).to(x.device)
+        for step in range(steps_per_epoch):
+            index = order[step * batch_size : (step + 1) * batch_size]
+            inputs = x[index]
+            if recipe.augment and inputs.dim() == 4:
+                inputs = augment_images(inputs, generator)
+            loss = task_loss(model(inputs), y[index], task).mean()
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"training loss became {loss.item()}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module, x: torch.Tensor, batches: int = 8, batch_size: int = 128
+) -> None:
+    """Re-estimate batch-norm running statistics after pruning (no weights change)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
+    if not norms or batches <= 0:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    for start in range(0, min(x.shape[0], batches * batch_size), batch_size):
+        model(x[start : start + batch_size])
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.eval()
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+
+def predict_scores(model: nn.Module, x: torch.Tensor, task: str) -> np.ndarray:
+    return scores_from_logits(predict_logits(model, x), task).float().cpu().numpy()

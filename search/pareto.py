@@ -1,0 +1,141 @@
+"""The Pareto front of a study, as plain data first, then as a table or JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from search.config import OBJECTIVES
+
+
+@dataclass(frozen=True)
+class FrontMember:
+    trial: int
+    val_auc: float
+    val_acc: float
+    flops: int
+    flops_ratio: float
+    params: int
+    method: str
+    baseline: bool
+    choices: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        data = {
+            "trial": self.trial,
+            "val_auc": self.val_auc,
+            "val_acc": self.val_acc,
+            "flops": self.flops,
+            "flops_ratio": self.flops_ratio,
+            "params": self.params,
+            "method": self.method,
+            "baseline": self.baseline,
+            "choices": self.choices,
+        }
+        data.update(self.extra)
+        return data
+
+
+@dataclass(frozen=True)
+class Front:
+    study: str
+    objectives: list[str]
+    teacher: dict[str, Any]
+    members: list[FrontMember]
+    finished: int
+    failed: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "study": self.study,
+            "objectives": self.objectives,
+            "selected_on": "validation split",
+            "finished_trials": self.finished,
+            "failed_trials": self.failed,
+            "teacher": self.teacher,
+            "front": [m.as_json() for m in self.members],
+        }
+
+
+def compute_front(study: optuna.Study) -> Front:
+    """Front members sorted by FLOPs; chosen on validation scores only (and constraints)."""
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    members = _distinct(sorted(study.best_trials, key=lambda t: t.number))
+    members.sort(key=lambda m: (m.flops, -m.val_auc))
+    config = study.user_attrs.get("config", {})
+    return Front(
+        study=study.study_name,
+        objectives=list(config.get("objectives", OBJECTIVES)),
+        teacher=dict(study.user_attrs.get("teacher", {})),
+        members=members,
+        finished=states.count(optuna.trial.TrialState.COMPLETE),
+        failed=states.count(optuna.trial.TrialState.FAIL),
+    )
+
+
+def _distinct(trials: list[optuna.trial.FrozenTrial]) -> list[FrontMember]:
+    """One member per distinct result: later trials that landed on the same pruned model
+    (equal objective values) add nothing to the front."""
+    seen: set[tuple[float, ...]] = set()
+    members = []
+    for trial in trials:
+        key = tuple(trial.values)
+        if key not in seen:
+            seen.add(key)
+            members.append(_member(trial))
+    return members
+
+
+def _member(trial: optuna.trial.FrozenTrial) -> FrontMember:
+    attrs = trial.user_attrs
+    plan = attrs.get("plan", {})
+    return FrontMember(
+        trial=trial.number,
+        val_auc=float(attrs["val_auc"]),
+        val_acc=float(attrs["val_acc"]),
+        flops=int(attrs["flops"]),
+        flops_ratio=float(attrs["flops_ratio"]),
+        params=int(attrs["params"]),
+        method=str(attrs.get("method", "prune")),
+        baseline=attrs.get("baseline") == "uniform",
+        choices=plan,
+        extra={
+            k: attrs[k] for k in ("sparse_flops", "nonzero_params", "latency_ms") if k in attrs
+        },
+    )
+
+
+def short_choices(choices: dict[str, Any]) -> str:
+    """`g=0.42 l1 [.30 .51 …]`: global ratio, criterion, per-unit ratios in network order."""
+    ratios = choices.get("ratios", {})
+    profile = " ".join(f"{r:.2f}".lstrip("0") or "0" for r in ratios.values())
+    return f"g={choices.get('global_ratio', 0):.2f} {choices.get('criterion', '')} [{profile}]"
+
+
+def format_front(front: Front) -> str:
+    teacher = front.teacher
+    lines = [
+        f"study {front.study}: {front.finished} finished trials"
+        + (f", {front.failed} failed" if front.failed else "")
+        + "; front chosen on the validation split",
+        f"{'trial':>6} {'val AUC':>8} {'val ACC':>8} {'FLOPs':>12} {'×teacher':>8} "
+        f"{'params':>9}  choices",
+    ]
+    if teacher:
+        lines.append(
+            f"{'teacher':>6} {teacher['val_auc']:>8.4f} {teacher['val_acc']:>8.4f} "
+            f"{int(teacher['flops']):>12,} {1.0:>8.3f} {int(teacher['params']):>9,}  (reference)"
+        )
+    for m in front.members:
+        tag = " (uniform baseline)" if m.baseline else ""
+        lines.append(
+            f"{m.trial:>6} {m.val_auc:>8.4f} {m.val_acc:>8.4f} {m.flops:>12,} "
+            f"{m.flops_ratio:>8.3f} {m.params:>9,}  {short_choices(m.choices)}{tag}"
+        )
+    if not front.members:
+        lines.append("(no finished trial yet)")
+    return "\n".join(lines)

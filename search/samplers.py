@@ -1,0 +1,103 @@
+"""Optuna samplers by name, each one small builder; the CLI lists them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optuna
+
+from spaces.errors import UsageError
+
+
+@dataclass(frozen=True)
+class SamplerEntry:
+    build: Callable[[int], optuna.samplers.BaseSampler]
+    multi_objective: bool
+    summary: str
+
+
+SAMPLERS: dict[str, SamplerEntry] = {}
+
+
+def register_sampler(name: str, entry: SamplerEntry) -> None:
+    if name in SAMPLERS:
+        raise ValueError(f"sampler {name!r} is already registered")
+    SAMPLERS[name] = entry
+
+
+register_sampler(
+    "tpe",
+    SamplerEntry(
+        lambda seed: optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, constant_liar=True, n_startup_trials=10
+        ),
+        True,
+        "multivariate TPE with constant liar (safe for parallel workers)",
+    ),
+)
+register_sampler(
+    "nsga2",
+    SamplerEntry(
+        lambda seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=20),
+        True,
+        "NSGA-II genetic algorithm",
+    ),
+)
+register_sampler(
+    "nsga3",
+    SamplerEntry(
+        lambda seed: optuna.samplers.NSGAIIISampler(seed=seed, population_size=20),
+        True,
+        "NSGA-III genetic algorithm (many objectives)",
+    ),
+)
+register_sampler(
+    "random",
+    SamplerEntry(
+        lambda seed: optuna.samplers.RandomSampler(seed=seed),
+        True,
+        "random search (a control)",
+    ),
+)
+register_sampler(
+    "gp",
+    SamplerEntry(
+        lambda seed: optuna.samplers.GPSampler(seed=seed),
+        True,
+        "Gaussian-process Bayesian optimisation",
+    ),
+)
+register_sampler(
+    "qmc",
+    SamplerEntry(
+        lambda seed: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
+        True,
+        "quasi-Monte Carlo (Sobol) space filling",
+    ),
+)
+register_sampler(
+    "cmaes",
+    SamplerEntry(
+        lambda seed: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
+        False,
+        "CMA-ES (single objective only)",
+    ),
+)
+
+
+def sampler_names() -> list[str]:
+    return list(SAMPLERS)
+
+
+def make_sampler(name: str, n_objectives: int, seed: int) -> optuna.samplers.BaseSampler:
+    """Build a sampler, refusing one that cannot handle the number of objectives."""
+    entry = SAMPLERS.get(name)
+    if entry is None:
+        raise UsageError(f"unknown sampler {name!r}; valid samplers: {', '.join(SAMPLERS)}")
+    if n_objectives > 1 and not entry.multi_objective:
+        raise UsageError(
+            f"sampler {name!r} handles one objective only, but {n_objectives} were chosen; "
+            f"pass --objectives val_auc (or similar) or pick another sampler"
+        )
+    return entry.build(seed)

@@ -1,0 +1,297 @@
+"""Run a pruning study: resolve the config, get the teacher, open or resume the Optuna
+study, enqueue the uniform baselines, and optimise."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+from torch import nn
+
+from objectives.data import Dataset, load_dataset
+from objectives.evaluate import Budget, evaluate_pruning, score_model
+from objectives.teacher import TeacherScores, obtain_teacher
+from objectives.training import Recipe
+from search.config import StudyConfig, config_differences
+from search.samplers import make_sampler
+from search.storage import open_storage, storage_dir
+from spaces.architectures import ModelSpec, get_preset, input_kind
+from spaces.errors import UsageError
+from spaces.sparsity import (
+    SparsitySpace,
+    prunable_units,
+    sample_plan,
+    uniform_params,
+    uniform_ratios,
+)
+
+# Per data kind: (trials, fine-tune epochs per step, teacher epochs); about a minute on a
+# 2-core CPU for the tabular default, a few minutes for a 28-px image dataset.
+DATA_DEFAULTS = {"tabular": (200, 3, 60), "image": (30, 1, 10)}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise UsageError(f"unknown device {name!r}; use auto, cpu or cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU here")
+    return torch.device(name)
+
+
+def on_device(data: Dataset, device: torch.device) -> Dataset:
+    """The same dataset with every split's tensors moved to `device` once."""
+    if device.type == "cpu":
+        return data
+    moved = {
+        name: replace(
+            getattr(data, name),
+            x=getattr(data, name).x.to(device),
+            y=getattr(data, name).y.to(device),
+        )
+        for name in ("train", "val", "test")
+    }
+    return replace(data, **moved)
+
+
+def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> StudyConfig:
+    """Fill what follows the data: the model family, and the epoch defaults."""
+    model = config.model
+    if model is None:
+        model = (
+            "mlp"
+            if data.kind == "tabular"
+            else ("resnet18" if device.type == "cuda" else "resnet8")
+        )
+    spec = get_preset(model)
+    if input_kind(spec) != data.kind:
+        raise UsageError(
+            f"model {model!r} takes {input_kind(spec)} data, but {config.dataset!r} is {data.kind}"
+        )
+    trials, epochs, teacher_epochs = DATA_DEFAULTS[data.kind]
+    return config.with_overrides(
+        model=model,
+        trials=trials if config.trials is None else config.trials,
+        epochs=epochs if config.epochs is None else config.epochs,
+        teacher_epochs=teacher_epochs if config.teacher_epochs is None else config.teacher_epochs,
+    )
+
+
+def sparsity_space(config: StudyConfig) -> SparsitySpace:
+    return SparsitySpace(
+        pruning=config.pruning,
+        max_ratio=config.max_ratio,
+        max_offset=config.max_offset,
+        criterion=None if config.criterion == "search" else config.criterion,
+        iterative_steps=config.iterative_steps,
+    )
+
+
+def budget_for(config: StudyConfig) -> Budget:
+    recipe = Recipe(epochs=config.epochs or 0, batch_size=config.batch_size, lr=config.lr / 2)
+    return Budget(finetune=recipe)
+
+
+def teacher_recipe(config: StudyConfig, data: Dataset) -> Recipe:
+    return Recipe(
+        epochs=config.teacher_epochs or 0,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        augment=data.kind == "image",
+    )
+
+
+@dataclass
+class Session:
+    """Everything a study's trials share, built once per process."""
+
+    config: StudyConfig
+    data: Dataset
+    device: torch.device
+    teacher: nn.Module
+    teacher_spec: ModelSpec
+    teacher_scores: TeacherScores
+    teacher_flops: int
+    unit_names: list[str]
+    study: optuna.Study
+
+
+def prepare(config: StudyConfig, log: Callable[[str], None] = print) -> Session:
+    """Validate everything before any work, then load data, teacher, and the study."""
+    sampler = make_sampler(config.sampler, len(config.objectives), config.seed)
+    space = sparsity_space(config)
+    device = resolve_device(config.device)
+    storage = open_storage(config.storage)
+    data_dir = Path(config.data_dir) if config.data_dir else None
+    data = on_device(load_dataset(config.dataset, data_dir=data_dir, seed=config.seed), device)
+    config = resolve_config(config, data, device)
+    spec = get_preset(config.model)
+    study_name = config.study or config.default_study_name()
+    existing = _existing_config(storage, study_name)
+    if existing is not None and not config.force_config:
+        differences = config_differences(existing, config.stored())
+        if differences:
+            raise UsageError(
+                f"study {study_name!r} exists with a different config ("
+                + "; ".join(differences)
+                + "); use another --study name, or --force-config to continue it anyway"
+            )
+    cache = storage_dir(config.storage) / "teachers"
+    teacher_file = Path(config.teacher) if config.teacher else None
+    log(f"teacher: {config.model} on {data.name} ({device.type}) ...")
+    teacher, teacher_scores, trained = obtain_teacher(
+        data,
+        spec,
+        teacher_recipe(config, data),
+        seed=config.seed,
+        cache_dir=cache,
+        device=device,
+        teacher_file=teacher_file,
+    )
+    log(
+        f"teacher {'trained' if trained else 'loaded'}: val AUC {teacher_scores.val_auc:.4f}, "
+        f"val ACC {teacher_scores.val_acc:.4f}"
+    )
+    budget = budget_for(config)
+    reference = score_model(teacher, data, budget)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=sampler,
+        directions=config.directions,
+        load_if_exists=True,
+    )
+    units = list(prunable_units(teacher, data.train.x[:2], space.pruning))
+    if existing is None:
+        with warnings.catch_warnings():  # experimental in name only; the dashboard reads it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(config.objectives))
+        study.set_user_attr("config", config.stored())
+        study.set_user_attr(
+            "dataset", {"name": data.name, "task": data.task, "source": data.source}
+        )
+        study.set_user_attr("teacher", {**vars(teacher_scores), **_size_attrs(reference)})
+        study.set_user_attr("units", units)
+        _enqueue_baselines(study, space, units, min(config.baselines, config.trials))
+    return Session(
+        config, data, device, teacher, spec, teacher_scores, reference.flops, units, study
+    )
+
+
+def _size_attrs(scores: Any) -> dict[str, float]:
+    return {
+        "flops": scores.flops,
+        "sparse_flops": scores.sparse_flops,
+        "params": scores.params,
+        "latency_ms": scores.latency_ms,
+    }
+
+
+def _existing_config(storage: optuna.storages.BaseStorage, name: str) -> dict[str, Any] | None:
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+    return study.user_attrs.get("config")
+
+
+def _enqueue_baselines(
+    study: optuna.Study, space: SparsitySpace, units: list[str], count: int
+) -> None:
+    """Uniform ratios first, so the front always shows what the search gained over them."""
+    if count <= 0:
+        return
+    for ratio in uniform_ratios(space, count):
+        study.enqueue_trial(
+            uniform_params(space, units, ratio),
+            user_attrs={"baseline": "uniform"},
+            skip_if_exists=True,
+        )
+
+
+def make_objective(session: Session) -> Callable[[optuna.Trial], tuple[float, ...]]:
+    config = session.config
+    space = sparsity_space(config)
+    budget = budget_for(config)
+    max_flops = config.max_flops
+    if max_flops is not None and max_flops <= 1.0:  # a fraction of the teacher's FLOPs
+        max_flops = max_flops * session.teacher_flops
+
+    def objective(trial: optuna.Trial) -> tuple[float, ...]:
+        plan = sample_plan(trial, space, session.unit_names)
+        trial.set_user_attr("method", "prune")
+        trial.set_user_attr("plan", plan.describe())
+        try:
+            _, scores = evaluate_pruning(
+                session.teacher, plan, session.data, budget, seed=config.seed + trial.number
+            )
+        except Exception as error:  # recorded on the trial as FAIL; the study goes on
+            trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
+            raise
+        attrs = scores.as_dict()
+        attrs["flops_ratio"] = scores.flops / session.teacher_flops
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        if max_flops is not None:
+            trial.set_constraint("max_flops", scores.flops - max_flops)
+        if config.min_auc is not None:
+            trial.set_constraint("min_auc", config.min_auc - scores.val_auc)
+        return tuple(float(attrs[name]) for name in config.objectives)
+
+    return objective
+
+
+def finished_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def run_study(
+    session: Session,
+    *,
+    progress: bool = True,
+    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
+) -> int:
+    """Optimise until the study holds `config.trials` finished trials; returns how many ran."""
+    target = session.config.trials
+    remaining = target - finished_count(session.study)
+    if remaining <= 0:
+        return 0
+    stop_at_target = optuna.study.MaxTrialsCallback(target, states=(TrialState.COMPLETE,))
+    bar = _progress_bar(remaining, finished_count(session.study), target) if progress else None
+    before = len(session.study.trials)
+
+    def tick(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if bar is not None and trial.state == TrialState.COMPLETE:
+            bar.update(1)
+            bar.set_postfix_str(_postfix(trial))
+
+    try:
+        session.study.optimize(
+            make_objective(session),
+            n_trials=remaining * 3,  # room for failed or pruned trials; the callback stops us
+            callbacks=[stop_at_target, tick, *(callbacks or [])],
+            catch=(Exception,),
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    return len(session.study.trials) - before
+
+
+def _postfix(trial: optuna.trial.FrozenTrial) -> str:
+    auc = trial.user_attrs.get("val_auc", float("nan"))
+    ratio = trial.user_attrs.get("flops_ratio", float("nan"))
+    return f"#{trial.number} AUC {auc:.3f} FLOPs×{ratio:.2f}"
+
+
+def _progress_bar(total: int, done: int, target: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"trials ({done}/{target} done before)", unit="trial")

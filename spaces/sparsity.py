@@ -1,0 +1,250 @@
+"""The sparsity space: which per-group pruning ratios a trial may choose, and how to apply them.
+
+Shape of the space (what makes small budgets pay): one global ratio plus a bounded offset
+per prunable group, so the uniform-ratio baselines are points of the space (all offsets 0)
+and every trial starts from a sensible profile instead of an independent draw per layer.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from spaces.criteria import Criterion, get_criterion
+from spaces.errors import UsageError
+
+PRUNING_KINDS = ("structured", "unstructured")
+SampleLosses = Callable[[nn.Module], torch.Tensor]
+"""Per-sample losses of a model on a fixed calibration batch (for gradient criteria)."""
+
+
+@dataclass(frozen=True)
+class SparsitySpace:
+    """What a pruning trial may choose. `criterion=None` searches the criterion too."""
+
+    pruning: str = "structured"
+    max_ratio: float = 0.9
+    max_offset: float = 0.2
+    criterion: str | None = "l1"
+    iterative_steps: int = 1
+
+    def __post_init__(self) -> None:
+        if self.pruning not in PRUNING_KINDS:
+            raise UsageError(
+                f"unknown pruning kind {self.pruning!r}; use one of {', '.join(PRUNING_KINDS)}"
+            )
+        if not 0.0 < self.max_ratio < 1.0:
+            raise UsageError(f"--max-ratio must be in (0, 1), got {self.max_ratio}")
+        if not 0.0 <= self.max_offset <= 1.0:
+            raise UsageError(f"the per-group offset must be in [0, 1], got {self.max_offset}")
+        if self.iterative_steps < 1:
+            raise UsageError(f"--iterative-steps must be at least 1, got {self.iterative_steps}")
+        if self.criterion is not None:
+            _check_criterion_fits(get_criterion(self.criterion), self.pruning)
+
+
+@dataclass(frozen=True)
+class PruningPlan:
+    """What one trial chose: a ratio per group (network order), the criterion, the steps."""
+
+    ratios: dict[str, float]
+    criterion: str
+    pruning: str
+    iterative_steps: int = 1
+    global_ratio: float = field(default=0.0)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "method": "prune",
+            "pruning": self.pruning,
+            "criterion": self.criterion,
+            "iterative_steps": self.iterative_steps,
+            "global_ratio": round(self.global_ratio, 4),
+            "ratios": {k: round(v, 4) for k, v in self.ratios.items()},
+        }
+
+
+def _check_criterion_fits(criterion: Criterion, pruning: str) -> None:
+    if pruning == "unstructured" and criterion.weight_score is None:
+        raise UsageError(
+            f"criterion {criterion.name!r} ranks channels only; use it with --pruning structured"
+        )
+
+
+def prunable_units(
+    model: nn.Module, example_input: torch.Tensor, pruning: str
+) -> dict[str, nn.Module]:
+    """Readable name → module, in network order, for every unit a trial gives a ratio.
+
+    Structured: one entry per torch-pruning dependency group (channels coupled across a
+    residual addition share one ratio), named after the group's root layer. Unstructured:
+    each conv/linear weight. The classifier `head` is always left alone.
+    """
+    names = {module: name for name, module in model.named_modules()}
+    order = {name: index for index, name in enumerate(names.values())}
+    head = model.get_submodule("head")
+    if pruning == "unstructured":
+        return {
+            name: m
+            for m, name in names.items()
+            if isinstance(m, nn.Conv2d | nn.Linear) and m is not head
+        }
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    roots = [
+        group[0].dep.target.module
+        for group in graph.get_all_groups(
+            ignored_layers=[head], root_module_types=[nn.Conv2d, nn.Linear]
+        )
+    ]
+    return {names[m]: m for m in sorted(roots, key=lambda m: order[names[m]])}
+
+
+def sample_plan(trial: Any, space: SparsitySpace, unit_names: Sequence[str]) -> PruningPlan:
+    """Ask the trial for a global ratio, one bounded offset per unit, and maybe the criterion."""
+    global_ratio = trial.suggest_float("sparsity.global", 0.0, space.max_ratio)
+    ratios = {}
+    for name in unit_names:
+        offset = 0.0
+        if space.max_offset > 0:
+            offset = trial.suggest_float(f"sparsity.{name}", -space.max_offset, space.max_offset)
+        ratios[name] = min(max(global_ratio + offset, 0.0), space.max_ratio)
+    criterion = space.criterion
+    if criterion is None:
+        options = [
+            c
+            for c in ("l1", "l2", "taylor", "hessian", "bn-scale", "lamp", "random")
+            if get_criterion(c).weight_score is not None or space.pruning == "structured"
+        ]
+        criterion = trial.suggest_categorical("criterion", options)
+    return PruningPlan(ratios, criterion, space.pruning, space.iterative_steps, global_ratio)
+
+
+def uniform_params(space: SparsitySpace, unit_names: Sequence[str], ratio: float) -> dict:
+    """The trial parameters of the uniform baseline at `ratio` (all offsets zero)."""
+    params: dict[str, Any] = {"sparsity.global": ratio}
+    if space.max_offset > 0:
+        params.update({f"sparsity.{name}": 0.0 for name in unit_names})
+    if space.criterion is None:
+        params["criterion"] = "l1"
+    return params
+
+
+def uniform_ratios(space: SparsitySpace, count: int = 9) -> list[float]:
+    """Evenly spaced baseline ratios in (0, max_ratio]."""
+    return [round(space.max_ratio * (i + 1) / count, 4) for i in range(count)]
+
+
+def prune_in_steps(
+    model: nn.Module,
+    plan: PruningPlan,
+    example_input: torch.Tensor,
+    sample_losses: SampleLosses,
+) -> Iterator[int]:
+    """Prune `model` in place in `plan.iterative_steps` steps, yielding after each.
+
+    The caller fine-tunes between yields (prune → fine-tune → repeat, as the seed
+    documents describe). Step k reaches k/K of each target ratio.
+    """
+    criterion = get_criterion(plan.criterion)
+    _check_criterion_fits(criterion, plan.pruning)
+    if plan.pruning == "unstructured":
+        yield from _prune_unstructured(model, plan, criterion, sample_losses)
+        return
+    units = prunable_units(model, example_input, "structured")
+    importance = criterion.channel_importance()
+    pruner = tp.pruner.MetaPruner(
+        model,
+        example_input,
+        importance=importance,
+        pruning_ratio=0.0,
+        pruning_ratio_dict={units[name]: ratio for name, ratio in plan.ratios.items()},
+        ignored_layers=[model.get_submodule("head")],
+        iterative_steps=plan.iterative_steps,
+    )
+    for step in range(plan.iterative_steps):
+        _prepare_gradients(model, criterion, importance, sample_losses)
+        pruner.step()
+        model.zero_grad(set_to_none=True)
+        yield step
+
+
+def _prune_unstructured(
+    model: nn.Module, plan: PruningPlan, criterion: Criterion, sample_losses: SampleLosses
+) -> Iterator[int]:
+    units = prunable_units(model, torch.empty(0), "unstructured")
+    for step in range(plan.iterative_steps):
+        fisher = _prepare_gradients(model, criterion, None, sample_losses)
+        fraction = (step + 1) / plan.iterative_steps
+        for name, module in units.items():
+            # Once masked, the trainable tensor is `weight_orig` and `weight` is derived.
+            param = getattr(module, "weight_orig", module.weight)
+            score = criterion.weight_score(module.weight, param.grad, fisher.get(param))
+            if hasattr(module, "weight_mask"):  # weights cut in an earlier step stay cut
+                score = score.masked_fill(module.weight_mask == 0, float("-inf"))
+                torch_prune.remove(module, "weight")
+            mask = _keep_mask(score, plan.ratios[name] * fraction)
+            torch_prune.custom_from_mask(module, "weight", mask)
+        model.zero_grad(set_to_none=True)
+        yield step
+
+
+def _keep_mask(score: torch.Tensor, ratio: float) -> torch.Tensor:
+    """1 for the weights to keep: all but the `ratio` share with the lowest scores."""
+    count = int(round(ratio * score.numel()))
+    mask = torch.ones_like(score)
+    if count > 0:
+        lowest = torch.topk(score.flatten(), count, largest=False).indices
+        mask.view(-1)[lowest] = 0.0
+    return mask
+
+
+def _prepare_gradients(
+    model: nn.Module,
+    criterion: Criterion,
+    importance: Any,
+    sample_losses: SampleLosses,
+) -> dict[nn.Parameter, torch.Tensor]:
+    """Fill `.grad` (first order) or return the diagonal empirical Fisher (second order)."""
+    model.zero_grad(set_to_none=True)
+    if criterion.gradients == "none":
+        return {}
+    was_training = model.training
+    model.eval()
+    losses = sample_losses(model)
+    fisher: dict[nn.Parameter, torch.Tensor] = {}
+    if criterion.gradients == "batch":
+        losses.mean().backward()
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
+        for index, loss in enumerate(losses):
+            grads = torch.autograd.grad(loss, params, retain_graph=index < len(losses) - 1)
+            for p, g in zip(params, grads, strict=True):
+                fisher[p] = fisher.get(p, 0.0) + g.detach() ** 2 / len(losses)
+        if importance is not None:
+            # torch-pruning's accumulator keeps grad²; handing it sqrt(mean g²) once makes
+            # it hold the mean over samples.
+            importance.zero_grad()
+            for p in params:
+                p.grad = fisher[p].sqrt()
+            importance.accumulate_grad(model)
+    model.train(was_training)
+    return fisher
+
+
+def pruned_copy(teacher: nn.Module) -> nn.Module:
+    """A deep copy to prune: the teacher itself is never modified."""
+    return copy.deepcopy(teacher)
+
+
+def make_masks_permanent(model: nn.Module) -> None:
+    """Fold unstructured masks into plain weights (zeros stay zero) for export and counting."""
+    for module in model.modules():
+        if hasattr(module, "weight_mask"):
+            torch_prune.remove(module, "weight")

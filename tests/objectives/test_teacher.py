@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from objectives.data import load_dataset
+from objectives.teacher import obtain_teacher, teacher_key
+from objectives.training import Recipe
+from spaces.architectures import MLPSpec, build_model
+from spaces.errors import UsageError
+
+SPEC = MLPSpec(hidden=(16,))
+RECIPE = Recipe(epochs=20, batch_size=64)
+
+
+def test_teacher_is_trained_once_then_loaded_from_the_cache(tmp_path: Path) -> None:
+    data = load_dataset("breast-cancer", seed=0)
+    device = torch.device("cpu")
+    first, scores, trained = obtain_teacher(
+        data, SPEC, RECIPE, seed=0, cache_dir=tmp_path, device=device
+    )
+    second, again, trained_again = obtain_teacher(
+        data, SPEC, RECIPE, seed=0, cache_dir=tmp_path, device=device
+    )
+    assert trained and not trained_again
+    assert scores == again and scores.val_auc > 0.9
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert len(list(tmp_path.glob("teacher-*.pt"))) == 1
+
+
+def test_cache_key_changes_with_what_changes_the_teacher() -> None:
+    data = load_dataset("breast-cancer", seed=0)
+    key = teacher_key(data, SPEC, RECIPE, 0)
+    assert key == teacher_key(load_dataset("breast-cancer", seed=0), SPEC, RECIPE, 0)
+    assert key != teacher_key(data, SPEC, RECIPE, 1)
+    assert key != teacher_key(data, SPEC, Recipe(epochs=21, batch_size=64), 0)
+    assert key != teacher_key(data, MLPSpec(hidden=(17,)), RECIPE, 0)
+    assert key != teacher_key(load_dataset("breast-cancer", seed=1), SPEC, RECIPE, 0)
+
+
+def test_teacher_file_is_loaded_and_a_mismatch_is_explained(tmp_path: Path) -> None:
+    data = load_dataset("breast-cancer", seed=0)
+    model = build_model(SPEC, data.input_shape, data.n_outputs)
+    good = tmp_path / "good.pt"
+    torch.save(model.state_dict(), good)
+    loaded, _, trained = obtain_teacher(
+        data,
+        SPEC,
+        RECIPE,
+        seed=0,
+        cache_dir=tmp_path,
+        device=torch.device("cpu"),
+        teacher_file=good,
+    )
+    assert not trained
+    assert torch.equal(loaded.head.weight, model.head.weight)
+    wrong = tmp_path / "wrong.pt"
+    torch.save(build_model(MLPSpec(hidden=(8,)), data.input_shape, 2).state_dict(), wrong)
+    with pytest.raises(UsageError, match="does not match the model"):
+        obtain_teacher(
+            data,
+            SPEC,
+            RECIPE,
+            seed=0,
+            cache_dir=tmp_path,
+            device=torch.device("cpu"),
+            teacher_file=wrong,
+        )
+    pickled = tmp_path / "module.pt"
+    torch.save(model, pickled)  # a whole pickled module is refused, never unpickled
+    with pytest.raises(UsageError, match="not a readable state dict"):
+        obtain_teacher(
+            data,
+            SPEC,
+            RECIPE,
+            seed=0,
+            cache_dir=tmp_path,
+            device=torch.device("cpu"),
+            teacher_file=pickled,
+        )

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from objectives.training import (
+    Recipe,
+    TrainingDiverged,
+    predict_scores,
+    recalibrate_batchnorm,
+    task_loss,
+    train,
+)
+
+
+def _blobs(n: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (n,), generator=generator)
+    x = torch.randn(n, 4, generator=generator) + y[:, None].float() * 2.0
+    return x, y
+
+
+def test_training_lowers_the_loss_and_is_deterministic() -> None:
+    x, y = _blobs()
+
+    def run() -> tuple[float, float]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+        before = task_loss(model(x), y, "binary-class").mean().item()
+        train(model, x, y, "binary-class", Recipe(epochs=20, batch_size=32, lr=1e-2), seed=1)
+        return before, task_loss(model(x), y, "binary-class").mean().item()
+
+    before, after = run()
+    assert after < 0.5 * before
+    assert run() == (before, after)
+
+
+def test_diverging_loss_raises() -> None:
+    x, y = _blobs()
+    x[0, 0] = float("nan")
+    model = nn.Sequential(nn.Linear(4, 2))
+    with pytest.raises(TrainingDiverged, match="nan"):
+        train(model, x, y, "binary-class", Recipe(epochs=1, batch_size=len(x)))
+
+
+def test_batchnorm_recalibration_matches_the_data_statistics() -> None:
+    model = nn.Sequential(nn.Linear(3, 3, bias=False), nn.BatchNorm1d(3))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(3))
+    x = torch.randn(512, 3) * 3 + 5
+    recalibrate_batchnorm(model, x, batches=4, batch_size=128)
+    bn = model[1]
+    assert torch.allclose(bn.running_mean, x.mean(0), atol=1e-4)
+    assert torch.allclose(bn.running_var, x.var(0), rtol=1e-2)
+    assert not model.training
+
+
+def test_scores_are_probabilities_per_task() -> None:
+    model = nn.Sequential(nn.Linear(4, 3))
+    x = torch.randn(5, 4)
+    softmax = predict_scores(model, x, "multi-class")
+    assert softmax.shape == (5, 3) and abs(softmax.sum(1) - 1).max() < 1e-5
+    sigmoid = predict_scores(model, x, "multi-label, binary-class")
+    assert ((sigmoid > 0) & (sigmoid < 1)).all() and abs(sigmoid.sum(1) - 1).max() > 1e-3
