@@ -20,7 +20,15 @@ from objectives.metrics import (
     measure_latency_ms,
     sparse_flops,
 )
-from objectives.training import Recipe, predict_scores, recalibrate_batchnorm, task_loss, train
+from objectives.training import (
+    BatchLoss,
+    Recipe,
+    TrainingDiverged,
+    predict_scores,
+    recalibrate_batchnorm,
+    task_loss,
+    train,
+)
 from spaces.sparsity import PruningPlan, make_masks_permanent, prune_in_steps, pruned_copy
 
 
@@ -51,6 +59,8 @@ class Scores:
 def split_scores(model: nn.Module, split: Split, task: str) -> tuple[float, float]:
     """(AUC, ACC) of a model on one split."""
     y_score = predict_scores(model, split.x, task)
+    if not np.isfinite(y_score).all():  # finite losses, then weights too large to evaluate
+        raise TrainingDiverged("the model's predictions are not finite")
     y_true = split.y.cpu().numpy()
     return auc_score(y_true, y_score, task), acc_score(y_true, y_score, task)
 
@@ -78,9 +88,30 @@ def calibration_batch(split: Split, size: int, seed: int) -> tuple[torch.Tensor,
 
 
 def evaluate_pruning(
-    teacher: nn.Module, plan: PruningPlan, data: Dataset, budget: Budget, *, seed: int = 0
+    teacher: nn.Module,
+    plan: PruningPlan,
+    data: Dataset,
+    budget: Budget,
+    *,
+    seed: int = 0,
+    loss: BatchLoss | None = None,
 ) -> tuple[nn.Module, Scores]:
-    """Prune a copy of the teacher by `plan` (fine-tuning after each step) and score it."""
+    """Prune a copy of the teacher by `plan` (fine-tuning after each step) and score it;
+    `loss` replaces the fine-tuning loss (e.g. with the teacher's soft labels)."""
+    model = prune_model(teacher, plan, data, budget, seed=seed, loss=loss)
+    return model, score_model(model, data, budget)
+
+
+def prune_model(
+    teacher: nn.Module,
+    plan: PruningPlan,
+    data: Dataset,
+    budget: Budget,
+    *,
+    seed: int = 0,
+    loss: BatchLoss | None = None,
+) -> nn.Module:
+    """A pruned, batch-norm-recalibrated and fine-tuned copy of the teacher."""
     torch.manual_seed(seed)
     model = pruned_copy(teacher)
     example = data.train.x[:2]
@@ -91,10 +122,18 @@ def evaluate_pruning(
 
     for step in prune_in_steps(model, plan, example, sample_losses):
         recalibrate_batchnorm(model, data.train.x, budget.bn_batches)
-        train(model, data.train.x, data.train.y, data.task, budget.finetune, seed=seed + step)
+        train(
+            model,
+            data.train.x,
+            data.train.y,
+            data.task,
+            budget.finetune,
+            seed=seed + step,
+            loss=loss,
+        )
     make_masks_permanent(model)
     model.eval()
-    return model, score_model(model, data, budget)
+    return model
 
 
 def is_finite_scores(scores: Scores) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,10 @@ class Recipe:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     augment: bool = False
+
+
+BatchLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""(logits, targets, inputs, index into the training split) → the batch's mean loss."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -61,8 +66,13 @@ def train(
     recipe: Recipe,
     *,
     seed: int = 0,
+    loss: BatchLoss | None = None,
 ) -> nn.Module:
-    """Train in place on tensors already on the model's device; raise on a diverging loss."""
+    """Train in place on tensors already on the model's device; raise on a diverging loss.
+
+    `loss` replaces the task loss, so distillation can add a teacher's soft targets; when it
+    is a module, its own parameters (feature adapters) are trained along with the model.
+    """
     if recipe.epochs <= 0:
         return model
     generator = torch.Generator().manual_seed(seed)
@@ -70,8 +80,9 @@ def train(
     batch_size = min(recipe.batch_size, n)
     steps_per_epoch = max(1, n // batch_size)
     total_steps = recipe.epochs * steps_per_epoch
+    extra = list(loss.parameters()) if isinstance(loss, nn.Module) else []
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
+        [*model.parameters(), *extra], lr=recipe.lr, weight_decay=recipe.weight_decay
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps))
@@ -84,11 +95,15 @@ def train(
             inputs = x[index]
             if recipe.augment and inputs.dim() == 4:
                 inputs = augment_images(inputs, generator)
-            loss = task_loss(model(inputs), y[index], task).mean()
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"training loss became {loss.item()}")
+            logits = model(inputs)
+            if loss is None:
+                value = task_loss(logits, y[index], task).mean()
+            else:
+                value = loss(logits, y[index], inputs, index)
+            if not torch.isfinite(value):
+                raise TrainingDiverged(f"training loss became {value.item()}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            value.backward()
             optimizer.step()
             schedule.step()
     model.eval()

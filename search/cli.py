@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 
 import optuna
+import torch
 
 from objectives.data import list_datasets
-from search.config import DEFAULT_OBJECTIVES, OBJECTIVES, StudyConfig
+from search.config import DEFAULT_OBJECTIVES, METHODS, OBJECTIVES, StudyConfig
+from search.dashboard import publish
+from search.inspect_cli import add_inspect_commands, add_pareto_arguments, pareto_output
 from search.pareto import compute_front, format_front
 from search.samplers import SAMPLERS, sampler_names
 from search.storage import open_storage, study_names
 from search.study import finished_count, prepare, run_study
+from search.workers import Interrupts, join_study, publish_target, run_workers, work
 from spaces.architectures import get_preset, preset_names, spec_to_dict
 from spaces.criteria import CRITERIA, criterion_names
 from spaces.errors import UsageError
@@ -101,6 +104,23 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="fine-tune epochs after each pruning step (default: 3 tabular, 1 images)",
     )
+    parser.add_argument(
+        "--method",
+        default=DEFAULTS.method,
+        choices=METHODS,
+        help="prune the teacher, distill searched students, or both on one front "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--student-epochs",
+        type=int,
+        help="training epochs of a distilled student (default: 60 tabular, 3 images)",
+    )
+    parser.add_argument(
+        "--kd",
+        action="store_true",
+        help="fine-tune pruned models on the teacher's soft labels too",
+    )
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     parser.add_argument(
         "--lr",
@@ -142,6 +162,23 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue an existing study even though its stored config differs",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULTS.workers,
+        help="worker processes on this machine, sharing its cores (default: %(default)s)",
+    )
+    _add_heartbeat(parser)
+
+
+def _add_heartbeat(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--heartbeat",
+        type=int,
+        default=DEFAULTS.heartbeat,
+        help="seconds between a running trial's heartbeats on an RDB storage; a trial "
+        "silent for three is failed and retried (default: %(default)s)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
@@ -158,6 +195,9 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         iterative_steps=args.iterative_steps,
         baselines=args.baselines,
         epochs=args.epochs,
+        method=args.method,
+        student_epochs=args.student_epochs,
+        kd=args.kd,
         batch_size=args.batch_size,
         lr=args.lr,
         objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()),
@@ -170,6 +210,8 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         study=args.study,
         device=args.device,
         force_config=args.force_config,
+        workers=args.workers,
+        heartbeat=args.heartbeat,
     )
 
 
@@ -183,8 +225,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"study {study.study_name} in {config.storage}: {done} finished trials, "
         f"target {config.trials}"
     )
+    publish_target(study, config.trials)
     try:
-        run_study(session, progress=not args.no_progress)
+        if config.workers > 1:
+            code = run_workers(session, progress=not args.no_progress)
+            if code:
+                return code
+        else:
+            run_study(session, progress=not args.no_progress)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: {finished_count(study)} finished trials are kept in "
@@ -204,6 +252,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    publish(study)  # figures and a summary note for optuna-dashboard
     print(format_front(front))
     return 0
 
@@ -227,9 +276,60 @@ def load_existing_study(storage_url: str, name: str | None) -> optuna.Study:
 
 def cmd_pareto(args: argparse.Namespace) -> int:
     study = load_existing_study(args.storage, args.study)
-    front = compute_front(study)
-    print(json.dumps(front.as_json(), indent=2) if args.json else format_front(front))
+    print(pareto_output(study, args))
     return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    interrupts = Interrupts()
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be 1 or more, got {args.threads}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    quiet = args.no_progress or args.managed
+    log = (lambda message: None) if quiet else (lambda m: print(m, file=sys.stderr))
+    try:
+        study = load_existing_study(args.storage, args.study)
+        session = join_study(
+            study,
+            storage=args.storage,
+            trials=args.trials,
+            seed=args.seed,
+            log=log,
+            device=args.device,
+            data_dir=args.data_dir,
+            heartbeat=args.heartbeat,
+        )
+        log(f"worker joined {study.study_name}: {finished_count(study)} trials finished")
+        ran = work(session, interrupts)
+    except KeyboardInterrupt:
+        if not args.managed:  # a managed worker's parent prints the one line
+            print(
+                "\ninterrupted: this worker left the study, its finished trials are kept; "
+                "run the same command again to rejoin",
+                file=sys.stderr,
+            )
+        return EXIT_INTERRUPTED
+    log(f"worker ran {ran} trials; the study holds {finished_count(study)} finished")
+    return 0
+
+
+def _add_worker_command(commands: argparse._SubParsersAction) -> None:
+    worker = commands.add_parser(
+        "worker", help="join an existing study (from any machine) and run its trials"
+    )
+    _add_storage(worker)
+    worker.add_argument(
+        "--trials", type=int, help="finished trials to reach (default: the run's --trials)"
+    )
+    worker.add_argument("--device", default=DEFAULTS.device, help="auto, cpu or cuda")
+    worker.add_argument("--data-dir", help="where this machine keeps MedMNIST files")
+    worker.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    worker.add_argument("--seed", type=int, help="sampler seed (default: random per worker)")
+    worker.add_argument("--no-progress", action="store_true", help="no log lines")
+    worker.add_argument("--managed", action="store_true", help=argparse.SUPPRESS)
+    _add_heartbeat(worker)
+    worker.set_defaults(handler=cmd_worker)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -272,12 +372,15 @@ def build_parser() -> argparse.ArgumentParser:
     pareto = commands.add_parser("pareto", help="print a study's Pareto front")
     _add_storage(pareto)
     pareto.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    add_pareto_arguments(pareto)
     pareto.set_defaults(handler=cmd_pareto)
+    add_inspect_commands(commands, _add_storage, load_existing_study)
     datasets = commands.add_parser("datasets", help="list datasets and whether each is cached")
     datasets.add_argument("--data-dir")
     datasets.set_defaults(handler=cmd_datasets)
     listing = commands.add_parser("list", help="list models, samplers and criteria")
     listing.set_defaults(handler=cmd_list)
+    _add_worker_command(commands)
     return parser
 
 

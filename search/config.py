@@ -13,10 +13,11 @@ from spaces.errors import UsageError
 
 OBJECTIVES = {"val_auc": "maximize", "val_acc": "maximize", "flops": "minimize"}
 DEFAULT_OBJECTIVES = ("val_auc", "val_acc", "flops")
+METHODS = ("prune", "distill", "both")
 
 # Settings that do not change what a trial computes, so they may differ between runs.
 RUN_ONLY = frozenset(
-    {"trials", "storage", "study", "device", "workers", "data_dir", "force_config"}
+    {"trials", "storage", "study", "device", "workers", "heartbeat", "data_dir", "force_config"}
 )
 
 
@@ -33,7 +34,10 @@ class StudyConfig:
     max_offset: float = 0.2
     iterative_steps: int = 1
     baselines: int = 9
+    method: str = "prune"
+    kd: bool = False
     epochs: int | None = None
+    student_epochs: int | None = None
     batch_size: int = 128
     lr: float = 2e-3
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
@@ -46,11 +50,21 @@ class StudyConfig:
     study: str | None = None
     device: str = "auto"
     workers: int = 1
+    heartbeat: int = 10
     force_config: bool = False
 
     def __post_init__(self) -> None:
         if self.trials is not None and self.trials <= 0:
             raise UsageError(f"--trials must be a positive number, got {self.trials}")
+        if self.workers < 1:
+            raise UsageError(f"--workers must be 1 or more, got {self.workers}")
+        if self.workers > 1 and self.storage in ("sqlite://", "sqlite:///:memory:"):
+            raise UsageError(
+                f"--storage {self.storage} lives in one process's memory and cannot be shared "
+                "by workers; use a file (sqlite:///medslim.db), PostgreSQL or a journal file"
+            )
+        if self.heartbeat < 1:
+            raise UsageError(f"--heartbeat must be 1 second or more, got {self.heartbeat}")
         unknown = [o for o in self.objectives if o not in OBJECTIVES]
         if unknown or not self.objectives:
             raise UsageError(
@@ -59,7 +73,9 @@ class StudyConfig:
             )
         if len(set(self.objectives)) != len(self.objectives):
             raise UsageError(f"--objectives lists one twice: {','.join(self.objectives)}")
-        for name in ("epochs", "teacher_epochs"):
+        if self.method not in METHODS:
+            raise UsageError(f"unknown --method {self.method!r}; use one of {', '.join(METHODS)}")
+        for name in ("epochs", "teacher_epochs", "student_epochs"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be 0 or more, got {value}")

@@ -8,6 +8,7 @@ from typing import Any
 import optuna
 
 from search.config import OBJECTIVES
+from spaces.students import describe_student
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,10 @@ def _distinct(trials: list[optuna.trial.FrozenTrial]) -> list[FrontMember]:
 
 def _member(trial: optuna.trial.FrozenTrial) -> FrontMember:
     attrs = trial.user_attrs
-    plan = attrs.get("plan", {})
+    plan = attrs.get("plan") or {
+        "student": attrs.get("student_spec", {}),
+        "distill": attrs.get("distill", {}),
+    }
     return FrontMember(
         trial=trial.number,
         val_auc=float(attrs["val_auc"]),
@@ -110,7 +114,15 @@ def _member(trial: optuna.trial.FrozenTrial) -> FrontMember:
 
 
 def short_choices(choices: dict[str, Any]) -> str:
-    """`g=0.42 l1 [.30 .51 …]`: global ratio, criterion, per-unit ratios in network order."""
+    """`g=0.42 l1 [.30 .51 …]`: global ratio, criterion, per-unit ratios in network order;
+    for a student `resnet 8-16-32 ×1-1-1 k3 T=4.0 α=0.50`: its spec and distillation knobs."""
+    if "student" in choices:
+        knobs = choices["distill"]
+        feature = f" feat={knobs['feature_weight']:g}" if knobs.get("feature_weight") else ""
+        return (
+            f"{describe_student(choices['student'])} T={knobs['temperature']:.1f} "
+            f"α={knobs['alpha']:.2f}{feature}"
+        )
     ratios = choices.get("ratios", {})
     profile = " ".join(f"{r:.2f}".lstrip("0") or "0" for r in ratios.values())
     return f"g={choices.get('global_ratio', 0):.2f} {choices.get('criterion', '')} [{profile}]"
@@ -123,7 +135,7 @@ def format_front(front: Front) -> str:
         + (f", {front.failed} failed" if front.failed else "")
         + "; front chosen on the validation split",
         f"{'trial':>6} {'val AUC':>8} {'val ACC':>8} {'FLOPs':>12} {'×teacher':>8} "
-        f"{'params':>9}  choices",
+        f"{'params':>9}  method  choices",
     ]
     if teacher:
         lines.append(
@@ -134,7 +146,7 @@ def format_front(front: Front) -> str:
         tag = " (uniform baseline)" if m.baseline else ""
         lines.append(
             f"{m.trial:>6} {m.val_auc:>8.4f} {m.val_acc:>8.4f} {m.flops:>12,} "
-            f"{m.flops_ratio:>8.3f} {m.params:>9,}  {short_choices(m.choices)}{tag}"
+            f"{m.flops_ratio:>8.3f} {m.params:>9,}  {m.method:<7} {short_choices(m.choices)}{tag}"
         )
     if not front.members:
         lines.append("(no finished trial yet)")

@@ -2,36 +2,79 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import optuna
 import platformdirs
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+import sqlalchemy
+from optuna.storages import (
+    BaseStorage,
+    JournalStorage,
+    RDBStorage,
+    RetryHeartbeatStaleTrialCallback,
+)
 from optuna.storages.journal import JournalFileBackend
 
 from spaces.errors import UsageError
 
 JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+# A trial whose worker died is failed after this many missed heartbeats, then retried (twice).
+GRACE_HEARTBEATS = 3
+MAX_RETRY = 2
 
 
-def open_storage(url: str) -> BaseStorage:
-    """A storage for `url`; a journal file for a path ending in .log/.jsonl/.journal."""
+def check_storage_url(url: str) -> None:
+    """Refuse a malformed URL or a missing driver without connecting (nothing is created)."""
+    if "://" not in url:
+        if not url.endswith(JOURNAL_SUFFIXES):
+            raise _not_a_url(url)
+        return
+    try:
+        sqlalchemy.engine.make_url(url).get_dialect()
+    except Exception as error:  # sqlalchemy raises several types for a bad URL or driver
+        raise _cannot_open(url, error) from None
+
+
+def open_storage(url: str, *, heartbeat: int | None = None) -> BaseStorage:
+    """A storage for `url`; a journal file for a path ending in .log/.jsonl/.journal.
+
+    With `heartbeat` (seconds), an RDB storage records a heartbeat for each running trial, so
+    the trial of a killed worker is failed after a grace period and retried by another.
+    """
     if "://" not in url:
         if url.endswith(JOURNAL_SUFFIXES):
             return JournalStorage(JournalFileBackend(url))
-        raise UsageError(
-            f"storage {url!r} is not a URL: use e.g. sqlite:///medslim.db, "
-            "postgresql://user:pass@host/db, or a journal file path ending in .log"
-        )
+        raise _not_a_url(url)
     engine_kwargs = {}
     if url.startswith("sqlite"):
         # Wait for a busy database instead of failing when several workers write at once.
         engine_kwargs = {"connect_args": {"timeout": 60}}
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs)
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            liveness = {}
+            if heartbeat is not None:
+                liveness = {
+                    "heartbeat_interval": heartbeat,
+                    "grace_period": GRACE_HEARTBEATS * heartbeat,
+                    "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(MAX_RETRY),
+                }
+            return RDBStorage(url, engine_kwargs=engine_kwargs, **liveness)
     except Exception as error:  # sqlalchemy raises several types for a bad URL or driver
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(f"cannot open storage {url!r}: {reason}") from None
+        raise _cannot_open(url, error) from None
+
+
+def _not_a_url(url: str) -> UsageError:
+    return UsageError(
+        f"storage {url!r} is not a URL: use e.g. sqlite:///medslim.db, "
+        "postgresql://user:pass@host/db, or a journal file path ending in .log"
+    )
+
+
+def _cannot_open(url: str, error: Exception) -> UsageError:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return UsageError(f"cannot open storage {url!r}: {reason}")
 
 
 def storage_dir(url: str) -> Path:

@@ -36,7 +36,18 @@ class ResNetSpec:
     family: str = field(default="resnet", init=False)
 
 
-ModelSpec = MLPSpec | ResNetSpec
+@dataclass(frozen=True)
+class MobileNetSpec:
+    """A MobileNetV2-style net: inverted residuals (1×1 expand, k×k depthwise, 1×1 project)."""
+
+    widths: tuple[int, ...] = (16, 32, 64)
+    blocks: tuple[int, ...] = (1, 2, 2)
+    kernel: int = 3
+    expansion: int = 4
+    family: str = field(default="mobilenet", init=False)
+
+
+ModelSpec = MLPSpec | ResNetSpec | MobileNetSpec
 
 
 class MLP(nn.Module):
@@ -79,27 +90,61 @@ class BasicBlock(nn.Module):
         return torch.relu(out + self.shortcut(x))
 
 
-class ResNet(nn.Module):
-    """Stem, stages of basic blocks (stride 2 from the second stage on), pooling, `head`."""
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: expand, depthwise k×k, linear projection; residual at equal shape."""
 
-    def __init__(self, spec: ResNetSpec, in_channels: int, n_outputs: int) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, kernel: int, expansion: int) -> None:
         super().__init__()
-        if len(spec.widths) != len(spec.blocks):
+        hidden = c_in * expansion
+        self.expand = nn.Sequential(
+            nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)
+        )
+        self.depthwise = nn.Sequential(
+            nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+        )
+        self.project = nn.Sequential(
+            nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out)
+        )
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.depthwise(self.expand(x)))
+        return x + out if self.residual else out
+
+
+BlockFactory = Callable[[int, int, int], nn.Module]
+"""(in channels, out channels, stride) → one block."""
+
+
+class ConvNet(nn.Module):
+    """Stem, stages of blocks (stride 2 from the second stage on), pooling, `head`."""
+
+    def __init__(
+        self,
+        widths: tuple[int, ...],
+        blocks: tuple[int, ...],
+        in_channels: int,
+        n_outputs: int,
+        block: BlockFactory,
+    ) -> None:
+        super().__init__()
+        if len(widths) != len(blocks) or not widths:
             raise UsageError(
-                f"ResNet spec needs one width per stage: widths={spec.widths}, "
-                f"blocks={spec.blocks}"
+                f"a {type(self).__name__} spec needs one width per stage: widths={widths}, "
+                f"blocks={blocks}"
             )
-        self.conv1 = nn.Conv2d(in_channels, spec.widths[0], 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(spec.widths[0])
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
         stages: list[nn.Module] = []
-        width = spec.widths[0]
-        for index, (out, count) in enumerate(zip(spec.widths, spec.blocks, strict=True)):
-            blocks = []
+        width = widths[0]
+        for index, (out, count) in enumerate(zip(widths, blocks, strict=True)):
+            stage = []
             for b in range(count):
-                stride = 2 if index > 0 and b == 0 else 1
-                blocks.append(BasicBlock(width, out, stride, spec.kernel))
+                stage.append(block(width, out, 2 if index > 0 and b == 0 else 1))
                 width = out
-            stages.append(nn.Sequential(*blocks))
+            stages.append(nn.Sequential(*stage))
         self.layers = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(width, n_outputs)
@@ -110,12 +155,41 @@ class ResNet(nn.Module):
         return self.head(x)
 
 
+class ResNet(ConvNet):
+    """Basic blocks; 3×3 stem and no max-pool, as MedMNIST uses at 28 px."""
+
+    def __init__(self, spec: ResNetSpec, in_channels: int, n_outputs: int) -> None:
+        super().__init__(
+            spec.widths,
+            spec.blocks,
+            in_channels,
+            n_outputs,
+            lambda c_in, c_out, stride: BasicBlock(c_in, c_out, stride, spec.kernel),
+        )
+
+
+class MobileNet(ConvNet):
+    """Inverted residuals with depthwise convolutions: few FLOPs per channel."""
+
+    def __init__(self, spec: MobileNetSpec, in_channels: int, n_outputs: int) -> None:
+        super().__init__(
+            spec.widths,
+            spec.blocks,
+            in_channels,
+            n_outputs,
+            lambda c_in, c_out, stride: InvertedResidual(
+                c_in, c_out, stride, spec.kernel, spec.expansion
+            ),
+        )
+
+
 _BUILDERS: dict[str, Callable[[Any, tuple[int, ...], int], nn.Module]] = {
     "mlp": lambda spec, shape, n_out: MLP(spec, shape[0], n_out),
     "resnet": lambda spec, shape, n_out: ResNet(spec, shape[0], n_out),
+    "mobilenet": lambda spec, shape, n_out: MobileNet(spec, shape[0], n_out),
 }
-_SPEC_TYPES: dict[str, type] = {"mlp": MLPSpec, "resnet": ResNetSpec}
-_INPUT_KINDS: dict[str, str] = {"mlp": "tabular", "resnet": "image"}
+_SPEC_TYPES: dict[str, type] = {"mlp": MLPSpec, "resnet": ResNetSpec, "mobilenet": MobileNetSpec}
+_INPUT_KINDS: dict[str, str] = {"mlp": "tabular", "resnet": "image", "mobilenet": "image"}
 
 PRESETS: dict[str, ModelSpec] = {}
 

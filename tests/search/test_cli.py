@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from search.cli import main
 
@@ -93,10 +94,15 @@ def test_interrupted_study_keeps_its_trials_and_resumes(
         (["--model", "vgg"], "valid models"),
         (["--model", "resnet8"], "image data"),
         (["--trials", "0"], "--trials"),
+        (["--trials", "-3"], "--trials"),
+        (["--workers", "0"], "--workers"),
+        (["--workers", "2", "--storage", "sqlite:///:memory:"], "cannot be shared"),
+        (["--heartbeat", "0"], "--heartbeat"),
         (["--objectives", "val_auc,speed"], "unknown objective"),
         (["--storage", "notaurl"], "not a URL"),
         (["--storage", "nosuchdb://x"], "cannot open storage"),
         (["--teacher", "nofile.pt"], "nofile.pt"),
+        (["--teacher", "WRONG_TEACHER"], "does not match the model"),
         (["--max-ratio", "1.5"], "max-ratio"),
         (["--device", "tpu"], "unknown device"),
     ],
@@ -105,13 +111,32 @@ def test_bad_input_is_one_line_and_exit_code_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
     storage = ["--storage", f"sqlite:///{tmp_path / 'm.db'}"]
+    wrong_teacher = tmp_path / "wrong.pt"  # a real state dict, of another model
+    torch.save(torch.nn.Linear(3, 2).state_dict(), wrong_teacher)
+    args = [str(wrong_teacher) if a == "WRONG_TEACHER" else a for a in args]
     assert main(["run", *storage, *FAST, *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
-    if "--storage" not in args:
-        assert not (tmp_path / "m.db").exists() or not optuna.get_all_study_summaries(
-            f"sqlite:///{tmp_path / 'm.db'}"
-        )
+    assert not (tmp_path / "m.db").exists(), "the storage was touched before the refusal"
+    assert not (tmp_path / ".medslim").exists(), "work (a teacher) started before the refusal"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--study", "nosuch"], "no study 'nosuch'"),
+        (["--threads", "0"], "--threads"),
+        (["--storage", "notaurl"], "not a URL"),
+    ],
+)
+def test_bad_worker_input_is_one_line_and_exit_code_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'm.db'}"
+    optuna.create_study(study_name="other", storage=storage)
+    assert main(["worker", "--storage", storage, *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
 def test_changed_config_under_the_same_study_name_is_refused(
@@ -120,6 +145,8 @@ def test_changed_config_under_the_same_study_name_is_refused(
     assert _run(tmp_path, "--study", "s", trials=2) == 0
     assert _run(tmp_path, "--study", "s", "--max-ratio", "0.5", trials=3) == 2
     assert "max_ratio: 0.9 → 0.5" in capsys.readouterr().err
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'm.db'}")
+    assert len(study.trials) == 2 and study.user_attrs["config"]["max_ratio"] == 0.9
     assert _run(tmp_path, "--study", "s", "--max-ratio", "0.5", "--force-config", trials=3) == 0
 
 

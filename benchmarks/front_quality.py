@@ -1,0 +1,240 @@
+"""Front quality: medslim's default search against a uniform sweep and naive per-layer searches.
+
+Every method gets the same teacher, the same fine-tune budget per trial and the same number
+of trials. Reported per method (mean ± spread over seeds): the 2-D hypervolume of val AUC
+against log10(FLOPs ratio) with reference point (AUC 0.5, FLOPs ratio 1), its ratio to the
+uniform sweep, the smallest FLOPs ratio whose val AUC is within 0.01 of the teacher's, and
+wall time.
+
+    python benchmarks/front_quality.py [--trials 20] [--seeds 0 1] [--datasets ...] [--out F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import torch
+
+from objectives.evaluate import evaluate_pruning
+from search.config import StudyConfig
+from search.study import Session, budget_for, prepare, run_study, sparsity_space
+from spaces.sparsity import PruningPlan, uniform_ratios
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATASETS = {
+    "pneumoniamnist": SHARED / "pneumoniamnist.npz",
+    "breastmnist": SHARED / "breastmnist.npz",
+    "breast-cancer": None,
+}
+REFERENCE = "reference point: val AUC 0.5, FLOPs ratio 1 (log10 = 0)"
+Point = tuple[float, float]  # (val AUC, FLOPs ratio)
+
+
+def hypervolume(points: list[Point]) -> float:
+    """Area dominated by the points in (AUC ↑, -log10 FLOPs ratio ↑) above (0.5, 0)."""
+    useful = sorted(
+        ((auc, -math.log10(ratio)) for auc, ratio in points if auc > 0.5 and ratio < 1.0),
+        key=lambda p: -p[1],
+    )
+    area, best_auc = 0.0, 0.5
+    for auc, gain in useful:  # sweep from the cheapest model towards the teacher
+        if auc > best_auc:
+            area += (auc - best_auc) * gain
+            best_auc = auc
+    return area
+
+
+def smallest_ratio_near_teacher(points: list[Point], teacher_auc: float) -> float:
+    ratios = [ratio for auc, ratio in points if auc >= teacher_auc - 0.01]
+    return min(ratios, default=1.0)
+
+
+def _evaluate(session: Session, plan: PruningPlan, seed: int) -> tuple[float, float, float]:
+    _, scores = evaluate_pruning(
+        session.teacher, plan, session.data, budget_for(session.config), seed=seed
+    )
+    return scores.val_auc, scores.val_acc, scores.flops / session.teacher_flops
+
+
+def uniform_sweep(session: Session, trials: int, seed: int) -> list[Point]:
+    space = sparsity_space(session.config)
+    points = []
+    for index, ratio in enumerate(uniform_ratios(space, trials)):
+        plan = PruningPlan(
+            {u: ratio for u in session.unit_names},
+            space.criterion or "l1",
+            space.pruning,
+            space.iterative_steps,
+            ratio,
+        )
+        auc, _, flops_ratio = _evaluate(session, plan, seed * 1000 + index)
+        points.append((auc, flops_ratio))
+    return points
+
+
+def naive_search(
+    sampler: optuna.samplers.BaseSampler,
+) -> Callable[[Session, int, int], list[Point]]:
+    """An independent ratio per group, as a hand-written Optuna script would search it."""
+
+    def run(session: Session, trials: int, seed: int) -> list[Point]:
+        space = sparsity_space(session.config)
+        study = optuna.create_study(
+            directions=["maximize", "maximize", "minimize"], sampler=sampler
+        )
+
+        def objective(trial: optuna.Trial) -> tuple[float, float, float]:
+            ratios = {
+                u: trial.suggest_float(f"ratio.{u}", 0.0, space.max_ratio)
+                for u in session.unit_names
+            }
+            plan = PruningPlan(
+                ratios,
+                space.criterion or "l1",
+                space.pruning,
+                space.iterative_steps,
+                statistics.mean(ratios.values()),
+            )
+            auc, acc, flops_ratio = _evaluate(session, plan, seed * 1000 + trial.number)
+            trial.set_user_attr("flops_ratio", flops_ratio)
+            return auc, acc, flops_ratio
+
+        study.optimize(objective, n_trials=trials)
+        return [(t.values[0], t.user_attrs["flops_ratio"]) for t in study.trials]
+
+    return run
+
+
+def medslim_default(config: StudyConfig, teacher_file: Path, workdir: Path):
+    def run(session: Session, trials: int, seed: int) -> list[Point]:
+        fresh = prepare(
+            config.with_overrides(
+                teacher=str(teacher_file),
+                seed=seed,
+                trials=trials,
+                storage=f"sqlite:///{workdir / f'medslim-{seed}.db'}",
+                study=f"bench-{seed}",
+            ),
+            log=lambda _: None,
+        )
+        run_study(fresh, progress=False)
+        return [
+            (t.user_attrs["val_auc"], t.user_attrs["flops_ratio"])
+            for t in fresh.study.trials
+            if t.state == optuna.trial.TrialState.COMPLETE
+        ]
+
+    return run
+
+
+def benchmark_dataset(
+    name: str, path: Path | None, trials: int, seeds: list[int], epochs: int | None
+) -> dict:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    workdir = Path(tempfile.mkdtemp(prefix="medslim-bench-"))
+    config = StudyConfig(
+        dataset=str(path) if path else name,
+        epochs=epochs,
+        storage=f"sqlite:///{workdir / 'base.db'}",
+    )
+    session = prepare(config, log=lambda m: print(f"  {m}"))
+    teacher_file = workdir / "teacher.pt"
+    torch.save(session.teacher.state_dict(), teacher_file)
+    methods = {
+        "(a) uniform sweep": lambda s, n, seed: uniform_sweep(s, n, seed),
+        "(b) naive NSGA-II": lambda s, n, seed: naive_search(
+            optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
+        )(s, n, seed),
+        "(c) naive TPE": lambda s, n, seed: naive_search(
+            optuna.samplers.TPESampler(seed=seed, multivariate=True)
+        )(s, n, seed),
+        "(d) random": lambda s, n, seed: naive_search(optuna.samplers.RandomSampler(seed=seed))(
+            s, n, seed
+        ),
+        "(e) medslim default": medslim_default(session.config, teacher_file, workdir),
+    }
+    teacher_auc = session.teacher_scores.val_auc
+    results: dict[str, list[dict]] = {m: [] for m in methods}
+    for seed in seeds:
+        for method, run in methods.items():
+            start = time.perf_counter()
+            points = run(session, trials, seed)
+            results[method].append(
+                {
+                    "seed": seed,
+                    "hypervolume": hypervolume(points),
+                    "smallest_ratio_within_0.01": smallest_ratio_near_teacher(points, teacher_auc),
+                    "wall_s": time.perf_counter() - start,
+                    "points": points,
+                }
+            )
+            print(
+                f"  seed {seed} {method}: HV {results[method][-1]['hypervolume']:.4f}, "
+                f"{time.perf_counter() - start:.0f}s",
+                flush=True,
+            )
+    return {
+        "teacher_val_auc": teacher_auc,
+        "model": session.config.model,
+        "epochs": session.config.epochs,
+        "trials": trials,
+        "results": results,
+    }
+
+
+def summarise(name: str, report: dict) -> str:
+    def stat(values: list[float]) -> str:
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.4f} ± {spread:.4f}"
+
+    results = report["results"]
+    uniform = [r["hypervolume"] for r in results["(a) uniform sweep"]]
+    lines = [
+        f"\n{name}: teacher {report['model']} val AUC {report['teacher_val_auc']:.4f}, "
+        f"{report['trials']} trials per method, {report['epochs']} fine-tune epoch(s)",
+        REFERENCE,
+        f"{'method':<22} {'hypervolume':>18} {'÷ uniform':>16} {'min FLOPs ratio':>18} "
+        f"{'wall s':>8}",
+    ]
+    for method, runs in results.items():
+        hv = [r["hypervolume"] for r in runs]
+        ratio = [h / u if u > 0 else float("nan") for h, u in zip(hv, uniform, strict=True)]
+        smallest = [r["smallest_ratio_within_0.01"] for r in runs]
+        wall = statistics.mean(r["wall_s"] for r in runs)
+        lines.append(
+            f"{method:<22} {stat(hv):>18} {stat(ratio):>16} {stat(smallest):>18} {wall:>8.0f}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--epochs", type=int, help="fine-tune epochs per trial (medslim default)")
+    parser.add_argument("--out", type=Path, default=Path("front_quality.json"))
+    args = parser.parse_args()
+    reports = {}
+    for name in args.datasets:
+        path = DATASETS[name]
+        if path is not None and not path.is_file():
+            print(f"{name}: skipped, {path} is absent")
+            continue
+        print(f"{name}:", flush=True)
+        reports[name] = benchmark_dataset(name, path, args.trials, args.seeds, args.epochs)
+        print(summarise(name, reports[name]), flush=True)
+    args.out.write_text(json.dumps(reports, indent=1))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

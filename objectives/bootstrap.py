@@ -1,0 +1,130 @@
+"""Bootstrap confidence intervals for test scores, and the paired difference of two models.
+
+Resamples are stratified by label (every resample keeps each class's count, so AUC is
+always defined) and seeded; the same resample indices serve every model, which makes the
+difference of two models' scores a paired comparison. AUC and ACC are computed for all
+resamples at once with the MedMNIST definitions of `objectives.metrics` (rank-based AUC
+equals scikit-learn's `roc_auc_score`, ties included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+from scipy.stats import rankdata
+from sklearn.metrics import roc_curve
+
+from objectives.metrics import MULTI_LABEL
+
+CHUNK = 100
+"""Resamples scored per vectorised batch, to bound memory on large test sets."""
+
+BatchedMetric = Callable[[np.ndarray, np.ndarray, str], np.ndarray]
+
+
+class Interval(NamedTuple):
+    estimate: float
+    low: float
+    high: float
+
+
+def stratified_indices(y_true: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+    """(n_resamples, n) row indices; each resample draws every label pattern's rows with
+    replacement, as many as it has."""
+    if n_resamples < 1:
+        raise ValueError(f"`n_resamples` must be at least 1, got {n_resamples}")
+    y = np.asarray(y_true).reshape(len(y_true), -1)
+    _, strata = np.unique(y, axis=0, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    parts = []
+    for stratum in np.unique(strata):
+        rows = np.flatnonzero(strata.reshape(-1) == stratum)
+        parts.append(rows[rng.integers(0, len(rows), size=(n_resamples, len(rows)))])
+    return np.concatenate(parts, axis=1)
+
+
+def batched_auc(y_true: np.ndarray, y_score: np.ndarray, task: str) -> np.ndarray:
+    """AUC per resample: y_true (B, n[, L]), y_score (B, n, C) → (B,)."""
+    if task == "binary-class":
+        return _binary_auc(y_true.reshape(len(y_true), -1) == 1, _positive(y_score))
+    if task == MULTI_LABEL:
+        columns = range(y_score.shape[-1])
+        return np.mean([_binary_auc(y_true[..., i] == 1, y_score[..., i]) for i in columns], 0)
+    labels = y_true.reshape(len(y_true), -1)
+    classes = range(y_score.shape[-1])
+    return np.mean([_binary_auc(labels == i, y_score[..., i]) for i in classes], axis=0)
+
+
+def batched_acc(y_true: np.ndarray, y_score: np.ndarray, task: str) -> np.ndarray:
+    """ACC per resample, as `objectives.metrics.acc_score` defines it (threshold 0.5)."""
+    if task == "binary-class":
+        labels = y_true.reshape(len(y_true), -1)
+        return ((_positive(y_score) > 0.5) == (labels == 1)).mean(axis=1)
+    if task == MULTI_LABEL:
+        return ((y_score > 0.5) == (y_true == 1)).mean(axis=(1, 2))
+    labels = y_true.reshape(len(y_true), -1)
+    return (np.argmax(y_score, axis=-1) == labels).mean(axis=1)
+
+
+def _positive(y_score: np.ndarray) -> np.ndarray:
+    return y_score[..., -1] if y_score.ndim == 3 else y_score
+
+
+def _binary_auc(positive: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUC per row with average ranks for ties (NaN where a class is absent)."""
+    ranks = rankdata(score, axis=1)
+    n_pos = positive.sum(axis=1)
+    n_neg = positive.shape[1] - n_pos
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return ((ranks * positive).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def metric_samples(
+    metric: BatchedMetric,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    task: str,
+    indices: np.ndarray,
+) -> np.ndarray:
+    """The metric on every resample (rows of `indices`), computed in chunks."""
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    chunks = [
+        metric(y_true[rows], y_score[rows], task)
+        for rows in np.array_split(indices, max(1, len(indices) // CHUNK))
+    ]
+    return np.concatenate(chunks)
+
+
+def point_estimate(
+    metric: BatchedMetric, y_true: np.ndarray, y_score: np.ndarray, task: str
+) -> float:
+    """The metric on the full sample."""
+    return float(metric(np.asarray(y_true)[None], np.asarray(y_score, np.float64)[None], task)[0])
+
+
+def percentile_interval(estimate: float, samples: np.ndarray, level: float = 0.95) -> Interval:
+    """Percentile bootstrap interval around `estimate`."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"`level` must be within (0, 1), got {level}")
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.nanpercentile(samples, [tail, 100 - tail])
+    return Interval(float(estimate), float(low), float(high))
+
+
+def youden_threshold(y_true: np.ndarray, positive_score: np.ndarray) -> float:
+    """The score threshold that maximises sensitivity + specificity − 1 (Youden's J)."""
+    fpr, tpr, thresholds = roc_curve(np.asarray(y_true).reshape(-1), positive_score)
+    best = int(np.argmax(tpr - fpr))
+    return float(min(thresholds[best], 1.0))  # roc_curve's first threshold is +inf
+
+
+def sensitivity_specificity(
+    y_true: np.ndarray, positive_score: np.ndarray, threshold: float
+) -> tuple[float, float]:
+    """(true-positive rate, true-negative rate) when `score >= threshold` predicts positive."""
+    positive = np.asarray(y_true).reshape(-1) == 1
+    predicted = np.asarray(positive_score) >= threshold
+    return float(predicted[positive].mean()), float((~predicted[~positive]).mean())

@@ -1,0 +1,209 @@
+"""Knowledge distillation: the KD loss, the teacher's cached training logits, and a student
+trained from scratch on them, scored like a pruned model.
+
+The teacher's logits on the training split are computed once and cached in memory and on
+disk (keyed by the teacher's weights and the data), so a trial runs the teacher only when it
+must see inputs the cache cannot hold: augmented images, or stage features for the feature
+loss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from objectives.data import Dataset
+from objectives.evaluate import Budget, Scores, score_model
+from objectives.metrics import MULTI_LABEL
+from objectives.teacher import data_fingerprint
+from objectives.training import Recipe, predict_logits, task_loss, train
+from spaces.architectures import ModelSpec, build_model
+from spaces.students import DistillSettings, feature_stages
+
+_LOGITS: dict[str, torch.Tensor] = {}  # the in-memory cache, one entry per teacher and data
+
+
+@dataclass(frozen=True)
+class TeacherSignal:
+    """What a student learns from: the teacher (run online only when needed), its spec
+    (to find its stages), and its logits on the training split."""
+
+    model: nn.Module
+    spec: ModelSpec
+    train_logits: torch.Tensor
+
+
+def soft_kl(
+    student: torch.Tensor, teacher: torch.Tensor, task: str, temperature: float
+) -> torch.Tensor:
+    """Mean KL(teacher ‖ student) of the temperature-softened outputs: softmax over classes,
+    or one Bernoulli per label for multi-label tasks."""
+    s, t = student / temperature, teacher / temperature
+    if task == MULTI_LABEL:
+        p = torch.sigmoid(t)
+        log_q, log_1q = F.logsigmoid(s), F.logsigmoid(-s)
+        log_p, log_1p = F.logsigmoid(t), F.logsigmoid(-t)
+        return (p * (log_p - log_q) + (1 - p) * (log_1p - log_1q)).mean(1).mean()
+    log_q, log_p = F.log_softmax(s, 1), F.log_softmax(t, 1)
+    return (log_p.exp() * (log_p - log_q)).sum(1).mean()
+
+
+def kd_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    targets: torch.Tensor,
+    task: str,
+    settings: DistillSettings,
+) -> torch.Tensor:
+    """(1 − α)·hard loss + α·T²·KL (Hinton et al.; T² keeps the soft gradients' scale)."""
+    hard = task_loss(student, targets, task).mean()
+    if settings.alpha == 0:
+        return hard
+    soft = soft_kl(student, teacher, task, settings.temperature) * settings.temperature**2
+    return (1 - settings.alpha) * hard + settings.alpha * soft
+
+
+def logits_key(teacher: nn.Module, data: Dataset) -> str:
+    """Same teacher weights and same data, same key (also for a teacher loaded from a file)."""
+    digest = hashlib.sha256(data_fingerprint(data).encode())
+    for name, tensor in teacher.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
+def teacher_train_logits(teacher: nn.Module, data: Dataset, cache_dir: Path) -> torch.Tensor:
+    """The teacher's logits on the training split: from memory, else disk, else computed."""
+    key = logits_key(teacher, data)
+    if key not in _LOGITS:
+        path = cache_dir / f"logits-{key}.pt"
+        if path.is_file():
+            logits = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            logits = predict_logits(teacher, data.train.x).cpu()
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".tmp")
+            torch.save(logits, partial)
+            os.replace(partial, path)  # another worker never reads half a file
+        _LOGITS[key] = logits.to(data.train.x.device)
+    return _LOGITS[key]
+
+
+class Distiller(nn.Module):
+    """A `train` loss: KD on the teacher's logits, plus an optional MSE between matched stage
+    outputs of student and teacher through 1×1 adapters (the adapters are its parameters)."""
+
+    def __init__(
+        self, signal: TeacherSignal, settings: DistillSettings, task: str, *, augment: bool
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.task = task
+        self.online = augment
+        self._signal = signal  # a plain attribute: the teacher's weights are never trained
+        self.adapters = nn.ModuleList()
+        self._features: dict[str, list[torch.Tensor]] = {"student": [], "teacher": []}
+        self._hooks: list[torch.utils.hooks.RemovableHandle] = []
+
+    def match_features(self, student: nn.Module, spec: ModelSpec, example: torch.Tensor) -> None:
+        """Hook the last stages of both networks (aligned from the end) and build adapters;
+        nothing to do when the feature weight is 0."""
+        if self.settings.feature_weight == 0:
+            return
+        teacher_stages = feature_stages(self._signal.model, self._signal.spec)
+        student_stages = feature_stages(student, spec)
+        count = min(len(teacher_stages), len(student_stages))
+        for role, stages in (("student", student_stages), ("teacher", teacher_stages)):
+            for module in stages[-count:]:
+                self._hooks.append(module.register_forward_hook(self._keeper(role)))
+        was_training = student.training
+        with torch.no_grad():
+            student.eval()
+            student(example)
+            self._signal.model(example)
+        student.train(was_training)
+        for s, t in zip(self._features["student"], self._features["teacher"], strict=True):
+            layer = (
+                nn.Conv2d(s.shape[1], t.shape[1], 1)
+                if s.dim() == 4
+                else nn.Linear(s.shape[1], t.shape[1])
+            )
+            self.adapters.append(layer.to(example.device))
+        self._clear()
+        self.online = True  # the teacher's features cannot be cached per batch
+
+    def _keeper(self, role: str) -> Callable[[nn.Module, tuple, torch.Tensor], None]:
+        def keep(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            self._features[role].append(output)
+
+        return keep
+
+    def _clear(self) -> None:
+        for features in self._features.values():
+            features.clear()
+
+    def remove_hooks(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks.clear()
+        self._clear()
+
+    def forward(
+        self,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        inputs: torch.Tensor,
+        index: torch.Tensor,
+    ) -> torch.Tensor:
+        if self.online:
+            with torch.no_grad():
+                teacher_logits = self._signal.model(inputs)
+        else:
+            teacher_logits = self._signal.train_logits[index]
+        loss = kd_loss(logits, teacher_logits, targets, self.task, self.settings)
+        if self.adapters:
+            loss = loss + self.settings.feature_weight * self._feature_loss()
+        self._clear()
+        return loss
+
+    def _feature_loss(self) -> torch.Tensor:
+        features = self._features
+        pairs = zip(self.adapters, features["student"], features["teacher"], strict=True)
+        losses = []
+        for adapter, s, t in pairs:
+            s = adapter(s)
+            if s.dim() == 4 and s.shape[-2:] != t.shape[-2:]:
+                size = tuple(min(a, b) for a, b in zip(s.shape[-2:], t.shape[-2:], strict=True))
+                s, t = F.adaptive_avg_pool2d(s, size), F.adaptive_avg_pool2d(t, size)
+            losses.append(F.mse_loss(s, t))
+        return torch.stack(losses).mean()
+
+
+def evaluate_student(
+    spec: ModelSpec,
+    settings: DistillSettings,
+    signal: TeacherSignal,
+    data: Dataset,
+    recipe: Recipe,
+    budget: Budget,
+    *,
+    seed: int = 0,
+) -> tuple[nn.Module, Scores]:
+    """Train a fresh student with the KD loss for `recipe.epochs`, then score it on val."""
+    torch.manual_seed(seed)
+    model = build_model(spec, data.input_shape, data.n_outputs).to(data.train.x.device)
+    loss = Distiller(signal, settings, data.task, augment=recipe.augment)
+    loss.match_features(model, spec, data.train.x[:2])
+    try:
+        train(model, data.train.x, data.train.y, data.task, recipe, seed=seed, loss=loss)
+    finally:
+        loss.remove_hooks()
+    model.eval()
+    return model, score_model(model, data, budget)

@@ -1,0 +1,116 @@
+"""`medslim export`: a trial's model as a `.pt` bundle (state dict + JSON-able spec, loads
+with `torch.load(weights_only=True)`) or as ONNX checked against PyTorch by onnxruntime."""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+from torch import nn
+
+from objectives.metrics import measure_latency_ms
+from search.reopen import study_config
+from search.trial_models import ModelBundle, load_trial_bundle, rebuild
+from spaces.errors import UsageError
+
+FORMATS = ("pt", "onnx")
+ONNX_TOLERANCE = 1e-4
+CHECK_BATCH = 64
+"""Validation inputs compared between PyTorch and onnxruntime."""
+
+
+class ExportMismatch(RuntimeError):
+    """The ONNX model does not reproduce the PyTorch outputs."""
+
+
+@dataclass(frozen=True)
+class OnnxCheck:
+    max_abs_diff: float
+    torch_latency_ms: float
+    onnx_latency_ms: float
+
+
+def export_trial(
+    study: optuna.Study, storage_url: str, number: int, fmt: str, out: Path
+) -> OnnxCheck | None:
+    """Write trial `number`'s model to `out`; for ONNX, return the onnxruntime check."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+        raise UsageError("ONNX export needs onnxruntime: pip install 'medslim[onnx]'")
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if number not in trials or trials[number].state != optuna.trial.TrialState.COMPLETE:
+        finished = [n for n, t in trials.items() if t.state == optuna.trial.TrialState.COMPLETE]
+        raise UsageError(
+            f"no finished trial {number} in study {study.study_name!r}; "
+            f"finished: {', '.join(map(str, finished)) or 'none'}"
+        )
+    bundle = load_trial_bundle(study, trials[number], storage_url)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "pt":
+        bundle.save(out)
+        return None
+    inputs = validation_inputs(study, storage_url, bundle)
+    return export_onnx(rebuild(bundle), inputs, out)
+
+
+def validation_inputs(study: optuna.Study, storage_url: str, bundle: ModelBundle) -> torch.Tensor:
+    """A batch of the study's validation inputs (the data the model was selected on)."""
+    from objectives.data import load_dataset
+
+    config = study_config(study, storage_url)
+    data = load_dataset(config.dataset, seed=config.seed)
+    if list(data.input_shape) != bundle.spec["input_shape"]:
+        raise UsageError(f"dataset {config.dataset!r} no longer matches the stored model")
+    return data.val.x[:CHECK_BATCH].cpu()
+
+
+def export_onnx(model: nn.Module, inputs: torch.Tensor, out: Path) -> OnnxCheck:
+    """Export with a dynamic batch axis, then compare onnxruntime with PyTorch."""
+    import onnxruntime
+
+    model = model.cpu().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (inputs[:1],),
+            str(out),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            dynamo=False,
+        )
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        expected = model(inputs).numpy()
+    actual = session.run(None, {"input": inputs.numpy()})[0]
+    diff = float(np.max(np.abs(actual - expected)))
+    check = OnnxCheck(
+        max_abs_diff=diff,
+        torch_latency_ms=measure_latency_ms(model, tuple(inputs.shape[1:])),
+        onnx_latency_ms=_onnx_latency_ms(session, inputs[:1].numpy()),
+    )
+    if not diff <= ONNX_TOLERANCE:
+        raise ExportMismatch(
+            f"ONNX outputs differ from PyTorch by {diff:.3g} (> {ONNX_TOLERANCE:g}) on "
+            f"{len(inputs)} validation inputs; {out} is not trustworthy"
+        )
+    return check
+
+
+def _onnx_latency_ms(session: object, x: np.ndarray, repeats: int = 30, warmup: int = 5) -> float:
+    timings = []
+    for i in range(warmup + repeats):
+        start = time.perf_counter()
+        session.run(None, {"input": x})  # type: ignore[attr-defined]
+        if i >= warmup:
+            timings.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(timings)

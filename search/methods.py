@@ -1,0 +1,116 @@
+"""Which method a trial runs: prune the teacher or distill a student, on one front.
+
+With `--method both` the trial's first choice is `method`, and the rest of its space is
+conditional on it. Student trials that cannot be built, or would cost more FLOPs than
+allowed, are pruned (`optuna.TrialPruned`) before any training, with the reason in the
+user attr `rejected`: a pruned trial has no values, so it never enters a front, NSGA-II
+and CMA-ES skip it, and TPE counts it among the bad trials and steers away from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from torch import nn
+
+from objectives.distill import Distiller, TeacherSignal, evaluate_student, teacher_train_logits
+from objectives.evaluate import Budget, Scores
+from objectives.metrics import count_flops
+from objectives.training import Recipe
+from search.storage import storage_dir
+from spaces.architectures import ModelSpec, build_model, spec_to_dict
+from spaces.students import (
+    DistillSettings,
+    StudentSpace,
+    sample_student,
+    scaled_teacher,
+    structural_problem,
+    student_params,
+)
+
+if TYPE_CHECKING:
+    from search.study import Session
+
+KD_FINETUNE = DistillSettings(temperature=4.0, alpha=0.5)
+"""The soft-label term `--kd` adds to the fine-tuning of pruned models."""
+SEED_DIVISORS = (2, 4, 8)
+"""Student seeds: the teacher with every width divided by these."""
+
+
+def sample_method(trial: optuna.Trial, method: str) -> str:
+    """The study's method, or the trial's first choice when the study runs both."""
+    if method == "both":
+        return trial.suggest_categorical("method", ["prune", "distill"])
+    return method
+
+
+def teacher_signal(session: Session) -> TeacherSignal:
+    """The teacher and its training-split logits, cached next to the teacher's weights."""
+    cache = storage_dir(session.config.storage) / "teachers"
+    logits = teacher_train_logits(session.teacher, session.data, cache)
+    return TeacherSignal(session.teacher, session.teacher_spec, logits)
+
+
+def kd_finetune_loss(session: Session) -> nn.Module:
+    """The fine-tuning loss of pruned models under `--kd`: soft labels from the cache."""
+    return Distiller(teacher_signal(session), KD_FINETUNE, session.data.task, augment=False)
+
+
+class StudentTrials:
+    """The distillation side of a study: sample a student, reject it early, train, score."""
+
+    def __init__(self, session: Session, budget: Budget, max_flops: float | None) -> None:
+        config = session.config
+        self.session = session
+        self.space = StudentSpace.for_teacher(session.teacher_spec)
+        self.budget = budget
+        self.recipe = Recipe(
+            epochs=config.student_epochs or 0, batch_size=config.batch_size, lr=config.lr
+        )
+        self.limits = {"the teacher's": float(session.teacher_flops)}
+        if max_flops is not None:
+            self.limits["--max-flops"] = max_flops
+        self._signal: TeacherSignal | None = None
+
+    def sample(self, trial: optuna.Trial) -> tuple[ModelSpec, DistillSettings]:
+        """The trial's student and knobs, stored on the trial; pruned if it cannot be used."""
+        spec, settings = sample_student(trial, self.space)
+        trial.set_user_attr("student_spec", spec_to_dict(spec))
+        trial.set_user_attr("distill", asdict(settings))
+        reason = self._rejection(spec)
+        if reason is not None:
+            trial.set_user_attr("rejected", reason)
+            raise optuna.TrialPruned(reason)
+        return spec, settings
+
+    def _rejection(self, spec: ModelSpec) -> str | None:
+        data = self.session.data
+        problem = structural_problem(spec, data.input_shape, self.space)
+        if problem is not None:
+            return problem
+        flops = count_flops(build_model(spec, data.input_shape, data.n_outputs), data.input_shape)
+        for bound, limit in self.limits.items():
+            if flops > limit:
+                return f"student needs {flops:,} FLOPs, above {bound} {int(limit):,}"
+        return None
+
+    def evaluate(
+        self, spec: ModelSpec, settings: DistillSettings, *, seed: int
+    ) -> tuple[nn.Module, Scores]:
+        if self._signal is None:  # once per process, on the first student
+            self._signal = teacher_signal(self.session)
+        session = self.session
+        return evaluate_student(
+            spec, settings, self._signal, session.data, self.recipe, self.budget, seed=seed
+        )
+
+
+def student_seeds(teacher: ModelSpec, method: str) -> list[dict[str, Any]]:
+    """Trial parameters of the scaled-down teacher copies, enqueued so the front has
+    students from the start."""
+    space = StudentSpace.for_teacher(teacher)
+    prefix = {"method": "distill"} if method == "both" else {}
+    specs = dict.fromkeys(scaled_teacher(teacher, d, space) for d in SEED_DIVISORS)
+    return [{**prefix, **student_params(spec, DistillSettings())} for spec in specs]

@@ -1,0 +1,110 @@
+"""Trial models: stored as artifacts, rebuilt exactly, exported as `.pt` bundles or ONNX."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from objectives.data import load_dataset
+from objectives.evaluate import split_scores
+from search.cli import main
+from search.trial_models import ModelBundle, bundle_model, load_trial_model, rebuild
+from spaces.architectures import build_model, get_preset
+from spaces.sparsity import PruningPlan, prunable_units, prune_in_steps
+
+
+def _study(folder: Path) -> tuple[str, optuna.Study]:
+    storage = f"sqlite:///{folder / 'm.db'}"
+    (name,) = optuna.get_all_study_names(storage)
+    return storage, optuna.load_study(study_name=name, storage=storage)
+
+
+def test_a_structured_resnet_rebuilds_with_identical_outputs() -> None:
+    spec = get_preset("resnet8")
+    torch.manual_seed(0)
+    model = build_model(spec, (1, 28, 28), 2).eval()
+    x = torch.randn(4, 1, 28, 28)
+    units = prunable_units(model, x[:2], "structured")
+    plan = PruningPlan({u: 0.3 + 0.1 * i for i, u in enumerate(units)}, "l1", "structured")
+    for _ in prune_in_steps(model, plan, x[:2], lambda m: torch.zeros(1)):
+        pass
+    assert model.conv1.out_channels < 32  # really narrower than the preset
+    copy = rebuild(bundle_model(model, spec, (1, 28, 28), 2))
+    with torch.no_grad():
+        assert torch.equal(copy(x), model.eval()(x))
+
+
+def test_every_trial_model_rebuilds_to_its_stored_val_scores(tiny_study_dir: Path) -> None:
+    storage, study = _study(tiny_study_dir)
+    data = load_dataset("breast-cancer", seed=0)
+    teacher_params = study.user_attrs["teacher"]["params"]
+    for trial in study.trials:
+        model = load_trial_model(study, trial, storage)
+        assert sum(p.numel() for p in model.parameters()) == trial.user_attrs["params"]
+        assert trial.user_attrs["params"] < teacher_params  # structurally pruned
+        auc, acc = split_scores(model, data.val, data.task)
+        assert (auc, acc) == (trial.user_attrs["val_auc"], trial.user_attrs["val_acc"])
+
+
+def test_pt_export_rebuilds_a_structured_trial_with_identical_outputs(
+    tiny_study_dir: Path, tmp_path: Path
+) -> None:
+    storage, study = _study(tiny_study_dir)
+    trial = study.trials[2]
+    out = tmp_path / "model.pt"
+    assert main(["export", "--storage", storage, "--trial", "2", "--out", str(out)]) == 0
+    content = torch.load(out, map_location="cpu", weights_only=True)
+    assert set(content) == {"state_dict", "spec"}
+    exported = rebuild(ModelBundle(content["state_dict"], content["spec"]))
+    stored = load_trial_model(study, trial, storage)
+    x = load_dataset("breast-cancer", seed=0).val.x
+    with torch.no_grad():
+        assert torch.equal(exported(x), stored(x))
+    assert content["spec"]["layers"]["body.0"][1] < 256  # the pruned width, not the preset's
+    assert trial.user_attrs["plan"]["pruning"] == "structured"
+
+
+def test_onnx_export_reproduces_pytorch_outputs(
+    tiny_study_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import onnxruntime
+
+    storage, study = _study(tiny_study_dir)
+    out = tmp_path / "model.onnx"
+    args = ["export", "--storage", storage, "--trial", "3", "--format", "onnx"]
+    assert main([*args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "max abs diff" in printed and "batch-1 latency" in printed
+    x = load_dataset("breast-cancer", seed=0).val.x
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    actual = session.run(None, {"input": x.numpy()})[0]  # the whole split: a dynamic batch
+    with torch.no_grad():
+        expected = load_trial_model(study, study.trials[3], storage)(x).numpy()
+    assert float(np.max(np.abs(actual - expected))) < 1e-4
+
+
+def test_export_fails_loudly_and_clearly(
+    tiny_study_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    storage, _ = _study(tiny_study_dir)
+    args = ["export", "--storage", storage, "--format", "onnx", "--out", str(tmp_path / "m.onnx")]
+    assert main([*args, "--trial", "99"]) == 2
+    assert "no finished trial 99" in capsys.readouterr().err
+    monkeypatch.setattr("search.export.ONNX_TOLERANCE", -1.0)  # any difference is too much
+    assert main([*args, "--trial", "3"]) == 1
+    assert "differ from PyTorch" in capsys.readouterr().err
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        "importlib.util.find_spec",
+        lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a),
+    )
+    assert main([*args, "--trial", "3"]) == 2
+    assert "pip install 'medslim[onnx]'" in capsys.readouterr().err

@@ -1,0 +1,91 @@
+"""Pruned teachers and distilled students in one study, on breast-cancer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import objectives.distill as distill
+from search.config import StudyConfig
+from search.pareto import compute_front, format_front
+from search.study import prepare, run_study
+from spaces.architectures import build_model, spec_from_dict
+from spaces.errors import UsageError
+
+FAST = {"teacher_epochs": 20, "epochs": 1, "student_epochs": 3, "baselines": 2}
+
+
+def _study(tmp_path: Path, **changes) -> optuna.Study:
+    config = StudyConfig(storage=f"sqlite:///{tmp_path / 'm.db'}", **{**FAST, **changes})
+    session = prepare(config, log=lambda message: None)
+    run_study(session, progress=False)
+    return session.study
+
+
+def test_both_yields_pruned_and_distilled_trials_on_one_front(tmp_path: Path) -> None:
+    study = _study(tmp_path, method="both", trials=8)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 8
+    assert {t.user_attrs["method"] for t in done} == {"prune", "distill"}
+    assert all(t.params["method"] == t.user_attrs["method"] for t in study.trials)
+    seeds = [t for t in study.trials if t.user_attrs.get("baseline") == "scaled"]
+    assert [spec_from_dict(t.user_attrs["student_spec"]).hidden for t in seeds] == [
+        (128, 64, 32),
+        (64, 32, 16),
+        (32, 16, 8),
+    ]
+    for trial in done:
+        if trial.user_attrs["method"] == "distill":
+            assert not any(k.startswith("sparsity.") for k in trial.params)
+            model = build_model(spec_from_dict(trial.user_attrs["student_spec"]), (30,), 2)
+            assert sum(p.numel() for p in model.parameters()) == trial.user_attrs["params"]
+        else:
+            assert not any(k.startswith(("student.", "distill.")) for k in trial.params)
+    front = compute_front(study)
+    assert {m.method for m in front.members} <= {"prune", "distill"}
+    table = format_front(front)
+    for member in front.members:
+        assert member.as_json()["method"] == member.method
+        if member.method == "distill":
+            assert "mlp " in table and "T=" in table
+
+
+def test_students_above_the_flops_bound_are_pruned_before_training(tmp_path: Path) -> None:
+    study = _study(tmp_path, method="distill", trials=2, max_flops=0.1, sampler="nsga2")
+    rejected = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert rejected, "the 1/2-width seed exceeds 10% of the teacher's FLOPs"
+    assert all("--max-flops" in t.user_attrs["rejected"] for t in rejected)
+    assert all("val_auc" not in t.user_attrs for t in rejected)
+    assert not any(t.state == TrialState.FAIL for t in study.trials)
+
+
+@pytest.mark.parametrize("sampler", ["cmaes", "nsga2"])
+def test_single_objective_structure_search_runs(tmp_path: Path, sampler: str) -> None:
+    study = _study(
+        tmp_path,
+        method="both",
+        trials=6,
+        objectives=("val_auc",),
+        sampler=sampler,
+        max_flops=0.5,
+        baselines=1,
+    )
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 6
+    assert not any(t.state == TrialState.FAIL for t in study.trials)
+
+
+def test_kd_fine_tunes_pruned_models_on_soft_labels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(distill, "_LOGITS", {})  # as in a fresh process
+    study = _study(tmp_path, kd=True, trials=2)
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert list((tmp_path / ".medslim" / "teachers").glob("logits-*.pt"))
+
+
+def test_unknown_method_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="prune, distill, both"):
+        StudyConfig(method="quantize")

@@ -1,0 +1,127 @@
+"""Test re-scoring: bootstrap intervals, the paired difference, and the cache in the study."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from objectives.bootstrap import (
+    batched_acc,
+    batched_auc,
+    metric_samples,
+    percentile_interval,
+    point_estimate,
+    stratified_indices,
+)
+from objectives.metrics import acc_score, auc_score
+from search.cli import main
+from search.rescore import TEACHER_KEY, paired_difference, trial_key
+
+TASKS = ("binary-class", "multi-class", "multi-label, binary-class")
+
+
+def _synthetic(task: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and informative, tied (rounded) scores."""
+    rng = np.random.default_rng(seed)
+    if task == "multi-label, binary-class":
+        y = rng.integers(0, 2, (n, 3))
+        return y, np.clip(0.3 * y + rng.random((n, 3)) * 0.7, 0, 1).round(2)
+    classes = 2 if task == "binary-class" else 4
+    y = rng.integers(0, classes, (n, 1))
+    logits = rng.normal(size=(n, classes)) + 1.5 * np.eye(classes)[y[:, 0]]
+    scores = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return y, scores.round(2)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_batched_metrics_equal_the_medmnist_metrics_on_every_resample(task: str) -> None:
+    y, scores = _synthetic(task, 300, 0)
+    indices = stratified_indices(y, 20, seed=1)
+    aucs = metric_samples(batched_auc, y, scores, task, indices)
+    accs = metric_samples(batched_acc, y, scores, task, indices)
+    for row, auc, acc in zip(indices, aucs, accs, strict=True):
+        assert auc == pytest.approx(auc_score(y[row], scores[row], task), abs=1e-12)
+        assert acc == pytest.approx(acc_score(y[row], scores[row], task), abs=1e-12)
+
+
+def test_stratified_resamples_keep_each_class_count_and_are_seeded() -> None:
+    y, _ = _synthetic("multi-class", 200, 0)
+    indices = stratified_indices(y, 50, seed=3)
+    counts = np.bincount(y[:, 0])
+    for row in indices:
+        assert (np.bincount(y[row, 0], minlength=len(counts)) == counts).all()
+    assert (indices == stratified_indices(y, 50, seed=3)).all()
+    assert not (indices == stratified_indices(y, 50, seed=4)).all()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_intervals_contain_the_estimate_and_shrink_with_more_samples(task: str) -> None:
+    widths = []
+    for n in (150, 2400):
+        y, scores = _synthetic(task, n, 0)
+        indices = stratified_indices(y, 1000, seed=0)
+        for metric in (batched_auc, batched_acc):
+            estimate = point_estimate(metric, y, scores, task)
+            ci = percentile_interval(
+                estimate, metric_samples(metric, y, scores, task, indices), 0.95
+            )
+            assert ci.low <= ci.estimate <= ci.high
+            widths.append(ci.high - ci.low)
+    small_auc, small_acc, large_auc, large_acc = widths
+    assert large_auc < small_auc / 2 and large_acc < small_acc / 2  # ~1/sqrt(16) = 1/4
+
+
+def test_paired_difference_of_a_model_with_itself_is_exactly_zero() -> None:
+    y, scores = _synthetic("binary-class", 300, 0)
+    indices = stratified_indices(y, 1000, seed=0)
+    delta = paired_difference(y, scores, scores, "binary-class", indices)
+    assert tuple(delta) == (0.0, 0.0, 0.0)
+    noisy = np.clip(scores + np.random.default_rng(1).normal(0, 0.2, scores.shape), 0, 1)
+    worse = paired_difference(y, noisy, scores, "binary-class", indices)
+    assert worse.high < 0  # the paired interval sees a clearly worse model
+
+
+def test_pareto_rescores_the_front_once_and_reads_the_cache_after(
+    tiny_study_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = shutil.copytree(tiny_study_dir, tmp_path / "copy")
+    url = f"sqlite:///{folder / 'm.db'}"
+    assert main(["pareto", "--json", "--storage", url, "--resamples", "300"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    teacher = first["teacher"]
+    assert teacher["test_auc_ci"][0] <= teacher["test_auc"] <= teacher["test_auc_ci"][1]
+    assert teacher["test_acc_ci"][0] <= teacher["test_acc"] <= teacher["test_acc_ci"][1]
+    # The re-scored teacher matches the scores `prepare` stored when it trained it.
+    study = optuna.load_study(study_name=first["study"], storage=url)
+    assert teacher["test_auc"] == pytest.approx(study.user_attrs["teacher"]["test_auc"])
+    for member in first["front"]:
+        low, high = member["delta_auc_ci"]
+        assert low <= member["delta_auc"] <= high
+        assert member["non_inferior"] is (low > -0.01)
+        assert member["test_auc"] - teacher["test_auc"] == pytest.approx(member["delta_auc"])
+        assert 0.0 <= member["sensitivity"] <= 1.0 and 0.0 <= member["specificity"] <= 1.0
+        assert {"val_auc", "flops_ratio", "choices"} <= set(member)  # existing keys kept
+    assert {TEACHER_KEY, *(trial_key(m["trial"]) for m in first["front"])} <= set(study.user_attrs)
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("a cached test score was recomputed")
+
+    monkeypatch.setattr("search.rescore.model_predictions", refuse)
+    assert main(["pareto", "--json", "--storage", url, "--resamples", "300"]) == 0
+    assert json.loads(capsys.readouterr().out) == first
+    assert main(["pareto", "--storage", url, "--resamples", "300", "--margin", "0.5"]) == 0
+    table = capsys.readouterr().out
+    assert "front chosen on the validation split" in table
+    assert "teacher" in table and "reference" in table
+    # The margin is a display choice, applied to the cached intervals.
+    shown = sum(m["delta_auc_ci"][0] > -0.5 for m in first["front"])
+    assert table.count("  non-inferior") == shown
+    assert table.count("not shown non-inferior") == len(first["front"]) - shown
