@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import platformdirs
 import torch
 
 from objectives.evaluate import evaluate_pruning
@@ -136,14 +137,14 @@ def medslim_default(config: StudyConfig, teacher_file: Path, workdir: Path):
 
 
 def benchmark_dataset(
-    name: str, path: Path | None, trials: int, seeds: list[int], epochs: int | None
+    name: str, path: Path | None, trials: int, seeds: list[int], epochs: int | None, cache: Path
 ) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    workdir = Path(tempfile.mkdtemp(prefix="medslim-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix="medslim-bench-", dir=cache))
     config = StudyConfig(
         dataset=str(path) if path else name,
         epochs=epochs,
-        storage=f"sqlite:///{workdir / 'base.db'}",
+        storage=f"sqlite:///{cache / 'teachers.db'}",  # teachers cached beside it, reused
     )
     session = prepare(config, log=lambda m: print(f"  {m}"))
     teacher_file = workdir / "teacher.pt"
@@ -222,6 +223,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, help="fine-tune epochs per trial (medslim default)")
     parser.add_argument("--out", type=Path, default=Path("front_quality.json"))
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(platformdirs.user_cache_dir("medslim")) / "benchmarks",
+        help="where teachers are cached between benchmark runs",
+    )
     args = parser.parse_args()
     reports = {}
     for name in args.datasets:
@@ -230,7 +237,10 @@ def main() -> None:
             print(f"{name}: skipped, {path} is absent")
             continue
         print(f"{name}:", flush=True)
-        reports[name] = benchmark_dataset(name, path, args.trials, args.seeds, args.epochs)
+        args.cache.mkdir(parents=True, exist_ok=True)
+        reports[name] = benchmark_dataset(
+            name, path, args.trials, args.seeds, args.epochs, args.cache
+        )
         print(summarise(name, reports[name]), flush=True)
     args.out.write_text(json.dumps(reports, indent=1))
     print(f"\nwrote {args.out}")

@@ -96,7 +96,9 @@ def main() -> None:
 
 def _median(runs: list[dict]) -> dict:
     """Each column's median over the runs (they ran interleaved, so load drifts cancel)."""
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0] if key != "repeat"}
+    row = {key: round(statistics.median(run[key] for run in runs), 2) for key in runs[0]}
+    row.pop("repeat")
+    return {**row, "workers": runs[0]["workers"], "trials": int(row["trials"])}
 
 
 if __name__ == "__main__":

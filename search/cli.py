@@ -16,8 +16,15 @@ from search.inspect_cli import add_inspect_commands, add_pareto_arguments, paret
 from search.pareto import compute_front, format_front
 from search.samplers import SAMPLERS, sampler_names
 from search.storage import open_storage, study_names
-from search.study import finished_count, prepare, run_study
-from search.workers import Interrupts, join_study, publish_target, run_workers, work
+from search.study import finished_count, prepare
+from search.workers import (
+    Interrupts,
+    join_study,
+    publish_target,
+    run_here,
+    run_workers,
+    work,
+)
 from spaces.architectures import get_preset, preset_names, spec_to_dict
 from spaces.criteria import CRITERIA, criterion_names
 from spaces.errors import UsageError
@@ -232,7 +239,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if code:
                 return code
         else:
-            run_study(session, progress=not args.no_progress)
+            run_here(session, progress=not args.no_progress)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: {finished_count(study)} finished trials are kept in "
@@ -281,7 +288,6 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    interrupts = Interrupts()
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be 1 or more, got {args.threads}")
     if args.threads is not None:
@@ -289,19 +295,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
     quiet = args.no_progress or args.managed
     log = (lambda message: None) if quiet else (lambda m: print(m, file=sys.stderr))
     try:
-        study = load_existing_study(args.storage, args.study)
-        session = join_study(
-            study,
-            storage=args.storage,
-            trials=args.trials,
-            seed=args.seed,
-            log=log,
-            device=args.device,
-            data_dir=args.data_dir,
-            heartbeat=args.heartbeat,
-        )
-        log(f"worker joined {study.study_name}: {finished_count(study)} trials finished")
-        ran = work(session, interrupts)
+        with Interrupts() as interrupts:
+            with interrupts.allowed():  # no trial of ours runs yet: stop at once
+                study = load_existing_study(args.storage, args.study)
+                session = join_study(
+                    study,
+                    storage=args.storage,
+                    trials=args.trials,
+                    seed=args.seed,
+                    log=log,
+                    device=args.device,
+                    data_dir=args.data_dir,
+                    heartbeat=args.heartbeat,
+                )
+            log(f"worker joined {study.study_name}: {finished_count(study)} trials finished")
+            ran = work(session, interrupts)
     except KeyboardInterrupt:
         if not args.managed:  # a managed worker's parent prints the one line
             print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 import platformdirs
@@ -60,9 +61,31 @@ def open_storage(url: str, *, heartbeat: int | None = None) -> BaseStorage:
                     "grace_period": GRACE_HEARTBEATS * heartbeat,
                     "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(MAX_RETRY),
                 }
-            return RDBStorage(url, engine_kwargs=engine_kwargs, **liveness)
+            storage = RDBStorage(url, engine_kwargs=engine_kwargs, **liveness)
     except Exception as error:  # sqlalchemy raises several types for a bad URL or driver
         raise _cannot_open(url, error) from None
+    if url.startswith("sqlite"):
+        _begin_immediate(storage.engine)
+    return storage
+
+
+def _begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
+    """Start every SQLite transaction with BEGIN IMMEDIATE (SQLAlchemy's documented recipe).
+
+    SQLite ignores SELECT ... FOR UPDATE, so with the default deferred transactions two
+    workers can both read a queued trial as WAITING and both run it. Taking the write lock at
+    BEGIN makes Optuna's read-then-write steps atomic; the busy timeout queues the waiters.
+    """
+
+    def no_driver_transactions(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself
+
+    def begin(connection: sqlalchemy.engine.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    sqlalchemy.event.listen(engine, "connect", no_driver_transactions)
+    sqlalchemy.event.listen(engine, "begin", begin)
+    engine.dispose()  # connections opened before the listeners are replaced by new ones
 
 
 def _not_a_url(url: str) -> UsageError:

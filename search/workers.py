@@ -14,8 +14,8 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from typing import Any
 
 import optuna
@@ -75,24 +75,21 @@ def run_workers(session: Session, *, progress: bool) -> int:
         *("--threads", str(max(1, cpu_cores() // config.workers))),
         *(("--data-dir", config.data_dir) if config.data_dir else ()),
     ]
-    bar = _progress_bar(finished_count(study), target) if progress else None
+    bar = _progress_bar(finished_count(study), target, progress)
     children = [
         subprocess.Popen([*command, "--seed", str(config.seed + 1 + i)])
         for i in range(config.workers)
     ]
     try:
         while any(child.poll() is None for child in children):
-            if bar is not None:
-                bar.n = finished_count(study)
-                bar.refresh()
+            bar.update(finished_count(study) - bar.n)
             time.sleep(POLL_S)
     except BaseException:  # Ctrl-C, or the parent failing: no worker is left behind
         _stop(children)
         raise
     finally:
-        if bar is not None:
-            bar.n = finished_count(study)
-            bar.close()
+        bar.update(finished_count(study) - bar.n)
+        bar.close()
     done = finished_count(study)
     if done >= target:
         return 0
@@ -123,26 +120,44 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
 
 
 class Interrupts:
-    """A worker's SIGINT handling. Inside the objective the first SIGINT interrupts at once
-    (Optuna records the trial as FAIL); while Optuna books a trial (asks, tells) it waits for
-    the next safe point, so no trial is left RUNNING. Later SIGINTs are ignored: Ctrl-C reaches
-    a worker both from the terminal and from its parent."""
+    """SIGINT handling for a process that runs trials. Ctrl-C interrupts at once only where
+    that is safe: inside the objective (Optuna records the trial as FAIL), while waiting, or
+    while joining. Elsewhere (Optuna asking for or telling a trial, counting trials) it takes
+    effect at the next safe point, so no trial is left RUNNING and no database session is cut
+    in half. Later SIGINTs are ignored: Ctrl-C reaches a worker from the terminal and from
+    its parent."""
 
     def __init__(self) -> None:
         self.requested = False
-        self.deferring = False
-        signal.signal(signal.SIGINT, self._handle)
+        self.interruptible = False
+        self._previous: Any = None
+
+    def __enter__(self) -> Interrupts:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
             return
         self.requested = True
-        if not self.deferring:
+        if self.interruptible:
             raise KeyboardInterrupt
 
     def check(self) -> None:
         if self.requested:
             raise KeyboardInterrupt
+
+    @contextmanager
+    def allowed(self) -> Iterator[None]:
+        self.check()
+        self.interruptible = True
+        try:
+            yield
+        finally:
+            self.interruptible = False
 
 
 def join_study(
@@ -180,7 +195,13 @@ def join_study(
     return session
 
 
-def work(session: Session, interrupts: Interrupts, *, poll: float = POLL_S) -> int:
+def work(
+    session: Session,
+    interrupts: Interrupts,
+    *,
+    poll: float = POLL_S,
+    on_trial: Callable[[int], None] | None = None,
+) -> int:
     """Run trials until the study holds `config.trials` finished ones; returns how many ran.
 
     A trial starts only while finished + running trials fall short of the target. When the
@@ -194,6 +215,7 @@ def work(session: Session, interrupts: Interrupts, *, poll: float = POLL_S) -> i
     attempts = 3 * max(1, target - finished_count(study))  # room for failed trials
     ran = 0
     while ran < attempts:
+        interrupts.check()
         complete, running = _count(study)
         if complete >= target:
             break
@@ -203,20 +225,30 @@ def work(session: Session, interrupts: Interrupts, *, poll: float = POLL_S) -> i
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
-            time.sleep(poll)
+            with interrupts.allowed():
+                time.sleep(poll)
             continue
         gate.surplus = False
-        interrupts.deferring = True
-        try:
-            study.optimize(gate, n_trials=1, catch=(Exception,))
-        finally:
-            interrupts.deferring = False
-        interrupts.check()
+        study.optimize(gate, n_trials=1, catch=(Exception,))
         if gate.surplus:  # another worker started at the same moment: back off, look again
-            time.sleep(random.uniform(0, 2 * poll))
+            with interrupts.allowed():
+                time.sleep(random.uniform(0, 2 * poll))
         else:
             ran += 1
+            if on_trial is not None:
+                on_trial(finished_count(study))
     return ran
+
+
+def run_here(session: Session, *, progress: bool) -> None:
+    """One worker in this process (`--workers 1`), with a progress bar: the same loop, so it
+    stops at exactly the target even when workers from other machines join."""
+    bar = _progress_bar(finished_count(session.study), session.config.trials or 0, progress)
+    try:
+        with Interrupts() as interrupts:
+            work(session, interrupts, on_trial=lambda done: bar.update(done - bar.n))
+    finally:
+        bar.close()
 
 
 class _Gate:
@@ -233,7 +265,7 @@ class _Gate:
         self.surplus = False
 
     def __call__(self, trial: optuna.Trial) -> Any:
-        self.interrupts.check()  # Ctrl-C while the trial was asked for: record it as FAIL
+        self.interrupts.check()  # Ctrl-C while the trial was asked for: recorded as FAIL
         live = trial.study.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
         )
@@ -243,11 +275,8 @@ class _Gate:
             trial.set_user_attr("surplus", True)
             raise optuna.TrialPruned("not needed: the study holds enough trials")
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        self.interrupts.deferring = False
-        try:
+        with self.interrupts.allowed():
             return self.objective(trial)
-        finally:
-            self.interrupts.deferring = True
 
 
 def _requeue(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -263,7 +292,7 @@ def _count(study: optuna.Study) -> tuple[int, int]:
     return complete, len(trials) - complete
 
 
-def _progress_bar(done: int, target: int) -> Any:
+def _progress_bar(done: int, target: int, show: bool) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=target, initial=done, desc="trials (all workers)", unit="trial")
+    return tqdm(total=target, initial=done, desc="finished trials", unit="trial", disable=not show)
