@@ -6,13 +6,17 @@ the test split is carried along untouched and never read here.
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 import torch
 from sklearn.model_selection import KFold, StratifiedKFold
+from torch import nn
 
 from objectives.data import Dataset, Split
+from objectives.evaluate import Scores
 from objectives.metrics import MULTI_LABEL
 from spaces.errors import UsageError
 
@@ -48,3 +52,17 @@ def cv_folds(data: Dataset, k: int, seed: int) -> list[Dataset]:
             )
         )
     return folds
+
+
+def cross_validate(
+    evaluate: Callable[[Dataset, int], tuple[nn.Module, Scores]],
+    folds: list[Dataset],
+    seed: int,
+) -> tuple[nn.Module, Scores, list[float]]:
+    """Evaluate once per fold; val AUC/ACC become fold means, the rest (FLOPs, size,
+    latency) are the first fold's. Returns its model, the scores and each fold's AUC."""
+    results = [evaluate(fold, seed + index) for index, fold in enumerate(folds)]
+    aucs = [scores.val_auc for _, scores in results]
+    model, first = results[0]
+    mean_acc = statistics.mean(scores.val_acc for _, scores in results)
+    return model, replace(first, val_auc=statistics.mean(aucs), val_acc=mean_acc), aucs

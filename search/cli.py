@@ -15,6 +15,7 @@ from search.dashboard import publish
 from search.inspect_cli import add_inspect_commands, add_pareto_arguments, pareto_output
 from search.pareto import compute_front, format_front
 from search.samplers import SAMPLERS, sampler_names
+from search.sensitivity import format_curves, study_curves
 from search.storage import open_storage, study_names
 from search.study import finished_count, prepare
 from search.workers import (
@@ -124,6 +125,19 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="training epochs of a distilled student (default: 60 tabular, 3 images)",
     )
     parser.add_argument(
+        "--cv",
+        type=int,
+        default=DEFAULTS.cv,
+        help="score each pruning trial by K-fold stratified cross-validation over train+val "
+        "instead of the single val split (default: 0, the val split)",
+    )
+    parser.add_argument(
+        "--sensitivity-drop",
+        type=float,
+        help="cap each group's ratio at the largest one whose val AUC drop, pruned alone "
+        "without fine-tuning, stays within this (see `medslim sensitivity`)",
+    )
+    parser.add_argument(
         "--kd",
         action="store_true",
         help="fine-tune pruned models on the teacher's soft labels too",
@@ -205,6 +219,8 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         method=args.method,
         student_epochs=args.student_epochs,
         kd=args.kd,
+        cv=args.cv,
+        sensitivity_drop=args.sensitivity_drop,
         batch_size=args.batch_size,
         lr=args.lr,
         objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()),
@@ -354,6 +370,32 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    """Prune one group at a time, print the AUC-drop curves, keep them in the study."""
+    config = config_from_args(args)
+    log = (lambda message: None) if args.no_progress else (lambda m: print(m, file=sys.stderr))
+    session = prepare(config, log=log)
+    curves = study_curves(
+        session.study,
+        session.teacher,
+        session.data,
+        session.unit_names,
+        teacher_auc=session.teacher_scores.val_auc,
+        criterion=session.space.criterion or "l1",
+        pruning=session.space.pruning,
+        seed=config.seed,
+        log=log,
+    )
+    ceilings = dict(session.space.ceilings) if config.sensitivity_drop is not None else None
+    print(format_curves(curves, ceilings))
+    publish(session.study)
+    print(
+        f"curves kept in study {session.study.study_name}; `medslim run` with the same flags "
+        "and --sensitivity-drop D caps each group's ratio by them"
+    )
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     print("models:")
     for name in preset_names():
@@ -386,6 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     datasets = commands.add_parser("datasets", help="list datasets and whether each is cached")
     datasets.add_argument("--data-dir")
     datasets.set_defaults(handler=cmd_datasets)
+    sensitivity = commands.add_parser(
+        "sensitivity", help="val AUC drop per group pruned alone (same flags as run)"
+    )
+    _add_run_arguments(sensitivity)
+    sensitivity.set_defaults(handler=cmd_sensitivity)
     listing = commands.add_parser("list", help="list models, samplers and criteria")
     listing.set_defaults(handler=cmd_list)
     _add_worker_command(commands)

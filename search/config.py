@@ -40,6 +40,8 @@ class StudyConfig:
     student_epochs: int | None = None
     batch_size: int = 128
     lr: float = 2e-3
+    cv: int = 0
+    sensitivity_drop: float | None = None
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     max_flops: float | None = None
     min_auc: float | None = None
@@ -73,6 +75,17 @@ class StudyConfig:
             )
         if len(set(self.objectives)) != len(self.objectives):
             raise UsageError(f"--objectives lists one twice: {','.join(self.objectives)}")
+        if self.cv == 1 or self.cv < 0:
+            raise UsageError(
+                f"--cv needs 2 or more folds (0: the single val split), got {self.cv}"
+            )
+        if self.cv and (self.method != "prune" or self.kd):
+            raise UsageError(
+                "--cv scores pruning trials only (the teacher's cached soft labels follow the "
+                "fixed train split); drop --cv, or use --method prune without --kd"
+            )
+        if self.sensitivity_drop is not None and not 0.0 <= self.sensitivity_drop <= 1.0:
+            raise UsageError(f"--sensitivity-drop must be in [0, 1], got {self.sensitivity_drop}")
         if self.method not in METHODS:
             raise UsageError(f"unknown --method {self.method!r}; use one of {', '.join(METHODS)}")
         for name in ("epochs", "teacher_epochs", "student_epochs"):
@@ -106,7 +119,8 @@ class StudyConfig:
     def default_study_name(self) -> str:
         stem = Path(self.dataset).stem if self.dataset.endswith(".npz") else self.dataset
         digest = hashlib.sha256(json.dumps(self.stored(), sort_keys=True).encode()).hexdigest()
-        return f"{stem}-{self.model}-{self.pruning}-{digest[:6]}"
+        space = self.pruning if self.method == "prune" else self.method
+        return f"{stem}-{self.model}-{space}-{digest[:6]}"
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any], **run_settings: Any) -> StudyConfig:

@@ -15,6 +15,7 @@ import optuna_dashboard
 from search.pareto import compute_front
 from search.report import ReportData, profile_figure, report_data, trade_off_figure
 from search.rescore import TEACHER_KEY, trial_key
+from search.sensitivity import sensitivity_figure, stored_curves
 from search.storage import open_storage
 
 FIGURE_IDS = ("auc-vs-flops", "acc-vs-flops", "ratio-profile")
@@ -65,6 +66,10 @@ def publish(study: optuna.Study) -> ReportData:
     figures = [trade_off_figure(t) for t in data.trade_offs] + [profile_figure(data)]
     for graph_id, figure in zip(FIGURE_IDS, figures, strict=True):
         optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=graph_id)
+    curves = stored_curves(study)
+    if curves:
+        figure = sensitivity_figure(curves)
+        optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id="sensitivity")
     optuna_dashboard.save_note(study, summary_note(study, data))
     return data
 

@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from optuna.trial import TrialState
 
 from search.pareto import compute_front, short_choices
+from search.sensitivity import sensitivity_figure, stored_curves
 
 MIN_IMPORTANCE_TRIALS = 4
 """Fewer finished trials than this make parameter importances meaningless (or fail)."""
@@ -151,6 +152,9 @@ def figures(study: optuna.Study, data: ReportData) -> list[Section]:
         for t in data.trade_offs
     ]
     sections.append(Section("Per-layer pruning ratios of the front", profile_figure(data), ""))
+    curves = stored_curves(study)
+    if curves:
+        sections.append(Section("Sensitivity per group", sensitivity_figure(curves), ""))
     sections.append(
         Section("Student specs of distilled front members", students_figure(data), "")
         if data.students

@@ -15,18 +15,22 @@ import torch
 from optuna.trial import TrialState
 from torch import nn
 
+from objectives.crossval import cross_validate, cv_folds
 from objectives.data import Dataset, load_dataset
-from objectives.evaluate import Budget, evaluate_pruning, score_model
+from objectives.evaluate import Budget, Scores, evaluate_pruning, score_model
+from objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
 from objectives.teacher import TeacherScores, load_state_dict_file, obtain_teacher
 from objectives.training import Recipe
 from search.config import StudyConfig, config_differences
 from search.methods import StudentTrials, kd_finetune_loss, sample_method, student_seeds
 from search.samplers import make_sampler
+from search.sensitivity import study_curves
 from search.storage import check_storage_url, open_storage, storage_dir
 from search.trial_models import save_trial_model
 from spaces.architectures import ModelSpec, build_model, get_preset, input_kind
 from spaces.errors import UsageError
 from spaces.sparsity import (
+    PruningPlan,
     SparsitySpace,
     prunable_units,
     sample_plan,
@@ -131,6 +135,7 @@ class Session:
     teacher_flops: int
     unit_names: list[str]
     study: optuna.Study
+    space: SparsitySpace
 
 
 def prepare(config: StudyConfig, log: Callable[[str], None] = print) -> Session:
@@ -197,8 +202,23 @@ def prepare(config: StudyConfig, log: Callable[[str], None] = print) -> Session:
         _enqueue_baselines(
             study, space, units, min(config.baselines, config.trials), config.method
         )
+    if config.sensitivity_drop is not None:
+        curves = study_curves(
+            study,
+            teacher,
+            data,
+            units,
+            teacher_auc=teacher_scores.val_auc,
+            criterion=space.criterion or "l1",
+            pruning=space.pruning,
+            seed=config.seed,
+            log=log,
+        )
+        floor = min(DEFAULT_RATIOS)
+        ceilings = ceilings_from_curves(curves, config.sensitivity_drop, floor)
+        space = replace(space, ceilings=tuple(ceilings.items()))
     return Session(
-        config, data, device, teacher, spec, teacher_scores, reference.flops, units, study
+        config, data, device, teacher, spec, teacher_scores, reference.flops, units, study, space
     )
 
 
@@ -244,8 +264,9 @@ def _enqueue_students(study: optuna.Study, teacher: ModelSpec, method: str) -> N
 
 def make_objective(session: Session) -> Callable[[optuna.Trial], tuple[float, ...]]:
     config = session.config
-    space = sparsity_space(config)
+    space = session.space
     budget = budget_for(config)
+    folds = cv_folds(session.data, config.cv, config.seed) if config.cv else []
     max_flops = config.max_flops
     if max_flops is not None and max_flops <= 1.0:  # a fraction of the teacher's FLOPs
         max_flops = max_flops * session.teacher_flops
@@ -266,6 +287,8 @@ def make_objective(session: Session) -> Callable[[optuna.Trial], tuple[float, ..
             evaluate = partial(
                 evaluate_pruning, session.teacher, plan, session.data, budget, loss=kd
             )
+            if folds:
+                evaluate = partial(_cross_validated, trial, session.teacher, plan, budget, folds)
         try:
             model, scores = evaluate(seed=config.seed + trial.number)
         except Exception as error:  # recorded on the trial as FAIL; the study goes on
@@ -290,6 +313,26 @@ def make_objective(session: Session) -> Callable[[optuna.Trial], tuple[float, ..
         return tuple(float(attrs[name]) for name in config.objectives)
 
     return objective
+
+
+def _cross_validated(
+    trial: optuna.Trial,
+    teacher: nn.Module,
+    plan: PruningPlan,
+    budget: Budget,
+    folds: list[Dataset],
+    *,
+    seed: int,
+) -> tuple[nn.Module, Scores]:
+    """`--cv K`: the trial's val scores are K-fold means over train+val; each fold's AUC is
+    kept on the trial."""
+
+    def one_fold(fold: Dataset, fold_seed: int) -> tuple[nn.Module, Scores]:
+        return evaluate_pruning(teacher, plan, fold, budget, seed=fold_seed)
+
+    model, scores, fold_aucs = cross_validate(one_fold, folds, seed)
+    trial.set_user_attr("cv_fold_auc", fold_aucs)
+    return model, scores
 
 
 def finished_count(study: optuna.Study) -> int:

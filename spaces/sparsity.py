@@ -34,6 +34,8 @@ class SparsitySpace:
     max_offset: float = 0.2
     criterion: str | None = "l1"
     iterative_steps: int = 1
+    ceilings: tuple[tuple[str, float], ...] = ()
+    """Per-unit ratio ceilings below `max_ratio` (e.g. from a sensitivity analysis)."""
 
     def __post_init__(self) -> None:
         if self.pruning not in PRUNING_KINDS:
@@ -109,12 +111,14 @@ def prunable_units(
 def sample_plan(trial: Any, space: SparsitySpace, unit_names: Sequence[str]) -> PruningPlan:
     """Ask the trial for a global ratio, one bounded offset per unit, and maybe the criterion."""
     global_ratio = trial.suggest_float("sparsity.global", 0.0, space.max_ratio)
+    ceilings = dict(space.ceilings)
     ratios = {}
     for name in unit_names:
         offset = 0.0
         if space.max_offset > 0:
             offset = trial.suggest_float(f"sparsity.{name}", -space.max_offset, space.max_offset)
-        ratios[name] = min(max(global_ratio + offset, 0.0), space.max_ratio)
+        ceiling = min(space.max_ratio, ceilings.get(name, space.max_ratio))
+        ratios[name] = min(max(global_ratio + offset, 0.0), ceiling)
     criterion = space.criterion
     if criterion is None:
         options = [

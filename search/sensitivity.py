@@ -1,0 +1,82 @@
+"""`medslim sensitivity` and the sensitivity prior of `run --sensitivity-drop`: one curve per
+prunable group, computed once per study and kept in its user attrs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+
+import optuna
+import plotly.graph_objects as go
+from torch import nn
+
+from objectives.data import Dataset
+from objectives.sensitivity import DEFAULT_RATIOS, SensitivityCurve, sensitivity_curves
+
+ATTR = "sensitivity"
+
+
+def study_curves(
+    study: optuna.Study,
+    teacher: nn.Module,
+    data: Dataset,
+    units: list[str],
+    *,
+    teacher_auc: float,
+    criterion: str,
+    pruning: str,
+    seed: int,
+    log: Callable[[str], None] = print,
+) -> list[SensitivityCurve]:
+    """The study's stored curves, or computed now (prune one group, BN-recalibrate, no
+    fine-tuning) and stored, so workers and resumed runs never recompute them."""
+    stored = stored_curves(study)
+    if stored:
+        return stored
+    log(f"sensitivity: {len(units)} groups × {len(DEFAULT_RATIOS)} ratios, no fine-tuning ...")
+    curves = sensitivity_curves(
+        teacher,
+        data,
+        units,
+        teacher_auc=teacher_auc,
+        criterion=criterion,
+        pruning=pruning,
+        seed=seed,
+    )
+    study.set_user_attr(ATTR, [asdict(c) for c in curves])
+    return curves
+
+
+def stored_curves(study: optuna.Study) -> list[SensitivityCurve]:
+    """The curves kept in the study (empty when no sensitivity analysis ran)."""
+    stored = study.user_attrs.get(ATTR, [])
+    return [SensitivityCurve(**{k: _tuple(v) for k, v in c.items()}) for c in stored]
+
+
+def _tuple(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def format_curves(curves: list[SensitivityCurve], ceilings: dict[str, float] | None) -> str:
+    ratios = curves[0].ratios if curves else ()
+    header = f"{'group':<28}" + "".join(f"{f'drop@{r:.2f}':>11}" for r in ratios)
+    lines = ["val AUC drop when only this group is pruned (BN recalibrated, no fine-tuning)"]
+    lines.append(header + (f"{'ceiling':>9}" if ceilings else ""))
+    for curve in curves:
+        row = f"{curve.unit:<28}" + "".join(f"{d:>+11.4f}" for d in curve.auc_drop)
+        if ceilings:
+            row += f"{ceilings[curve.unit]:>9.2f}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def sensitivity_figure(curves: list[SensitivityCurve]) -> go.Figure:
+    figure = go.Figure(
+        [go.Scatter(x=c.ratios, y=c.auc_drop, mode="lines+markers", name=c.unit) for c in curves]
+    )
+    figure.update_layout(
+        title="Sensitivity: val AUC drop per group pruned alone",
+        xaxis_title="pruning ratio of the group",
+        yaxis_title="val AUC drop",
+    )
+    return figure
