@@ -114,15 +114,17 @@ def naive_search(
     return run
 
 
-def medslim_default(config: StudyConfig, teacher_file: Path, workdir: Path):
+def medslim_search(config: StudyConfig, teacher_file: Path, workdir: Path, tag: str):
+    """medslim's own study loop with `config` (fresh study per seed, the shared teacher)."""
+
     def run(session: Session, trials: int, seed: int) -> list[Point]:
         fresh = prepare(
             config.with_overrides(
                 teacher=str(teacher_file),
                 seed=seed,
                 trials=trials,
-                storage=f"sqlite:///{workdir / f'medslim-{seed}.db'}",
-                study=f"bench-{seed}",
+                storage=f"sqlite:///{workdir / f'{tag}-{seed}.db'}",
+                study=f"{tag}-{seed}",
             ),
             log=lambda _: None,
         )
@@ -160,7 +162,10 @@ def benchmark_dataset(
         "(d) random": lambda s, n, seed: naive_search(optuna.samplers.RandomSampler(seed=seed))(
             s, n, seed
         ),
-        "(e) medslim default": medslim_default(session.config, teacher_file, workdir),
+        "(e) medslim default": medslim_search(session.config, teacher_file, workdir, "default"),
+        "(f) + sensitivity prior": medslim_search(
+            session.config.with_overrides(sensitivity_drop=0.01), teacher_file, workdir, "prior"
+        ),
     }
     teacher_auc = session.teacher_scores.val_auc
     results: dict[str, list[dict]] = {m: [] for m in methods}

@@ -178,11 +178,33 @@ def check_same_work(reference: dict[str, Any], other: dict[str, Any]) -> dict[st
     }
 
 
+# Known suspects of medslim's per-trial overhead: (label, file name fragment, function names).
+SUSPECTS = [
+    ("whole trial (optuna _run_trial)", "_optimize.py", {"_run_trial"}),
+    ("sqlite3 commit", "~", {"<method 'commit' of 'sqlite3.Connection' objects>"}),
+    ("Trial.set_user_attr", "_trial.py", {"set_user_attr"}),
+    ("Trial.suggest_float", "_trial.py", {"suggest_float"}),
+    ("save_trial_model (artifact)", "trial_models.py", {"save_trial_model"}),
+    ("heartbeat: fail_stale_trials", "_heartbeat.py", {"fail_stale_trials"}),
+    ("sampler (samplers/*)", "samplers", {"sample_relative", "sample_independent"}),
+    ("measure_latency_ms", "metrics.py", {"measure_latency_ms"}),
+    ("count_flops", "metrics.py", {"count_flops"}),
+    ("sparse_flops", "metrics.py", {"sparse_flops"}),
+    ("prunable_units (dependency graph)", "sparsity.py", {"prunable_units"}),
+    ("MetaPruner.__init__", "base_pruner.py", {"__init__"}),
+    ("recalibrate_batchnorm", "training.py", {"recalibrate_batchnorm"}),
+    ("train (fine-tune)", "training.py", {"train"}),
+    ("study.tell", "_tell.py", {"_tell_with_warning"}),
+]
+
+
 def profile(arms: dict[str, Callable[[], dict[str, Any]]], top: int) -> dict[str, Any]:
-    """One cProfiled run per arm; self time per function and per trial, largest gaps first."""
+    """One cProfiled run per arm: cumulative time of the known suspects per trial, and the
+    functions whose self time per trial differs most between medslim and each other arm."""
     stats: dict[str, dict[str, float]] = {}
     calls: dict[str, dict[str, int]] = {}
     trials: dict[str, int] = {}
+    suspects: dict[str, dict[str, list[float]]] = {label: {} for label, _, _ in SUSPECTS}
     for name, arm in arms.items():
         profiler = cProfile.Profile()
         profiler.enable()
@@ -190,6 +212,12 @@ def profile(arms: dict[str, Callable[[], dict[str, Any]]], top: int) -> dict[str
         profiler.disable()
         trials[name] = run["trials"]
         raw = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+        for label, fragment, funcs in SUSPECTS:
+            hits = [v for (f, _, fn), v in raw.items() if fragment in f and fn in funcs]
+            suspects[label][name] = [
+                sum(v[3] for v in hits) / run["trials"],  # cumulative s per trial
+                sum(v[1] for v in hits) / run["trials"],  # calls per trial
+            ]
         stats[name], calls[name] = {}, {}
         for (file, line, func), (_, ncalls, tottime, _, _) in raw.items():
             key = f"{func} ({Path(file).name}:{line})" if line else func
@@ -216,7 +244,7 @@ def profile(arms: dict[str, Callable[[], dict[str, Any]]], top: int) -> dict[str
                 }
             )
     totals = {name: sum(s.values()) for name, s in stats.items()}
-    return {"self_time_gaps": rows, "profiled_s_per_trial": totals}
+    return {"suspects": suspects, "self_time_gaps": rows, "profiled_s_per_trial": totals}
 
 
 def main() -> None:
@@ -361,6 +389,13 @@ def summarise(
         print("\nprofile (cProfile, one run per arm): self time per trial, largest gaps first")
         totals = profiled["profiled_s_per_trial"]
         print("  profiled s/trial: " + ", ".join(f"{k} {v:.3f}" for k, v in totals.items()))
+        names = list(totals)
+        print("  known suspects, cumulative s per trial (calls per trial):")
+        print(f"  {'':<34}" + "".join(f"{n:>20}" for n in names))
+        for label, per_arm in profiled["suspects"].items():
+            cells = "".join(f"{per_arm[n][0]:>11.4f} ({per_arm[n][1]:>5.1f})" for n in names)
+            print(f"  {label:<34}{cells}")
+        print("  largest self-time gaps per trial:")
         against = None
         for row in profiled["self_time_gaps"]:
             if row["against"] != against:

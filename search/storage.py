@@ -70,7 +70,8 @@ def open_storage(url: str, *, heartbeat: int | None = None) -> BaseStorage:
 
 
 def _begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
-    """Start every SQLite transaction with BEGIN IMMEDIATE (SQLAlchemy's documented recipe).
+    """Start every SQLite transaction with BEGIN IMMEDIATE (SQLAlchemy's documented recipe),
+    on a write-ahead log.
 
     SQLite ignores SELECT ... FOR UPDATE, so with the default deferred transactions two
     workers can both read a queued trial as WAITING and both run it. Taking the write lock at
@@ -79,6 +80,11 @@ def _begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
 
     def no_driver_transactions(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself
+        # WAL with synchronous=NORMAL: a commit no longer waits for a disk sync (Optuna makes
+        # ~25 per trial), yet a killed process loses nothing committed; only a power cut may
+        # roll back the last trials. A file system without WAL keeps its default journal.
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
     def begin(connection: sqlalchemy.engine.Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -56,7 +56,9 @@ def test_sensitivity_curves_are_kept_and_cap_the_ratios(
     curves = study.user_attrs["sensitivity"]
     assert [c["unit"] for c in curves] == study.user_attrs["units"]
     ceilings = {
-        c["unit"]: max([0.25, *(r for r, d in zip(c["ratios"], c["auc_drop"]) if d <= 0)])
+        c["unit"]: max(
+            [0.25, *(r for r, d in zip(c["ratios"], c["auc_drop"], strict=True) if d <= 0)]
+        )
         for c in curves
     }
     assert main(["run", *flags]) == 0

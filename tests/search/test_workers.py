@@ -47,6 +47,7 @@ def test_ctrl_c_exits_130_then_the_same_command_finishes_the_count(
 ) -> None:
     storage = f"sqlite:///{tmp_path / 'c.db'}"
     command = ("run", "--storage", storage, "--trials", "6", "--workers", workers, *medslim.TINY)
+    command += ("--epochs", "30")  # trials long enough (about a second) to interrupt one
     process = medslim.start(*command)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and process.poll() is None:
