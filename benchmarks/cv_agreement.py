@@ -16,6 +16,7 @@ import random
 import time
 from pathlib import Path
 
+import optuna
 import platformdirs
 from scipy.stats import spearmanr
 
@@ -56,6 +57,7 @@ def main() -> None:
     if args.dataset.endswith(".npz") and not Path(args.dataset).is_file():
         print(f"skipped: {args.dataset} is absent")
         return
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     cache = Path(platformdirs.user_cache_dir("medslim")) / "benchmarks"
     cache.mkdir(parents=True, exist_ok=True)
     session = prepare(
