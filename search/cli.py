@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -455,6 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"medslim: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # the reader (e.g. `head`) closed the pipe early: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python docs' recipe
+        return 0
 
 
 if __name__ == "__main__":
