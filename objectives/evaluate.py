@@ -15,8 +15,8 @@ from objectives.data import Dataset, Split
 from objectives.metrics import (
     acc_score,
     auc_score,
-    count_flops,
     count_params,
+    flops_by_module,
     measure_latency_ms,
     sparse_flops,
 )
@@ -69,11 +69,12 @@ def score_model(model: nn.Module, data: Dataset, budget: Budget) -> Scores:
     """Validation AUC/ACC, dense and sparse FLOPs, parameters and batch-1 latency."""
     val_auc, val_acc = split_scores(model, data.val, data.task)
     total, nonzero = count_params(model)
+    per_module = flops_by_module(model, data.input_shape)
     return Scores(
         val_auc=val_auc,
         val_acc=val_acc,
-        flops=count_flops(model, data.input_shape),
-        sparse_flops=sparse_flops(model, data.input_shape),
+        flops=sum(per_module.values()),
+        sparse_flops=sparse_flops(model, per_module),
         params=total,
         nonzero_params=nonzero,
         latency_ms=measure_latency_ms(model, data.input_shape, repeats=budget.latency_repeats),

@@ -71,11 +71,12 @@ def flops_by_module(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str,
     return result
 
 
-def sparse_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """FLOPs that touch non-zero weights: each conv/linear layer's FLOPs times its density."""
+def sparse_flops(model: nn.Module, per_module: dict[str, int]) -> int:
+    """FLOPs that touch non-zero weights: each conv/linear layer's FLOPs (from
+    `flops_by_module`, counted once by the caller) times its weight density."""
     total = 0
     modules = dict(model.named_modules())
-    for name, flops in flops_by_module(model, input_shape).items():
+    for name, flops in per_module.items():
         weight = modules[name].weight.detach()
         total += int(round(flops * float((weight != 0).float().mean())))
     return total

@@ -10,6 +10,7 @@ from objectives.metrics import (
     auc_score,
     count_flops,
     count_params,
+    flops_by_module,
     measure_latency_ms,
     sparse_flops,
 )
@@ -54,7 +55,8 @@ def test_sparse_flops_and_nonzero_params_follow_zeroed_weights() -> None:
     model = nn.Sequential(nn.Linear(10, 10, bias=False))
     with torch.no_grad():
         model[0].weight[:, :7] = 0.0
-    assert sparse_flops(model, (10,)) == pytest.approx(0.3 * count_flops(model, (10,)))
+    per_module = flops_by_module(model, (10,))
+    assert sparse_flops(model, per_module) == pytest.approx(0.3 * count_flops(model, (10,)))
     assert count_params(model) == (100, 30)
 
 
