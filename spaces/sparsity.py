@@ -161,14 +161,16 @@ def prune_in_steps(
     if plan.pruning == "unstructured":
         yield from _prune_unstructured(model, plan, criterion, sample_losses)
         return
-    units = prunable_units(model, example_input, "structured")
+    # Unit names are the groups' root module names, so the pruner's own dependency graph
+    # is the only one this builds.
+    ratio_by_root = {model.get_submodule(name): ratio for name, ratio in plan.ratios.items()}
     importance = criterion.channel_importance()
     pruner = tp.pruner.MetaPruner(
         model,
         example_input,
         importance=importance,
         pruning_ratio=0.0,
-        pruning_ratio_dict={units[name]: ratio for name, ratio in plan.ratios.items()},
+        pruning_ratio_dict=ratio_by_root,
         ignored_layers=[model.get_submodule("head")],
         iterative_steps=plan.iterative_steps,
     )
