@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import optuna
-import platformdirs
+from common import SHARED_DATA, add_cache_argument
 from scipy.stats import spearmanr
 
 from objectives.crossval import cross_validate, cv_folds
@@ -26,7 +26,6 @@ from search.config import StudyConfig
 from search.study import budget_for, prepare
 from spaces.sparsity import PruningPlan
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BUDGETS = (0.25, 0.5, 0.75, 1.0)
 
 
@@ -48,7 +47,8 @@ def best_under(budget: float, ratios: list[float], aucs: list[float]) -> int | N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default=str(SHARED / "breastmnist.npz"))
+    parser.add_argument("--dataset", default=str(SHARED_DATA / "breastmnist.npz"))
+    add_cache_argument(parser)
     parser.add_argument("--plans", type=int, default=16)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -58,7 +58,7 @@ def main() -> None:
         print(f"skipped: {args.dataset} is absent")
         return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cache = Path(platformdirs.user_cache_dir("medslim")) / "benchmarks"
+    cache = args.cache
     cache.mkdir(parents=True, exist_ok=True)
     session = prepare(
         StudyConfig(dataset=args.dataset, storage=f"sqlite:///{cache / 'teachers.db'}"),

@@ -21,18 +21,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
-import platformdirs
 import torch
+from common import SHARED_DATA, add_cache_argument
 
 from objectives.evaluate import evaluate_pruning
 from search.config import StudyConfig
 from search.study import Session, budget_for, prepare, run_study, sparsity_space
 from spaces.sparsity import PruningPlan, uniform_ratios
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DATASETS = {
-    "pneumoniamnist": SHARED / "pneumoniamnist.npz",
-    "breastmnist": SHARED / "breastmnist.npz",
+    "pneumoniamnist": SHARED_DATA / "pneumoniamnist.npz",
+    "breastmnist": SHARED_DATA / "breastmnist.npz",
     "breast-cancer": None,
 }
 REFERENCE = "reference point: val AUC 0.5, FLOPs ratio 1 (log10 = 0)"
@@ -228,12 +227,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, help="fine-tune epochs per trial (medslim default)")
     parser.add_argument("--out", type=Path, default=Path("front_quality.json"))
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=Path(platformdirs.user_cache_dir("medslim")) / "benchmarks",
-        help="where teachers are cached between benchmark runs",
-    )
+    add_cache_argument(parser)
     args = parser.parse_args()
     reports = {}
     for name in args.datasets:

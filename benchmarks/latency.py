@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import platformdirs
 import torch
+from common import SHARED_DATA, add_cache_argument
 from torch import nn
 
 from objectives.metrics import count_flops, measure_latency_ms
@@ -34,7 +34,7 @@ from search.reopen import reopen
 from search.study import prepare, run_study
 from search.trial_models import load_trial_model
 
-PNEUMONIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pneumoniamnist.npz"
+PNEUMONIA = SHARED_DATA / "pneumoniamnist.npz"
 BATCHES = (1, 64)
 
 
@@ -177,12 +177,7 @@ def main() -> None:
     parser.add_argument("--repeats-b64", type=int, default=10, help="timed passes at batch 64")
     parser.add_argument("--trials", type=int, default=6, help="trials of the small study")
     parser.add_argument("--out", type=Path, default=Path("latency.json"))
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=Path(platformdirs.user_cache_dir("medslim")) / "benchmarks",
-        help="where the small study and its teacher are kept between runs",
-    )
+    add_cache_argument(parser, "the small study and its teacher")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage, name = args.storage, args.study

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import platformdirs
 import torch
 import torch_pruning as tp
+from common import add_cache_argument
 from optuna.trial import TrialState
 
 from objectives.data import load_dataset
@@ -265,12 +265,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="then cProfile one run per arm")
     parser.add_argument("--top", type=int, default=12, help="profile rows per comparison")
     parser.add_argument("--out", type=Path, default=Path("overhead.json"))
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=Path(platformdirs.user_cache_dir("medslim")) / "benchmarks",
-        help="where teachers are cached between benchmark runs",
-    )
+    add_cache_argument(parser)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(args.threads)
