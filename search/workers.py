@@ -267,8 +267,12 @@ class _Gate:
     def __call__(self, trial: optuna.Trial) -> Any:
         self.interrupts.check()  # Ctrl-C while the trial was asked for: recorded as FAIL
         live = trial.study.get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
+            deepcopy=False,
+            states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING),
         )
+        # A queued retry of a dead worker's trial is owed a place: it is popped before any
+        # new trial, so a new trial that would crowd it out steps back instead.
+        live = [t for t in live if t.state != TrialState.WAITING or _is_retry(t)]
         if len(live) > self.target:
             self.surplus = True
             _requeue(trial.study, next(t for t in live if t.number == trial.number))
@@ -277,6 +281,11 @@ class _Gate:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         with self.interrupts.allowed():
             return self.objective(trial)
+
+
+def _is_retry(trial: FrozenTrial) -> bool:
+    """Queued by the heartbeat's retry callback for a failed trial."""
+    return "failed_trial" in trial.system_attrs
 
 
 def _requeue(study: optuna.Study, trial: FrozenTrial) -> None:
