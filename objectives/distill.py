@@ -163,8 +163,8 @@ class Distiller(nn.Module):
         index: torch.Tensor,
     ) -> torch.Tensor:
         if self.online:
-            with torch.no_grad():
-                teacher_logits = self._signal.model(inputs)
+            with torch.no_grad():  # fp32 like the cached logits, whatever the autocast
+                teacher_logits = self._signal.model(inputs).float()
         else:
             teacher_logits = self._signal.train_logits[index]
         loss = kd_loss(logits, teacher_logits, targets, self.task, self.settings)
