@@ -26,6 +26,7 @@ from common import SHARED_DATA, add_cache_argument
 
 from objectives.evaluate import evaluate_pruning
 from search.config import StudyConfig
+from search.records import trial_record
 from search.study import Session, budget_for, prepare, run_study, sparsity_space
 from spaces.sparsity import PruningPlan, uniform_ratios
 
@@ -129,7 +130,7 @@ def medslim_search(config: StudyConfig, teacher_file: Path, workdir: Path, tag: 
         )
         run_study(fresh, progress=False)
         return [
-            (t.user_attrs["val_auc"], t.user_attrs["flops_ratio"])
+            (trial_record(t)["val_auc"], trial_record(t)["flops_ratio"])
             for t in fresh.study.trials
             if t.state == optuna.trial.TrialState.COMPLETE
         ]

@@ -39,6 +39,7 @@ from objectives.data import load_dataset
 from objectives.metrics import acc_score, auc_score, count_flops, measure_latency_ms
 from objectives.training import Recipe, predict_scores, recalibrate_batchnorm, train
 from search.config import StudyConfig
+from search.records import trial_record
 from search.study import prepare, run_study
 from spaces.architectures import build_model, get_preset
 
@@ -76,8 +77,8 @@ def run_medslim(setup: Setup, storage: str) -> dict[str, Any]:
 def _medslim_result(trial: optuna.trial.FrozenTrial, setup: Setup) -> dict[str, Any]:
     return {
         "ratios": replayed_ratios(trial.params, setup.units, setup.config.max_ratio),
-        "val_auc": trial.user_attrs["val_auc"],
-        "flops": trial.user_attrs["flops"],
+        "val_auc": trial_record(trial)["val_auc"],
+        "flops": trial_record(trial)["flops"],
     }
 
 

@@ -5,6 +5,7 @@ Nothing here reads the test split; only the Pareto re-scoring does, for front me
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -30,6 +31,9 @@ from objectives.training import (
     train,
 )
 from spaces.sparsity import PruningPlan, make_masks_permanent, prune_in_steps, pruned_copy
+
+Screen = Callable[[nn.Module], None]
+"""Looks at a pruned, not yet fine-tuned model; raises to stop spending on it."""
 
 
 @dataclass(frozen=True)
@@ -96,10 +100,11 @@ def evaluate_pruning(
     *,
     seed: int = 0,
     loss: BatchLoss | None = None,
+    screen: Screen | None = None,
 ) -> tuple[nn.Module, Scores]:
     """Prune a copy of the teacher by `plan` (fine-tuning after each step) and score it;
     `loss` replaces the fine-tuning loss (e.g. with the teacher's soft labels)."""
-    model = prune_model(teacher, plan, data, budget, seed=seed, loss=loss)
+    model = prune_model(teacher, plan, data, budget, seed=seed, loss=loss, screen=screen)
     return model, score_model(model, data, budget)
 
 
@@ -111,8 +116,11 @@ def prune_model(
     *,
     seed: int = 0,
     loss: BatchLoss | None = None,
+    screen: Screen | None = None,
 ) -> nn.Module:
-    """A pruned, batch-norm-recalibrated and fine-tuned copy of the teacher."""
+    """A pruned, batch-norm-recalibrated and fine-tuned copy of the teacher; `screen` sees
+    the fully pruned, recalibrated model before its last fine-tune and may stop the work
+    there by raising."""
     torch.manual_seed(seed)
     model = pruned_copy(teacher)
     example = data.train.x[:2]
@@ -123,6 +131,8 @@ def prune_model(
 
     for step in prune_in_steps(model, plan, example, sample_losses):
         recalibrate_batchnorm(model, data.train.x, budget.bn_batches)
+        if screen is not None and step == plan.iterative_steps - 1:
+            screen(model)
         train(
             model,
             data.train.x,
@@ -135,7 +145,3 @@ def prune_model(
     make_masks_permanent(model)
     model.eval()
     return model
-
-
-def is_finite_scores(scores: Scores) -> bool:
-    return bool(np.isfinite([scores.val_auc, scores.val_acc]).all())

@@ -16,6 +16,7 @@ from search.dashboard import publish
 from search.inspect_cli import add_inspect_commands, add_pareto_arguments, pareto_output
 from search.pareto import compute_front, format_front
 from search.samplers import SAMPLERS, sampler_names
+from search.screening import DEFAULT_MARGIN
 from search.sensitivity import format_curves, study_curves
 from search.storage import open_storage, study_names
 from search.study import finished_count, prepare
@@ -133,6 +134,16 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "instead of the single val split (default: 0, the val split)",
     )
     parser.add_argument(
+        "--screen",
+        type=float,
+        nargs="?",
+        const=DEFAULT_MARGIN,
+        metavar="MARGIN",
+        help="fine-tune a pruned candidate only if no earlier one had fewer FLOPs and a val "
+        "AUC more than MARGIN higher right after pruning (default margin with no value: "
+        f"{DEFAULT_MARGIN}); stopped candidates are PRUNED trials and do not count as trials",
+    )
+    parser.add_argument(
         "--sensitivity-drop",
         type=float,
         help="cap each group's ratio at the largest one whose val AUC drop, pruned alone "
@@ -222,6 +233,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         kd=args.kd,
         cv=args.cv,
         sensitivity_drop=args.sensitivity_drop,
+        screen=args.screen,
         batch_size=args.batch_size,
         lr=args.lr,
         objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()),

@@ -42,6 +42,7 @@ class StudyConfig:
     lr: float = 2e-3
     cv: int = 0
     sensitivity_drop: float | None = None
+    screen: float | None = None
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     max_flops: float | None = None
     min_auc: float | None = None
@@ -83,6 +84,13 @@ class StudyConfig:
             raise UsageError(
                 "--cv scores pruning trials only (the teacher's cached soft labels follow the "
                 "fixed train split); drop --cv, or use --method prune without --kd"
+            )
+        if self.screen is not None and not 0.0 <= self.screen <= 1.0:
+            raise UsageError(f"--screen margin must be in [0, 1], got {self.screen}")
+        if self.screen is not None and (self.cv or self.method == "distill"):
+            raise UsageError(
+                "--screen looks at pruned candidates on the single val split; it works "
+                "with neither --cv nor --method distill"
             )
         if self.sensitivity_drop is not None and not 0.0 <= self.sensitivity_drop <= 1.0:
             raise UsageError(f"--sensitivity-drop must be in [0, 1], got {self.sensitivity_drop}")

@@ -8,6 +8,7 @@ from typing import Any
 import optuna
 
 from search.config import OBJECTIVES
+from search.records import trial_record
 from spaces.students import describe_student
 
 
@@ -92,7 +93,7 @@ def _distinct(trials: list[optuna.trial.FrozenTrial]) -> list[FrontMember]:
 
 
 def _member(trial: optuna.trial.FrozenTrial) -> FrontMember:
-    attrs = trial.user_attrs
+    attrs = trial_record(trial)
     plan = attrs.get("plan") or {
         "student": attrs.get("student_spec", {}),
         "distill": attrs.get("distill", {}),

@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from optuna.trial import TrialState
 
 from search.pareto import compute_front, short_choices
+from search.records import trial_record
 from search.sensitivity import sensitivity_figure, stored_curves
 
 MIN_IMPORTANCE_TRIALS = 4
@@ -125,7 +126,7 @@ def report_data(study: optuna.Study) -> ReportData:
 
 
 def _point(trial: optuna.trial.FrozenTrial, metric: str) -> Point:
-    attrs = trial.user_attrs
+    attrs = trial_record(trial)
     choices = short_choices(attrs["plan"]) if "plan" in attrs else attrs.get("method", "")
     tag = " (uniform baseline)" if attrs.get("baseline") == "uniform" else ""
     label = (
@@ -141,7 +142,7 @@ def _reference_point(
     """Worst corner of the objective space: 0 for AUC/ACC, above the largest FLOPs."""
     if len(objectives) < 2:
         return None
-    largest = max([float(teacher.get("flops", 0))] + [t.user_attrs["flops"] for t in trials])
+    largest = max([float(teacher.get("flops", 0))] + [trial_record(t)["flops"] for t in trials])
     return [largest * 1.05 if name == "flops" else 0.0 for name in objectives]
 
 

@@ -32,7 +32,7 @@ from objectives.data import Dataset
 from objectives.training import predict_scores
 from search.pareto import Front
 from search.reopen import Reopened, reopen
-from search.trial_models import ARTIFACT_ATTR, load_trial_model
+from search.trial_models import load_trial_model, model_artifact_id
 from spaces.errors import UsageError
 
 TEACHER_KEY = "test.teacher"
@@ -190,7 +190,7 @@ def rescore_front(
         cached = _cached(attrs, trial_key(member.trial), bootstrap)
         if cached is not None:
             members[member.trial] = cached
-        elif ARTIFACT_ATTR not in trials[member.trial].user_attrs:
+        elif model_artifact_id(study, trials[member.trial]) is None:
             missing[member.trial] = "no stored model (trial ran before models were kept)"
         else:
             todo.append(member.trial)

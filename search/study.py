@@ -23,7 +23,9 @@ from objectives.teacher import TeacherScores, load_state_dict_file, obtain_teach
 from objectives.training import Recipe
 from search.config import StudyConfig, config_differences
 from search.methods import StudentTrials, kd_finetune_loss, sample_method, student_seeds
+from search.records import record_result, trial_record
 from search.samplers import make_sampler
+from search.screening import Screen
 from search.sensitivity import study_curves
 from search.storage import check_storage_url, open_storage, storage_dir
 from search.trial_models import save_trial_model
@@ -275,29 +277,46 @@ def make_objective(session: Session) -> Callable[[optuna.Trial], tuple[float, ..
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         method = sample_method(trial, config.method)
-        trial.set_user_attr("method", method)
         # `base`: the spec a saved model is rebuilt from (the student's, or the teacher's).
+        choices: dict[str, Any] = {}
+        screen = None
         if method == "distill":
             base, settings = students.sample(trial)  # pruned here, untrained, if unusable
             evaluate = partial(students.evaluate, base, settings)
         else:
             plan = sample_plan(trial, space, session.unit_names)
-            trial.set_user_attr("plan", plan.describe())
+            choices["plan"] = plan.describe()
             base = session.teacher_spec
+            if config.screen is not None:
+                screen = Screen(trial, session.data, config.screen)
             evaluate = partial(
-                evaluate_pruning, session.teacher, plan, session.data, budget, loss=kd
+                evaluate_pruning,
+                session.teacher,
+                plan,
+                session.data,
+                budget,
+                loss=kd,
+                screen=screen,
             )
             if folds:
                 evaluate = partial(_cross_validated, trial, session.teacher, plan, budget, folds)
         try:
             model, scores = evaluate(seed=config.seed + trial.number)
+        except optuna.TrialPruned:
+            raise
         except Exception as error:  # recorded on the trial as FAIL; the study goes on
+            for key, value in choices.items():
+                trial.set_user_attr(key, value)
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             raise
-        attrs = scores.as_dict()
-        attrs["flops_ratio"] = scores.flops / session.teacher_flops
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
+        result = {
+            "method": method,
+            **choices,
+            **(screen.record() if screen is not None else {}),
+            **scores.as_dict(),
+            "flops_ratio": scores.flops / session.teacher_flops,
+        }
+        record_result(trial, result)
         save_trial_model(
             trial,
             model,
@@ -310,7 +329,7 @@ def make_objective(session: Session) -> Callable[[optuna.Trial], tuple[float, ..
             trial.set_constraint("max_flops", scores.flops - max_flops)
         if config.min_auc is not None:
             trial.set_constraint("min_auc", config.min_auc - scores.val_auc)
-        return tuple(float(attrs[name]) for name in config.objectives)
+        return tuple(float(result[name]) for name in config.objectives)
 
     return objective
 
@@ -354,15 +373,22 @@ def run_study(
     bar = _progress_bar(remaining, finished_count(session.study), target) if progress else None
     before = len(session.study.trials)
 
+    screened = 0
+
     def tick(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        nonlocal screened
+        screened += trial.state == TrialState.PRUNED
         if bar is not None and trial.state == TrialState.COMPLETE:
             bar.update(1)
-            bar.set_postfix_str(_postfix(trial))
+            note = f", {screened} screened out" if screened else ""
+            bar.set_postfix_str(_postfix(trial) + note)
 
+    # Room for failed, rejected or screened-out trials; the callback stops at the target.
+    attempts = remaining * (10 if session.config.screen is not None else 3)
     try:
         session.study.optimize(
             make_objective(session),
-            n_trials=remaining * 3,  # room for failed or pruned trials; the callback stops us
+            n_trials=attempts,
             callbacks=[stop_at_target, tick, *(callbacks or [])],
             catch=(Exception,),
         )
@@ -373,8 +399,9 @@ def run_study(
 
 
 def _postfix(trial: optuna.trial.FrozenTrial) -> str:
-    auc = trial.user_attrs.get("val_auc", float("nan"))
-    ratio = trial.user_attrs.get("flops_ratio", float("nan"))
+    record = trial_record(trial)
+    auc = record.get("val_auc", float("nan"))
+    ratio = record.get("flops_ratio", float("nan"))
     return f"#{trial.number} AUC {auc:.3f} FLOPs×{ratio:.2f}"
 
 

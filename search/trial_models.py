@@ -18,9 +18,15 @@ from typing import Any
 
 import optuna
 import torch
-from optuna.artifacts import FileSystemArtifactStore, download_artifact, upload_artifact
+from optuna.artifacts import (
+    FileSystemArtifactStore,
+    download_artifact,
+    get_all_artifact_meta,
+    upload_artifact,
+)
 from torch import nn
 
+from search.records import trial_record
 from search.storage import storage_dir
 from spaces.architectures import (
     ModelSpec,
@@ -30,9 +36,6 @@ from spaces.architectures import (
     spec_to_dict,
 )
 from spaces.errors import UsageError
-
-ARTIFACT_ATTR = "model_artifact"
-"""Trial user attr holding the artifact id of the trial's model bundle."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,7 @@ BASE_SPECS: dict[str, BaseSpecFn] = {
 
 
 def base_spec(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> ModelSpec:
-    method = str(trial.user_attrs.get("method", "prune"))
+    method = str(trial_record(trial).get("method", "prune"))
     if method not in BASE_SPECS:
         raise UsageError(f"trial {trial.number} has method {method!r}; known: {list(BASE_SPECS)}")
     return BASE_SPECS[method](study, trial)
@@ -160,10 +163,10 @@ def save_trial_model(
     n_outputs: int,
     storage_url: str,
 ) -> str:
-    """Upload the trial's model bundle as an artifact; its id goes in user attrs."""
+    """Upload the trial's model bundle as an artifact (Optuna notes its id on the trial)."""
     bundle = bundle_model(model, base, input_shape, n_outputs)
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"trial-{trial.number}.pt"
+        path = Path(folder) / _bundle_name(trial.number)
         bundle.save(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -172,15 +175,25 @@ def save_trial_model(
                 file_path=str(path),
                 study_or_trial=trial,
             )
-    trial.set_user_attr(ARTIFACT_ATTR, artifact_id)
     return artifact_id
+
+
+def model_artifact_id(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str | None:
+    """The id of the model bundle `save_trial_model` uploaded for this trial, if any."""
+    name = _bundle_name(trial.number)
+    metas = get_all_artifact_meta(trial, storage=study._storage)  # no public accessor
+    return next((meta.artifact_id for meta in metas if meta.filename == name), None)
+
+
+def _bundle_name(number: int) -> str:
+    return f"trial-{number}.pt"
 
 
 def load_trial_bundle(
     study: optuna.Study, trial: optuna.trial.FrozenTrial, storage_url: str
 ) -> ModelBundle:
     """The trial's stored bundle, checked against the base model its method implies."""
-    artifact_id = trial.user_attrs.get(ARTIFACT_ATTR)
+    artifact_id = model_artifact_id(study, trial)
     if artifact_id is None:
         raise UsageError(
             f"trial {trial.number} of study {study.study_name!r} stored no model; "

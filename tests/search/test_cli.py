@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from search.cli import main
+from search.records import trial_record
 
 FAST = ["--teacher-epochs", "20", "--epochs", "1", "--no-progress", "--baselines", "3"]
 
@@ -35,9 +36,8 @@ def test_run_then_pareto_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert study.metric_names == ["val_auc", "val_acc", "flops"]
     baselines = [t for t in study.trials if t.user_attrs.get("baseline") == "uniform"]
     assert [t.params["sparsity.global"] for t in baselines] == [0.3, 0.6, 0.9]
-    assert all(
-        set(t.user_attrs["plan"]["ratios"]) == set(study.user_attrs["units"]) for t in study.trials
-    )
+    units = set(study.user_attrs["units"])
+    assert all(set(trial_record(t)["plan"]["ratios"]) == units for t in study.trials)
     assert {"test_auc", "test_acc"} <= set(study.user_attrs["teacher"])
 
 
@@ -155,4 +155,4 @@ def test_unstructured_run_reports_sparse_flops(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'm.db'}"
     (name,) = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     trials = optuna.load_study(study_name=name, storage=storage).trials
-    assert all(t.user_attrs["sparse_flops"] < t.user_attrs["flops"] for t in trials)
+    assert all(trial_record(t)["sparse_flops"] < trial_record(t)["flops"] for t in trials)

@@ -13,6 +13,7 @@ import torch
 from objectives.data import load_dataset
 from objectives.evaluate import split_scores
 from search.cli import main
+from search.records import trial_record
 from search.trial_models import ModelBundle, bundle_model, load_trial_model, rebuild
 from spaces.architectures import build_model, get_preset
 from spaces.sparsity import PruningPlan, prunable_units, prune_in_steps
@@ -45,10 +46,10 @@ def test_every_trial_model_rebuilds_to_its_stored_val_scores(tiny_study_dir: Pat
     teacher_params = study.user_attrs["teacher"]["params"]
     for trial in study.trials:
         model = load_trial_model(study, trial, storage)
-        assert sum(p.numel() for p in model.parameters()) == trial.user_attrs["params"]
-        assert trial.user_attrs["params"] < teacher_params  # structurally pruned
+        assert sum(p.numel() for p in model.parameters()) == trial_record(trial)["params"]
+        assert trial_record(trial)["params"] < teacher_params  # structurally pruned
         auc, acc = split_scores(model, data.val, data.task)
-        assert (auc, acc) == (trial.user_attrs["val_auc"], trial.user_attrs["val_acc"])
+        assert (auc, acc) == (trial_record(trial)["val_auc"], trial_record(trial)["val_acc"])
 
 
 def test_pt_export_rebuilds_a_structured_trial_with_identical_outputs(
@@ -66,7 +67,7 @@ def test_pt_export_rebuilds_a_structured_trial_with_identical_outputs(
     with torch.no_grad():
         assert torch.equal(exported(x), stored(x))
     assert content["spec"]["layers"]["body.0"][1] < 256  # the pruned width, not the preset's
-    assert trial.user_attrs["plan"]["pruning"] == "structured"
+    assert trial_record(trial)["plan"]["pruning"] == "structured"
 
 
 def test_onnx_export_reproduces_pytorch_outputs(

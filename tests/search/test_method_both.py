@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 import objectives.distill as distill
 from search.config import StudyConfig
 from search.pareto import compute_front, format_front
+from search.records import trial_record
 from search.study import prepare, run_study
 from spaces.architectures import build_model, spec_from_dict
 from spaces.errors import UsageError
@@ -29,8 +30,8 @@ def test_both_yields_pruned_and_distilled_trials_on_one_front(tmp_path: Path) ->
     study = _study(tmp_path, method="both", trials=8)
     done = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(done) == 8
-    assert {t.user_attrs["method"] for t in done} == {"prune", "distill"}
-    assert all(t.params["method"] == t.user_attrs["method"] for t in study.trials)
+    assert {trial_record(t)["method"] for t in done} == {"prune", "distill"}
+    assert all(t.params["method"] == trial_record(t)["method"] for t in done)
     seeds = [t for t in study.trials if t.user_attrs.get("baseline") == "scaled"]
     assert [spec_from_dict(t.user_attrs["student_spec"]).hidden for t in seeds] == [
         (128, 64, 32),
@@ -38,10 +39,10 @@ def test_both_yields_pruned_and_distilled_trials_on_one_front(tmp_path: Path) ->
         (32, 16, 8),
     ]
     for trial in done:
-        if trial.user_attrs["method"] == "distill":
+        if trial_record(trial)["method"] == "distill":
             assert not any(k.startswith("sparsity.") for k in trial.params)
             model = build_model(spec_from_dict(trial.user_attrs["student_spec"]), (30,), 2)
-            assert sum(p.numel() for p in model.parameters()) == trial.user_attrs["params"]
+            assert sum(p.numel() for p in model.parameters()) == trial_record(trial)["params"]
         else:
             assert not any(k.startswith(("student.", "distill.")) for k in trial.params)
     front = compute_front(study)
@@ -58,7 +59,7 @@ def test_students_above_the_flops_bound_are_pruned_before_training(tmp_path: Pat
     rejected = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert rejected, "the 1/2-width seed exceeds 10% of the teacher's FLOPs"
     assert all("--max-flops" in t.user_attrs["rejected"] for t in rejected)
-    assert all("val_auc" not in t.user_attrs for t in rejected)
+    assert all("val_auc" not in trial_record(t) for t in rejected)
     assert not any(t.state == TrialState.FAIL for t in study.trials)
 
 

@@ -19,6 +19,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search.records import trial_record
+
 psycopg2 = pytest.importorskip("psycopg2", reason="psycopg2 is needed to reach PostgreSQL")
 
 
@@ -107,7 +109,7 @@ def test_four_workers_end_with_exactly_the_requested_trials(medslim, database: s
     complete = _complete(trials)
     assert len(complete) == 40
     assert len({t.number for t in trials}) == len(trials)
-    assert all({"val_auc", "val_acc", "flops"} <= set(t.user_attrs) for t in complete)
+    assert all({"val_auc", "val_acc", "flops"} <= set(trial_record(t)) for t in complete)
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert len({t.user_attrs["worker"] for t in complete}) >= 2, "workers ran side by side"
     baselines = [t for t in complete if t.user_attrs.get("baseline") == "uniform"]

@@ -11,6 +11,7 @@ import pytest
 
 from search.cli import main
 from search.pareto import compute_front
+from search.records import trial_record
 from search.report import figures, report_data
 
 
@@ -45,7 +46,7 @@ def test_report_data_holds_front_baselines_teacher_and_ratio_profiles(
     assert profile.units == study.user_attrs["units"]
     assert profile.trials == [m.trial for m in front.members]
     for number, row in zip(profile.trials, profile.ratios, strict=True):
-        plan = study.trials[number].user_attrs["plan"]["ratios"]
+        plan = trial_record(study.trials[number])["plan"]["ratios"]
         assert row == [plan[u] for u in profile.units]
     assert data.students == []  # a pruning study has no distilled member
     assert data.hypervolume_reference == [0.0, 0.0, pytest.approx(teacher["flops"] * 1.05)]

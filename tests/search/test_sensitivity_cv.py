@@ -9,6 +9,7 @@ import optuna
 import pytest
 
 from search.cli import main
+from search.records import trial_record
 
 FAST = ["--teacher-epochs", "20", "--epochs", "1", "--no-progress", "--baselines", "2"]
 
@@ -24,7 +25,7 @@ def test_cv_scores_are_fold_means(tmp_path: Path) -> None:
     for trial in _trials(storage):
         folds = trial.user_attrs["cv_fold_auc"]
         assert len(folds) == 3
-        assert trial.user_attrs["val_auc"] == pytest.approx(statistics.mean(folds))
+        assert trial_record(trial)["val_auc"] == pytest.approx(statistics.mean(folds))
 
 
 @pytest.mark.parametrize(
@@ -63,5 +64,5 @@ def test_sensitivity_curves_are_kept_and_cap_the_ratios(
     }
     assert main(["run", *flags]) == 0
     for trial in _trials(storage):
-        for unit, ratio in trial.user_attrs["plan"]["ratios"].items():
+        for unit, ratio in trial_record(trial)["plan"]["ratios"].items():
             assert ratio <= ceilings[unit] + 1e-9
