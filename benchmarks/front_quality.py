@@ -1,10 +1,11 @@
 """Front quality: medslim's default search against a uniform sweep and naive per-layer searches.
 
 Every method gets the same teacher, the same fine-tune budget per trial and the same number
-of trials. Reported per method (mean ± spread over seeds): the 2-D hypervolume of val AUC
-against log10(FLOPs ratio) with reference point (AUC 0.5, FLOPs ratio 1), its ratio to the
-uniform sweep, the smallest FLOPs ratio whose val AUC is within 0.01 of the teacher's, and
-wall time.
+of fine-tuned trials (with screening, medslim also looks at candidates it stops before
+fine-tuning; the wall time shows what they cost). Reported per method (mean ± spread over
+seeds): the 2-D hypervolume of val AUC against log10(FLOPs ratio) with reference point
+(AUC 0.5, FLOPs ratio 1), its ratio to the uniform sweep, the smallest FLOPs ratio whose
+val AUC is within 0.01 of the teacher's, and wall time.
 
     python benchmarks/front_quality.py [--trials 20] [--seeds 0 1] [--datasets ...] [--out F]
 """
@@ -27,6 +28,7 @@ from common import SHARED_DATA, add_cache_argument
 from objectives.evaluate import evaluate_pruning
 from search.config import StudyConfig
 from search.records import trial_record
+from search.screening import DEFAULT_MARGIN
 from search.study import Session, budget_for, prepare, run_study, sparsity_space
 from spaces.sparsity import PruningPlan, uniform_ratios
 
@@ -165,6 +167,9 @@ def benchmark_dataset(
         "(e) medslim default": medslim_search(session.config, teacher_file, workdir, "default"),
         "(f) + sensitivity prior": medslim_search(
             session.config.with_overrides(sensitivity_drop=0.01), teacher_file, workdir, "prior"
+        ),
+        "(g) + screening": medslim_search(
+            session.config.with_overrides(screen=DEFAULT_MARGIN), teacher_file, workdir, "screen"
         ),
     }
     teacher_auc = session.teacher_scores.val_auc

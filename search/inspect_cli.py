@@ -36,6 +36,9 @@ def add_pareto_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-test", action="store_true", help="validation columns only; skip test re-scoring"
     )
+    parser.add_argument(
+        "--data-dir", help="where this machine keeps MedMNIST files (for the test split)"
+    )
 
 
 def pareto_output(study: optuna.Study, args: argparse.Namespace) -> str:
@@ -45,7 +48,9 @@ def pareto_output(study: optuna.Study, args: argparse.Namespace) -> str:
         raise UsageError(f"--margin must be 0 or more, got {args.margin}")
     if args.no_test or not front.members:
         return json.dumps(front.as_json(), indent=2) if args.json else format_front(front)
-    rescored = rescore_front(study, args.storage, front, Bootstrap(resamples=args.resamples))
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    bootstrap = Bootstrap(resamples=args.resamples)
+    rescored = rescore_front(study, args.storage, front, bootstrap, data_dir=data_dir)
     if args.json:
         return json.dumps(front_json_with_tests(front.as_json(), rescored, args.margin), indent=2)
     return f"{format_front(front)}\n\n{format_tests(front, rescored, args.margin)}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -177,7 +178,12 @@ def _cached(attrs: dict[str, Any], key: str, bootstrap: Bootstrap) -> TestScores
 
 
 def rescore_front(
-    study: optuna.Study, storage_url: str, front: Front, bootstrap: Bootstrap
+    study: optuna.Study,
+    storage_url: str,
+    front: Front,
+    bootstrap: Bootstrap,
+    *,
+    data_dir: Path | None = None,
 ) -> Rescored:
     """Test scores of the teacher and every front member, computed once and cached."""
     attrs = study.user_attrs
@@ -196,7 +202,7 @@ def rescore_front(
             todo.append(member.trial)
     if teacher is not None and not todo:
         return Rescored(teacher, members, missing)
-    context = reopen(study, storage_url)
+    context = reopen(study, storage_url, data_dir)
     indices = stratified_indices(
         context.data.test.y.cpu().numpy(), bootstrap.resamples, bootstrap.seed
     )

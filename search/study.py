@@ -20,7 +20,7 @@ from objectives.data import Dataset, load_dataset
 from objectives.evaluate import Budget, Scores, evaluate_pruning, score_model
 from objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
 from objectives.teacher import TeacherScores, load_state_dict_file, obtain_teacher
-from objectives.training import Recipe
+from objectives.training import Recipe, TrainingDiverged
 from search.config import StudyConfig, config_differences
 from search.methods import StudentTrials, kd_finetune_loss, sample_method, student_seeds
 from search.records import record_result, trial_record
@@ -167,15 +167,21 @@ def prepare(config: StudyConfig, log: Callable[[str], None] = print) -> Session:
             )
     cache = storage_dir(config.storage) / "teachers"
     log(f"teacher: {config.model} on {data.name} ({device.type}) ...")
-    teacher, teacher_scores, trained = obtain_teacher(
-        data,
-        spec,
-        teacher_recipe(config, data),
-        seed=config.seed,
-        cache_dir=cache,
-        device=device,
-        teacher_file=teacher_file,
-    )
+    try:
+        teacher, teacher_scores, trained = obtain_teacher(
+            data,
+            spec,
+            teacher_recipe(config, data),
+            seed=config.seed,
+            cache_dir=cache,
+            device=device,
+            teacher_file=teacher_file,
+        )
+    except TrainingDiverged as error:
+        raise UsageError(
+            f"the teacher's own training diverged ({error}) at --lr {config.lr:g}; "
+            "lower --lr, or pass a trained model with --teacher"
+        ) from None
     log(
         f"teacher {'trained' if trained else 'loaded'}: val AUC {teacher_scores.val_auc:.4f}, "
         f"val ACC {teacher_scores.val_acc:.4f}"

@@ -115,3 +115,14 @@ def test_a_huge_learning_rate_fails_every_trial_with_the_reason(
     trials = _study(storage).trials
     assert trials and all(t.state == TrialState.FAIL for t in trials)
     assert all(t.user_attrs["fail_reason"].startswith("TrainingDiverged") for t in trials)
+
+
+def test_a_teacher_whose_training_diverges_is_a_usage_error_without_traceback(
+    medslim, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = f"sqlite:///{tmp_path / 't.db'}"
+    run = ["run", "--storage", storage, "--trials", "2", *medslim.TINY]
+    assert main([*run, "--lr", "1e12", "--teacher-epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "teacher's own training diverged" in err and "Traceback" not in err
+    assert optuna.get_all_study_names(storage) == [], "no half-made study is left behind"
