@@ -7,7 +7,8 @@ seeds): the 2-D hypervolume of val AUC against log10(FLOPs ratio) with reference
 (AUC 0.5, FLOPs ratio 1), its ratio to the uniform sweep, the smallest FLOPs ratio whose
 val AUC is within 0.01 of the teacher's, and wall time.
 
-    python benchmarks/front_quality.py [--trials 20] [--seeds 0 1] [--datasets ...] [--out F]
+    python benchmarks/front_quality.py [--trials 20] [--seeds 0 1] [--datasets ...] [--arms aeg]
+        [--out F]
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ DATASETS = {
 }
 REFERENCE = "reference point: val AUC 0.5, FLOPs ratio 1 (log10 = 0)"
 Point = tuple[float, float]  # (val AUC, FLOPs ratio)
+ARMS = "abcdefg"  # the letters of the methods below; (a) is every ratio's denominator
 
 
 def hypervolume(points: list[Point]) -> float:
@@ -141,7 +143,13 @@ def medslim_search(config: StudyConfig, teacher_file: Path, workdir: Path, tag: 
 
 
 def benchmark_dataset(
-    name: str, path: Path | None, trials: int, seeds: list[int], epochs: int | None, cache: Path
+    name: str,
+    path: Path | None,
+    trials: int,
+    seeds: list[int],
+    epochs: int | None,
+    cache: Path,
+    arms: str = ARMS,
 ) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="medslim-bench-", dir=cache))
@@ -172,6 +180,7 @@ def benchmark_dataset(
             session.config.with_overrides(screen=DEFAULT_MARGIN), teacher_file, workdir, "screen"
         ),
     }
+    methods = {label: run for label, run in methods.items() if label[1] in arms}
     teacher_auc = session.teacher_scores.val_auc
     results: dict[str, list[dict]] = {m: [] for m in methods}
     for seed in seeds:
@@ -232,6 +241,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--epochs", type=int, help="fine-tune epochs per trial (medslim default)")
+    parser.add_argument(
+        "--arms", default=ARMS, help="letters of the methods to run; a is always run"
+    )
     parser.add_argument("--out", type=Path, default=Path("front_quality.json"))
     add_cache_argument(parser)
     args = parser.parse_args()
@@ -243,8 +255,9 @@ def main() -> None:
             continue
         print(f"{name}:", flush=True)
         args.cache.mkdir(parents=True, exist_ok=True)
+        arms = "a" + args.arms
         reports[name] = benchmark_dataset(
-            name, path, args.trials, args.seeds, args.epochs, args.cache
+            name, path, args.trials, args.seeds, args.epochs, args.cache, arms
         )
         print(summarise(name, reports[name]), flush=True)
     args.out.write_text(json.dumps(reports, indent=1))
