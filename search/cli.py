@@ -16,7 +16,7 @@ from search.dashboard import publish
 from search.inspect_cli import add_inspect_commands, add_pareto_arguments, pareto_output
 from search.pareto import compute_front, format_front
 from search.samplers import SAMPLERS, sampler_names
-from search.screening import DEFAULT_MARGIN
+from search.screening import DEFAULT_MARGIN, screened_out
 from search.sensitivity import format_curves, study_curves
 from search.storage import open_storage, study_names
 from search.study import finished_count, prepare
@@ -288,6 +288,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if config.screen is not None:
+        log(f"screening stopped {screened_out(study)} candidates before their fine-tune")
     publish(study)  # figures and a summary note for optuna-dashboard
     print(format_front(front))
     return 0

@@ -46,6 +46,12 @@ def study_proxies(study: optuna.Study) -> list[Proxy]:
     return [Proxy(**record[PROXY_KEY]) for record in records if PROXY_KEY in record]
 
 
+def screened_out(study: optuna.Study) -> int:
+    """How many candidates the screen stopped (other PRUNED trials are rejected students)."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+    return sum(PROXY_KEY in t.user_attrs for t in trials)
+
+
 class Screen:
     """The hook `prune_model` calls before the last fine-tune of one trial."""
 

@@ -20,7 +20,7 @@ from search.screening import PROXY_KEY, Proxy
 from spaces.architectures import build_model, get_preset
 from spaces.sparsity import PruningPlan
 
-FAST = ["--teacher-epochs", "20", "--epochs", "1", "--no-progress", "--baselines", "3"]
+FAST = ["--teacher-epochs", "20", "--epochs", "1", "--baselines", "3"]
 
 
 def test_a_proxy_beats_another_only_with_no_more_flops_and_more_than_the_margin() -> None:
@@ -59,7 +59,7 @@ def _trials(storage: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def test_screened_out_candidates_are_beaten_by_an_earlier_proxy_and_cost_no_trial(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     storage = f"sqlite:///{tmp_path / 'screen.db'}"
     assert main(["run", "--storage", storage, "--trials", "14", "--screen", "0", *FAST]) == 0
@@ -69,6 +69,7 @@ def test_screened_out_candidates_are_beaten_by_an_earlier_proxy_and_cost_no_tria
     assert len(complete) == 14, "the target counts fine-tuned trials only"
     assert screened, "with margin 0 some of the sampled candidates lose to earlier ones"
     assert all(t.user_attrs.get("baseline") != "uniform" for t in screened)
+    assert f"screening stopped {len(screened)} candidates" in capsys.readouterr().err
 
     def proxy(trial: optuna.trial.FrozenTrial) -> Proxy:
         return Proxy(**trial_record(trial)[PROXY_KEY])
