@@ -1,13 +1,15 @@
 """Overhead: wall time per trial of medslim's study loop against a minimal hand-written loop.
 
-Both arms do the same work per trial: prune a copy of the same teacher with the same
-per-group ratios (the hand-written loop replays the ratios medslim's trials chose), the same
-BN recalibration and fine-tuning (`objectives.training`), and the same scores (val AUC/ACC,
-FLOPs with FlopCounterMode, batch-1 latency). medslim runs `search.study.prepare` +
-`run_study` (what `medslim run` does, less the closing front table and dashboard figures)
-on a fresh SQLite file; the hand-written loop is plain Optuna + torch-pruning's MetaPruner,
-no medslim `search/` or `spaces/sparsity` code, on the same kind of SQLite file and/or
-in memory. Arms alternate order over the repeats, so machine load falls on both alike.
+Both arms do the same work per trial: the same TPE sampler (medslim's default settings and
+seed) over the same space (global ratio + bounded per-group offsets, the same uniform
+baselines enqueued first), so they pick the same ratios; then prune a copy of the same
+teacher, the same BN recalibration and fine-tuning (`objectives.training`), and the same
+scores (val AUC/ACC, FLOPs with FlopCounterMode, batch-1 latency). medslim runs
+`search.study.prepare` + `run_study` (what `medslim run` does, less the closing front table
+and dashboard figures) on a fresh SQLite file; the hand-written loop is plain Optuna +
+torch-pruning's MetaPruner, no medslim `search/` or `spaces/sparsity` code, on the same
+kind of SQLite file and/or in memory. Arms alternate order over the repeats, so machine
+load falls on both alike.
 
     python benchmarks/overhead.py [--dataset breast-cancer|PATH.npz] [--trials 15]
         [--repeats 4] [--threads 1] [--hand sqlite memory] [--profile] [--out overhead.json]
@@ -24,6 +26,7 @@ import pstats
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,12 +51,11 @@ TARGET = 1.05
 
 @dataclass(frozen=True)
 class Setup:
-    """What both arms share: the resolved config, the teacher file, the replayed ratios."""
+    """What both arms share: the resolved config, the teacher file, the prunable groups."""
 
     config: StudyConfig  # resolved (model, epochs); teacher = the saved state dict
     teacher_file: Path
     units: list[str]
-    ratios: list[dict[str, float]]  # per trial number, taken from medslim's first run
 
 
 def run_medslim(setup: Setup, storage: str) -> dict[str, Any]:
@@ -70,22 +72,10 @@ def run_medslim(setup: Setup, storage: str) -> dict[str, Any]:
         "setup_s": ready - start,
         "loop_s": done - ready,
         "trials": len(trials),
-        "results": {t.number: _medslim_result(t, setup) for t in trials},
+        "results": {
+            t.number: {k: trial_record(t)[k] for k in ("val_auc", "flops")} for t in trials
+        },
     }
-
-
-def _medslim_result(trial: optuna.trial.FrozenTrial, setup: Setup) -> dict[str, Any]:
-    return {
-        "ratios": replayed_ratios(trial.params, setup.units, setup.config.max_ratio),
-        "val_auc": trial_record(trial)["val_auc"],
-        "flops": trial_record(trial)["flops"],
-    }
-
-
-def replayed_ratios(params: dict[str, Any], units: list[str], max_ratio: float) -> dict:
-    """The exact per-group ratios of a medslim trial: global ratio + offset, clipped."""
-    g = params["sparsity.global"]
-    return {u: min(max(g + params.get(f"sparsity.{u}", 0.0), 0.0), max_ratio) for u in units}
 
 
 def run_hand_written(setup: Setup, storage: str | None) -> dict[str, Any]:
@@ -97,15 +87,25 @@ def run_hand_written(setup: Setup, storage: str | None) -> dict[str, Any]:
     teacher.load_state_dict(torch.load(setup.teacher_file, weights_only=True))
     recipe = Recipe(epochs=config.epochs or 0, batch_size=config.batch_size, lr=config.lr / 2)
     study = optuna.create_study(
-        storage=storage, study_name="hand", directions=["maximize", "maximize", "minimize"]
+        storage=storage,
+        study_name="hand",
+        directions=["maximize", "maximize", "minimize"],
+        sampler=_same_tpe_as_medslim(config.seed),
     )
-    for ratios in setup.ratios:  # replay medslim's choices: identical work per trial
-        study.enqueue_trial({f"ratio.{u}": r for u, r in ratios.items()})
+    units = setup.units
+    for i in range(config.baselines):  # uniform ratios first, as medslim does
+        ratio = round(config.max_ratio * (i + 1) / config.baselines, 4)
+        study.enqueue_trial({"sparsity.global": ratio, **{f"sparsity.{u}": 0.0 for u in units}})
     example = data.train.x[:2]
     ready = time.perf_counter()
 
     def objective(trial: optuna.Trial) -> tuple[float, float, float]:
-        ratios = {u: trial.suggest_float(f"ratio.{u}", 0.0, config.max_ratio) for u in setup.units}
+        g = trial.suggest_float("sparsity.global", 0.0, config.max_ratio)
+        offsets = {
+            u: trial.suggest_float(f"sparsity.{u}", -config.max_offset, config.max_offset)
+            for u in units
+        }
+        ratios = {u: min(max(g + offsets[u], 0.0), config.max_ratio) for u in units}
         seed = config.seed + trial.number  # medslim's seeds, so fine-tuning is the same
         torch.manual_seed(seed)
         model = copy.deepcopy(teacher)
@@ -129,7 +129,7 @@ def run_hand_written(setup: Setup, storage: str | None) -> dict[str, Any]:
         trial.set_user_attr("scores", {"val_auc": auc, "flops": flops, "latency_ms": latency})
         return auc, acc, flops
 
-    study.optimize(objective, n_trials=len(setup.ratios))
+    study.optimize(objective, n_trials=config.trials)
     done = time.perf_counter()
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return {
@@ -140,9 +140,19 @@ def run_hand_written(setup: Setup, storage: str | None) -> dict[str, Any]:
     }
 
 
+def _same_tpe_as_medslim(seed: int) -> optuna.samplers.TPESampler:
+    """The sampler a user would configure by hand, with medslim's default settings: Optuna
+    runs its relative sampling for every trial, enqueued or not, so both arms pay for it."""
+    with warnings.catch_warnings():  # `group` and `constant_liar` are marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10
+        )
+
+
 def make_setup(args: argparse.Namespace, workdir: Path) -> tuple[Setup, dict[str, Any]]:
     """Train (or load the cached) teacher once, save its state dict, and do medslim's first
-    run, whose ratios the hand-written loop replays (that run is repeat 0's medslim arm)."""
+    run (repeat 0's medslim arm, the reference for the same-work check)."""
     args.cache.mkdir(parents=True, exist_ok=True)
     session = prepare(
         StudyConfig(
@@ -158,11 +168,9 @@ def make_setup(args: argparse.Namespace, workdir: Path) -> tuple[Setup, dict[str
     torch.save(session.teacher.state_dict(), teacher_file)
     config = session.config.with_overrides(teacher=str(teacher_file), force_config=False)
     if config.pruning != "structured" or config.criterion != "l1" or config.iterative_steps != 1:
-        raise SystemExit("overhead.py replays structured, l1, one-step pruning only")
-    partial = Setup(config, teacher_file, list(session.unit_names), [])
-    first = run_medslim(partial, f"sqlite:///{workdir / 'medslim-0.db'}")
-    ratios = [first["results"][n]["ratios"] for n in sorted(first["results"])]
-    return Setup(config, teacher_file, partial.units, ratios), first
+        raise SystemExit("overhead.py mirrors structured, l1, one-step pruning only")
+    setup = Setup(config, teacher_file, list(session.unit_names))
+    return setup, run_medslim(setup, f"sqlite:///{workdir / 'medslim-0.db'}")
 
 
 def per_trial(run: dict[str, Any]) -> float:
