@@ -29,7 +29,7 @@ from common import SHARED_DATA, add_cache_argument
 from objectives.evaluate import evaluate_pruning
 from search.config import StudyConfig
 from search.records import trial_record
-from search.screening import DEFAULT_MARGIN
+from search.screening import DEFAULT_MARGIN, screened_out
 from search.study import Session, budget_for, prepare, run_study, sparsity_space
 from spaces.sparsity import PruningPlan, uniform_ratios
 
@@ -133,6 +133,8 @@ def medslim_search(config: StudyConfig, teacher_file: Path, workdir: Path, tag: 
             log=lambda _: None,
         )
         run_study(fresh, progress=False)
+        if config.screen is not None:
+            print(f"    {tag}: {screened_out(fresh.study)} candidates screened out", flush=True)
         return [
             (trial_record(t)["val_auc"], trial_record(t)["flops_ratio"])
             for t in fresh.study.trials
