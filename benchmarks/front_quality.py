@@ -27,7 +27,9 @@ import torch
 from common import SHARED_DATA, add_cache_argument
 
 from objectives.evaluate import evaluate_pruning
+from objectives.training import BatchLoss
 from search.config import StudyConfig
+from search.methods import kd_finetune_loss
 from search.records import trial_record
 from search.screening import DEFAULT_MARGIN, screened_out
 from search.study import Session, budget_for, prepare, run_study, sparsity_space
@@ -40,7 +42,7 @@ DATASETS = {
 }
 REFERENCE = "reference point: val AUC 0.5, FLOPs ratio 1 (log10 = 0)"
 Point = tuple[float, float]  # (val AUC, FLOPs ratio)
-ARMS = "abcdefg"  # the letters of the methods below; (a) is every ratio's denominator
+ARMS = "abcdefghi"  # the letters of the methods below; (a) is every ratio's denominator
 
 
 def hypervolume(points: list[Point]) -> float:
@@ -62,14 +64,18 @@ def smallest_ratio_near_teacher(points: list[Point], teacher_auc: float) -> floa
     return min(ratios, default=1.0)
 
 
-def _evaluate(session: Session, plan: PruningPlan, seed: int) -> tuple[float, float, float]:
+def _evaluate(
+    session: Session, plan: PruningPlan, seed: int, loss: BatchLoss | None = None
+) -> tuple[float, float, float]:
     _, scores = evaluate_pruning(
-        session.teacher, plan, session.data, budget_for(session.config), seed=seed
+        session.teacher, plan, session.data, budget_for(session.config), seed=seed, loss=loss
     )
     return scores.val_auc, scores.val_acc, scores.flops / session.teacher_flops
 
 
-def uniform_sweep(session: Session, trials: int, seed: int) -> list[Point]:
+def uniform_sweep(
+    session: Session, trials: int, seed: int, loss: BatchLoss | None = None
+) -> list[Point]:
     space = sparsity_space(session.config)
     points = []
     for index, ratio in enumerate(uniform_ratios(space, trials)):
@@ -80,7 +86,7 @@ def uniform_sweep(session: Session, trials: int, seed: int) -> list[Point]:
             space.iterative_steps,
             ratio,
         )
-        auc, _, flops_ratio = _evaluate(session, plan, seed * 1000 + index)
+        auc, _, flops_ratio = _evaluate(session, plan, seed * 1000 + index, loss)
         points.append((auc, flops_ratio))
     return points
 
@@ -180,6 +186,12 @@ def benchmark_dataset(
         ),
         "(g) + screening": medslim_search(
             session.config.with_overrides(screen=DEFAULT_MARGIN), teacher_file, workdir, "screen"
+        ),
+        "(h) + KD fine-tuning": medslim_search(
+            session.config.with_overrides(kd=True), teacher_file, workdir, "kd"
+        ),
+        "(i) uniform sweep + KD": lambda s, n, seed: uniform_sweep(
+            s, n, seed, loss=kd_finetune_loss(s)
         ),
     }
     methods = {label: run for label, run in methods.items() if label[1] in arms}
