@@ -151,8 +151,10 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--kd",
-        action="store_true",
-        help="fine-tune pruned models on the teacher's soft labels too",
+        action=argparse.BooleanOptionalAction,
+        help="fine-tune pruned models on the teacher's soft labels too (default: on for "
+        "images without --cv, where it measured best in benchmarks/front_quality.py; off "
+        "for tabular data)",
     )
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     parser.add_argument(

@@ -35,7 +35,7 @@ class StudyConfig:
     iterative_steps: int = 1
     baselines: int = 9
     method: str = "prune"
-    kd: bool = False
+    kd: bool | None = None  # None: on for images (without --cv), off for tabular data
     epochs: int | None = None
     student_epochs: int | None = None
     batch_size: int = 128

@@ -1,0 +1,30 @@
+"""Soft-label fine-tuning is on by default for image data only, and never where it cannot
+run (`--cv` folds, distillation-only studies); an explicit flag always wins."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from search.config import StudyConfig
+from search.study import resolve_config
+
+
+@pytest.mark.parametrize(
+    "kind, settings, expected",
+    [
+        ("image", {}, True),
+        ("image", {"cv": 3}, False),
+        ("image", {"method": "distill"}, False),
+        ("image", {"kd": False}, False),
+        ("tabular", {}, False),
+        ("tabular", {"kd": True}, True),
+    ],
+)
+def test_kd_default_follows_the_data_kind(kind: str, settings: dict, expected: bool) -> None:
+    model = "resnet8" if kind == "image" else "mlp"
+    data = SimpleNamespace(kind=kind)
+    config = StudyConfig(model=model, **settings)
+    assert resolve_config(config, data, torch.device("cpu")).kd is expected  # type: ignore[arg-type]
