@@ -257,6 +257,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     log = (lambda message: None) if args.no_progress else (lambda m: print(m, file=sys.stderr))
     session = prepare(config, log=log)
+    config = session.config  # resolved: the data kind's defaults filled in
     study = session.study
     done = finished_count(study)
     log(

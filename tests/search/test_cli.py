@@ -156,3 +156,21 @@ def test_unstructured_run_reports_sparse_flops(tmp_path: Path) -> None:
     (name,) = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     trials = optuna.load_study(study_name=name, storage=storage).trials
     assert all(trial_record(t)["sparse_flops"] < trial_record(t)["flops"] for t in trials)
+
+
+def test_a_run_without_trials_publishes_the_data_kinds_default_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import search.study as study_module
+    from search.workers import TARGET_ATTR
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study_module, "evaluate_pruning", interrupt)
+    storage = f"sqlite:///{tmp_path / 't.db'}"
+    run = ["run", "--storage", storage, "--teacher-epochs", "5", "--baselines", "2"]
+    assert main(run) == 130
+    assert "target 200" in capsys.readouterr().err  # the tabular default, not "None"
+    (name,) = optuna.get_all_study_names(storage)
+    assert optuna.load_study(study_name=name, storage=storage).user_attrs[TARGET_ATTR] == 200
