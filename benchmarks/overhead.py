@@ -160,6 +160,7 @@ def make_setup(args: argparse.Namespace, workdir: Path) -> tuple[Setup, dict[str
             trials=args.trials,
             storage=f"sqlite:///{args.cache / 'teachers.db'}",  # teacher cached beside it
             study="overhead-teacher",
+            kd=False,  # the hand-written loop fine-tunes on the task loss alone
             force_config=True,
         ),
         log=lambda m: print(f"  {m}", flush=True),
