@@ -46,10 +46,14 @@ def study_proxies(study: optuna.Study) -> list[Proxy]:
     return [Proxy(**record[PROXY_KEY]) for record in records if PROXY_KEY in record]
 
 
+def was_screened_out(trial: optuna.trial.FrozenTrial) -> bool:
+    """Stopped by the screen (other PRUNED trials are students rejected before training)."""
+    return trial.state == TrialState.PRUNED and PROXY_KEY in trial.user_attrs
+
+
 def screened_out(study: optuna.Study) -> int:
-    """How many candidates the screen stopped (other PRUNED trials are rejected students)."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
-    return sum(PROXY_KEY in t.user_attrs for t in trials)
+    return sum(was_screened_out(t) for t in trials)
 
 
 class Screen:

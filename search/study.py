@@ -25,7 +25,7 @@ from search.config import StudyConfig, config_differences
 from search.methods import StudentTrials, kd_finetune_loss, sample_method, student_seeds
 from search.records import record_result, trial_record
 from search.samplers import make_sampler
-from search.screening import Screen
+from search.screening import Screen, was_screened_out
 from search.sensitivity import study_curves
 from search.storage import check_storage_url, open_storage, storage_dir
 from search.trial_models import save_trial_model
@@ -393,7 +393,7 @@ def run_study(
 
     def tick(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         nonlocal screened
-        screened += trial.state == TrialState.PRUNED
+        screened += was_screened_out(trial)
         if bar is not None and trial.state == TrialState.COMPLETE:
             bar.update(1)
             note = f", {screened} screened out" if screened else ""
