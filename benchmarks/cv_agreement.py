@@ -18,13 +18,12 @@ from pathlib import Path
 
 import optuna
 from common import SHARED_DATA, add_cache_argument
+from medslim.objectives.crossval import cross_validate, cv_folds
+from medslim.objectives.evaluate import evaluate_pruning
+from medslim.search.config import StudyConfig
+from medslim.search.study import budget_for, prepare
+from medslim.spaces.sparsity import PruningPlan
 from scipy.stats import spearmanr
-
-from objectives.crossval import cross_validate, cv_folds
-from objectives.evaluate import evaluate_pruning
-from search.config import StudyConfig
-from search.study import budget_for, prepare
-from spaces.sparsity import PruningPlan
 
 BUDGETS = (0.25, 0.5, 0.75, 1.0)
 

@@ -27,15 +27,14 @@ from pathlib import Path
 import optuna
 import torch
 from common import SHARED_DATA, add_cache_argument
-
-from objectives.evaluate import evaluate_pruning
-from objectives.training import BatchLoss
-from search.config import StudyConfig
-from search.methods import kd_finetune_loss
-from search.records import trial_record
-from search.screening import DEFAULT_MARGIN, screened_out
-from search.study import Session, budget_for, prepare, run_study, sparsity_space
-from spaces.sparsity import PruningPlan, uniform_ratios
+from medslim.objectives.evaluate import evaluate_pruning
+from medslim.objectives.training import BatchLoss
+from medslim.search.config import DEFAULT_SCREEN_MARGIN, StudyConfig
+from medslim.search.methods import kd_finetune_loss
+from medslim.search.records import trial_record
+from medslim.search.screening import screened_out
+from medslim.search.study import Session, budget_for, prepare, run_study, sparsity_space
+from medslim.spaces.sparsity import PruningPlan, uniform_ratios
 
 DATASETS = {
     "pneumoniamnist": SHARED_DATA / "pneumoniamnist.npz",
@@ -187,7 +186,10 @@ def benchmark_dataset(
             session.config.with_overrides(sensitivity_drop=0.01), teacher_file, workdir, "prior"
         ),
         "(g) + screening": medslim_search(
-            session.config.with_overrides(screen=DEFAULT_MARGIN), teacher_file, workdir, "screen"
+            session.config.with_overrides(screen=DEFAULT_SCREEN_MARGIN),
+            teacher_file,
+            workdir,
+            "screen",
         ),
         "(h) the other --kd": medslim_search(
             session.config.with_overrides(kd=not session.config.kd), teacher_file, workdir, "kd"

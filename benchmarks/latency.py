@@ -24,15 +24,14 @@ from typing import Any
 import optuna
 import torch
 from common import SHARED_DATA, add_cache_argument
+from medslim.objectives.metrics import count_flops, measure_latency_ms
+from medslim.search.cli import load_existing_study
+from medslim.search.config import StudyConfig
+from medslim.search.inspection.pareto import compute_front
+from medslim.search.inspection.reopen import reopen
+from medslim.search.study import prepare, run_study
+from medslim.search.trial_models import load_trial_model
 from torch import nn
-
-from objectives.metrics import count_flops, measure_latency_ms
-from search.cli import load_existing_study
-from search.config import StudyConfig
-from search.pareto import compute_front
-from search.reopen import reopen
-from search.study import prepare, run_study
-from search.trial_models import load_trial_model
 
 PNEUMONIA = SHARED_DATA / "pneumoniamnist.npz"
 BATCHES = (1, 64)

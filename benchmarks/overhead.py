@@ -36,15 +36,14 @@ import optuna
 import torch
 import torch_pruning as tp
 from common import add_cache_argument
+from medslim.objectives.data import load_dataset
+from medslim.objectives.metrics import acc_score, auc_score, count_flops, measure_latency_ms
+from medslim.objectives.training import Recipe, predict_scores, recalibrate_batchnorm, train
+from medslim.search.config import StudyConfig
+from medslim.search.records import trial_record
+from medslim.search.study import prepare, run_study
+from medslim.spaces.architectures import build_model, get_preset
 from optuna.trial import TrialState
-
-from objectives.data import load_dataset
-from objectives.metrics import acc_score, auc_score, count_flops, measure_latency_ms
-from objectives.training import Recipe, predict_scores, recalibrate_batchnorm, train
-from search.config import StudyConfig
-from search.records import trial_record
-from search.study import prepare, run_study
-from spaces.architectures import build_model, get_preset
 
 TARGET = 1.05
 

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import roc_curve
 
-from objectives.metrics import MULTI_LABEL
+from medslim.kinds import BINARY, MULTI_LABEL, Task
 
 CHUNK = 100
 """Resamples scored per vectorised batch, to bound memory on large test sets."""
@@ -45,9 +45,9 @@ def stratified_indices(y_true: np.ndarray, n_resamples: int, seed: int) -> np.nd
     return np.concatenate(parts, axis=1)
 
 
-def batched_auc(y_true: np.ndarray, y_score: np.ndarray, task: str) -> np.ndarray:
+def batched_auc(y_true: np.ndarray, y_score: np.ndarray, task: Task) -> np.ndarray:
     """AUC per resample: y_true (B, n[, L]), y_score (B, n, C) → (B,)."""
-    if task == "binary-class":
+    if task == BINARY:
         return _binary_auc(y_true.reshape(len(y_true), -1) == 1, _positive(y_score))
     if task == MULTI_LABEL:
         columns = range(y_score.shape[-1])
@@ -57,9 +57,9 @@ def batched_auc(y_true: np.ndarray, y_score: np.ndarray, task: str) -> np.ndarra
     return np.mean([_binary_auc(labels == i, y_score[..., i]) for i in classes], axis=0)
 
 
-def batched_acc(y_true: np.ndarray, y_score: np.ndarray, task: str) -> np.ndarray:
+def batched_acc(y_true: np.ndarray, y_score: np.ndarray, task: Task) -> np.ndarray:
     """ACC per resample, as `objectives.metrics.acc_score` defines it (threshold 0.5)."""
-    if task == "binary-class":
+    if task == BINARY:
         labels = y_true.reshape(len(y_true), -1)
         return ((_positive(y_score) > 0.5) == (labels == 1)).mean(axis=1)
     if task == MULTI_LABEL:
@@ -85,7 +85,7 @@ def metric_samples(
     metric: BatchedMetric,
     y_true: np.ndarray,
     y_score: np.ndarray,
-    task: str,
+    task: Task,
     indices: np.ndarray,
 ) -> np.ndarray:
     """The metric on every resample (rows of `indices`), computed in chunks."""
@@ -99,7 +99,7 @@ def metric_samples(
 
 
 def point_estimate(
-    metric: BatchedMetric, y_true: np.ndarray, y_score: np.ndarray, task: str
+    metric: BatchedMetric, y_true: np.ndarray, y_score: np.ndarray, task: Task
 ) -> float:
     """The metric on the full sample."""
     return float(metric(np.asarray(y_true)[None], np.asarray(y_score, np.float64)[None], task)[0])

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 import torch
+from medslim.objectives import medmnist, npz
+from medslim.objectives.medmnist import MedMNISTInfo
 
-from objectives import medmnist, npz
-from objectives.medmnist import MedMNISTInfo
-from spaces.errors import UsageError
+from medslim.errors import DataError, UsageError
+from medslim.kinds import BINARY, MULTI_LABEL, DataKind, Task
 
-TASKS = ("binary-class", "multi-class", "multi-label, binary-class", "ordinal-regression")
 DATA_DIR_ENV = "MEDSLIM_DATA_DIR"
 _STD_FLOOR = 1e-6
 
@@ -37,10 +37,10 @@ class Dataset:
     """A ready-to-train dataset plus what a model builder and a report need to know about it."""
 
     name: str
-    task: str
+    task: Task
     n_outputs: int
     input_shape: tuple[int, ...]
-    kind: str
+    kind: DataKind
     train: Split
     val: Split
     test: Split
@@ -52,14 +52,15 @@ class DatasetInfo:
     """One line of `medslim datasets`: known without loading the data."""
 
     name: str
-    task: str
+    task: Task
     channels: int | None
     n_outputs: int
     cached: bool
     description: str
 
 
-Loader = Callable[[Path, int], Dataset]  # (data_dir, seed) -> Dataset
+Loader = Callable[[Path, int], Dataset]
+"""(data dir, seed) → the dataset; the seed matters only where the loader splits the data."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def _is_cached(entry: _Entry, data_dir: Path) -> bool:
 def _load_npz_path(path: Path) -> Dataset:
     """A local file keeps the true task of the MedMNIST dataset whose md5 it has."""
     if not path.is_file():
-        raise UsageError(
+        raise DataError(
             f"{path}: no such file; check the path, or use a dataset name "
             f"({', '.join(dataset_names())})"
         )
@@ -167,8 +168,8 @@ def _image_tensor(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torc
     return x.div_(torch.from_numpy(std * 255).float().view(shape))
 
 
-def _label_tensor(labels: np.ndarray, task: str) -> torch.Tensor:
-    dtype = torch.float32 if task == npz.MULTI_LABEL else torch.int64
+def _label_tensor(labels: np.ndarray, task: Task) -> torch.Tensor:
+    dtype = torch.float32 if task == MULTI_LABEL else torch.int64
     return torch.from_numpy(labels).to(dtype)
 
 
@@ -192,7 +193,7 @@ def _load_breast_cancer(data_dir: Path, seed: int) -> Dataset:
 
     return Dataset(
         name="breast-cancer",
-        task="binary-class",
+        task=BINARY,
         n_outputs=2,
         input_shape=(x.shape[1],),
         kind="tabular",
@@ -206,15 +207,19 @@ def _load_breast_cancer(data_dir: Path, seed: int) -> Dataset:
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def _register(entry: _Entry) -> None:
-    """Add a dataset by name; a second one with the same name is a bug, so it raises."""
-    name = entry.info.name
-    if name in _REGISTRY:
-        raise ValueError(f"dataset {name!r} is already registered")
-    _REGISTRY[name] = entry
+def register_dataset(info: DatasetInfo, load: Loader, *, file: str | None = None) -> None:
+    """Add a dataset under `info.name`: `load(data_dir, seed)` returns it, ready to train.
+
+    `file` names what the loader needs inside the data dir (so `medslim datasets` can say
+    whether it is cached); leave it None for data that ships with a package. A name is
+    registered once: a second registration is a bug, so it raises.
+    """
+    if info.name in _REGISTRY:
+        raise ValueError(f"dataset {info.name!r} is already registered")
+    _REGISTRY[info.name] = _Entry(info, load, file)
 
 
-def _medmnist_entry(info: MedMNISTInfo) -> _Entry:
+def _register_medmnist(info: MedMNISTInfo) -> None:
     summary = DatasetInfo(
         name=info.name,
         task=info.task,
@@ -223,12 +228,12 @@ def _medmnist_entry(info: MedMNISTInfo) -> _Entry:
         cached=False,
         description=info.description,
     )
-    return _Entry(summary, partial(_load_medmnist, info), file=f"{info.name}.npz")
+    register_dataset(summary, partial(_load_medmnist, info), file=f"{info.name}.npz")
 
 
 _BREAST_CANCER = DatasetInfo(
     name="breast-cancer",
-    task="binary-class",
+    task=BINARY,
     channels=None,
     n_outputs=2,
     cached=True,
@@ -236,10 +241,6 @@ _BREAST_CANCER = DatasetInfo(
 )
 
 
-def _register_builtins() -> None:
-    _register(_Entry(_BREAST_CANCER, _load_breast_cancer, file=None))
-    for info in medmnist.DATASETS.values():
-        _register(_medmnist_entry(info))
-
-
-_register_builtins()
+register_dataset(_BREAST_CANCER, _load_breast_cancer)
+for _info in medmnist.DATASETS.values():
+    _register_medmnist(_info)

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from medslim.objectives.data import Dataset
+from medslim.objectives.evaluate import Budget, Scores, score_model
+from medslim.objectives.teacher import data_fingerprint
+from medslim.objectives.training import Recipe, predict_logits, task_loss, train
+from medslim.spaces.families import build_model
+from medslim.spaces.specs import ModelSpec
+from medslim.spaces.students import DistillSettings, feature_stages
 from torch import nn
 
-from objectives.data import Dataset
-from objectives.evaluate import Budget, Scores, score_model
-from objectives.metrics import MULTI_LABEL
-from objectives.teacher import data_fingerprint
-from objectives.training import Recipe, predict_logits, task_loss, train
-from spaces.architectures import ModelSpec, build_model
-from spaces.students import DistillSettings, feature_stages
+from medslim.kinds import MULTI_LABEL, Task
 
 _LOGITS: dict[str, torch.Tensor] = {}  # the in-memory cache, one entry per teacher and data
 
@@ -41,7 +42,7 @@ class TeacherSignal:
 
 
 def soft_kl(
-    student: torch.Tensor, teacher: torch.Tensor, task: str, temperature: float
+    student: torch.Tensor, teacher: torch.Tensor, task: Task, temperature: float
 ) -> torch.Tensor:
     """Mean KL(teacher ‖ student) of the temperature-softened outputs: softmax over classes,
     or one Bernoulli per label for multi-label tasks."""
@@ -59,7 +60,7 @@ def kd_loss(
     student: torch.Tensor,
     teacher: torch.Tensor,
     targets: torch.Tensor,
-    task: str,
+    task: Task,
     settings: DistillSettings,
 ) -> torch.Tensor:
     """(1 − α)·hard loss + α·T²·KL (Hinton et al.; T² keeps the soft gradients' scale)."""
@@ -101,7 +102,7 @@ class Distiller(nn.Module):
     outputs of student and teacher through 1×1 adapters (the adapters are its parameters)."""
 
     def __init__(
-        self, signal: TeacherSignal, settings: DistillSettings, task: str, *, augment: bool
+        self, signal: TeacherSignal, settings: DistillSettings, task: Task, *, augment: bool
     ) -> None:
         super().__init__()
         self.settings = settings

@@ -10,10 +10,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from torch import nn
-
-from objectives.data import Dataset, Split
-from objectives.metrics import (
+from medslim.objectives.data import Dataset, Split
+from medslim.objectives.metrics import (
     acc_score,
     auc_score,
     count_params,
@@ -21,7 +19,7 @@ from objectives.metrics import (
     measure_latency_ms,
     sparse_flops,
 )
-from objectives.training import (
+from medslim.objectives.training import (
     BatchLoss,
     Recipe,
     TrainingDiverged,
@@ -30,7 +28,10 @@ from objectives.training import (
     task_loss,
     train,
 )
-from spaces.sparsity import PruningPlan, make_masks_permanent, prune_in_steps, pruned_copy
+from medslim.spaces.sparsity import PruningPlan, make_masks_permanent, prune_in_steps, pruned_copy
+from torch import nn
+
+from medslim.kinds import Task
 
 Screen = Callable[[nn.Module], None]
 """Looks at a pruned, not yet fine-tuned model; raises to stop spending on it."""
@@ -60,7 +61,7 @@ class Scores:
         return asdict(self)
 
 
-def split_scores(model: nn.Module, split: Split, task: str) -> tuple[float, float]:
+def split_scores(model: nn.Module, split: Split, task: Task) -> tuple[float, float]:
     """(AUC, ACC) of a model on one split."""
     y_score = predict_scores(model, split.x, task)
     if not np.isfinite(y_score).all():  # finite losses, then weights too large to evaluate

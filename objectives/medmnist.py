@@ -12,7 +12,8 @@ from pathlib import Path
 import pooch
 import requests
 
-from spaces.errors import UsageError
+from medslim.errors import DataError
+from medslim.kinds import Task
 
 URL_ENV = "MEDSLIM_MEDMNIST_URL"
 
@@ -24,7 +25,7 @@ class MedMNISTInfo:
     name: str
     url: str
     md5: str
-    task: str
+    task: Task
     n_channels: int
     labels: tuple[str, ...]
     n_samples: dict[str, int]
@@ -38,7 +39,7 @@ class MedMNISTInfo:
 
 def _read_info() -> dict[str, MedMNISTInfo]:
     """Parse the package-data json once; the label order is the class index order."""
-    text = resources.files("objectives").joinpath("medmnist_info.json").read_text("utf-8")
+    text = resources.files("medslim.objectives").joinpath("medmnist_info.json").read_text("utf-8")
     return {
         name: MedMNISTInfo(
             name=name,
@@ -78,7 +79,7 @@ def fetch(info: MedMNISTInfo, data_dir: Path) -> Path:
         return _download(info, data_dir)
     actual = md5(path)
     if actual != info.md5:
-        raise UsageError(
+        raise DataError(
             f"{path}: md5 is {actual} but the official {info.name} file has {info.md5}; "
             "the file is corrupt or another version: delete it or re-download it"
         )
@@ -96,17 +97,17 @@ def _download(info: MedMNISTInfo, data_dir: Path) -> Path:
             progressbar=sys.stderr.isatty(),
         )
     except requests.RequestException as err:
-        raise UsageError(
+        raise DataError(
             f"cannot download {info.name} from {url}: {_reason(err)}. No network? "
             f"Put {info.name}.npz in {data_dir} (or pass --data-dir)"
         ) from err
     except ValueError as err:  # pooch: md5 mismatch (or a URL it cannot handle)
-        raise UsageError(
+        raise DataError(
             f"cannot download {info.name} from {url}: {err} "
             f"Put the official {info.name}.npz in {data_dir} (or pass --data-dir)"
         ) from err
     except OSError as err:
-        raise UsageError(
+        raise DataError(
             f"cannot save {info.name} to {data_dir}: {err}; pass a writable --data-dir"
         ) from err
     return Path(fetched)

@@ -12,15 +12,15 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-MULTI_LABEL = "multi-label, binary-class"
+from medslim.kinds import BINARY, MULTI_LABEL, Task
 
 
-def auc_score(y_true: np.ndarray, y_score: np.ndarray, task: str) -> float:
+def auc_score(y_true: np.ndarray, y_score: np.ndarray, task: Task) -> float:
     """MedMNIST's getAUC: positive-class AUC (binary), mean one-vs-rest AUC over classes
     (multi-class, ordinal), mean per-label AUC (multi-label)."""
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score)
-    if task == "binary-class":
+    if task == BINARY:
         return float(roc_auc_score(y_true.reshape(-1), _positive_scores(y_score)))
     if task == MULTI_LABEL:
         columns = range(y_score.shape[1])
@@ -30,12 +30,14 @@ def auc_score(y_true: np.ndarray, y_score: np.ndarray, task: str) -> float:
     return float(np.mean(per_class))
 
 
-def acc_score(y_true: np.ndarray, y_score: np.ndarray, task: str, threshold: float = 0.5) -> float:
+def acc_score(
+    y_true: np.ndarray, y_score: np.ndarray, task: Task, threshold: float = 0.5
+) -> float:
     """MedMNIST's getACC: thresholded positive score (binary), mean per-label accuracy
     (multi-label), arg-max accuracy (multi-class, ordinal)."""
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score)
-    if task == "binary-class":
+    if task == BINARY:
         return float(accuracy_score(y_true.reshape(-1), _positive_scores(y_score) > threshold))
     if task == MULTI_LABEL:
         predicted = y_score > threshold

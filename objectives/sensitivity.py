@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from medslim.objectives.data import Dataset
+from medslim.objectives.evaluate import Budget, prune_model, split_scores
+from medslim.objectives.training import Recipe
+from medslim.spaces.sparsity import PruningPlan
 from torch import nn
-
-from objectives.data import Dataset
-from objectives.evaluate import Budget, prune_model, split_scores
-from objectives.training import Recipe
-from spaces.sparsity import PruningPlan
 
 DEFAULT_RATIOS = (0.25, 0.5, 0.75, 0.9)
 

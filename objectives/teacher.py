@@ -10,13 +10,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from medslim.objectives.data import Dataset
+from medslim.objectives.evaluate import split_scores
+from medslim.objectives.training import Recipe, train
+from medslim.spaces.families import build_model, spec_to_dict
+from medslim.spaces.specs import ModelSpec
 from torch import nn
 
-from objectives.data import Dataset
-from objectives.evaluate import split_scores
-from objectives.training import Recipe, train
-from spaces.architectures import ModelSpec, build_model, spec_to_dict
-from spaces.errors import UsageError
+from medslim.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,14 @@ def teacher_key(data: Dataset, spec: ModelSpec, recipe: Recipe, seed: int) -> st
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def load_state_dict_file(model: nn.Module, path: Path, what: str) -> None:
+def load_state_dict_file(model: nn.Module, path: Path, what: str = "teacher") -> None:
     """Load a state dict safely (`weights_only=True`), with a clear error when it does not fit."""
     if not path.is_file():
         raise UsageError(f"{what} file {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling refuses anything but tensors and plain containers
-        raise UsageError(f"{what} file {path} is not a readable state dict: {error}") from None
+        raise UsageError(f"{what} file {path} is not a readable state dict: {error}") from error
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     try:
@@ -61,7 +62,7 @@ def load_state_dict_file(model: nn.Module, path: Path, what: str) -> None:
     except (RuntimeError, TypeError, AttributeError) as error:
         first = str(error).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])
-        raise UsageError(f"{what} file {path} does not match the model: {detail}") from None
+        raise UsageError(f"{what} file {path} does not match the model: {detail}") from error
 
 
 def obtain_teacher(

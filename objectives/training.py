@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from objectives.metrics import MULTI_LABEL
+from medslim.errors import TrainingDiverged
+from medslim.kinds import MULTI_LABEL, Task
 
 PRECISIONS = ("auto", "fp32", "bf16")
 """auto: bf16 autocast on CUDA, plain fp32 elsewhere; fp32: never autocast; bf16: always."""
@@ -36,10 +37,6 @@ class Recipe:
 
 BatchLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """(logits, targets, inputs, index into the training split) → the batch's mean loss."""
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the trial is recorded as failed, the study goes on."""
 
 
 def check_precision(precision: str) -> None:
@@ -80,14 +77,14 @@ def in_layout(batch: torch.Tensor) -> torch.Tensor:
     return batch
 
 
-def task_loss(logits: torch.Tensor, targets: torch.Tensor, task: str) -> torch.Tensor:
+def task_loss(logits: torch.Tensor, targets: torch.Tensor, task: Task) -> torch.Tensor:
     """Per-sample loss: BCE-with-logits for multi-label, cross-entropy otherwise (as MedMNIST)."""
     if task == MULTI_LABEL:
         return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(1)
     return F.cross_entropy(logits, targets, reduction="none")
 
 
-def scores_from_logits(logits: torch.Tensor, task: str) -> torch.Tensor:
+def scores_from_logits(logits: torch.Tensor, task: Task) -> torch.Tensor:
     """Sigmoid for multi-label, softmax otherwise: the y_score the MedMNIST evaluator expects."""
     return torch.sigmoid(logits) if task == MULTI_LABEL else torch.softmax(logits, dim=1)
 
@@ -109,7 +106,7 @@ def train(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    task: str,
+    task: Task,
     recipe: Recipe,
     *,
     seed: int = 0,
@@ -202,5 +199,5 @@ def predict_logits(
     return torch.cat(logits).float()
 
 
-def predict_scores(model: nn.Module, x: torch.Tensor, task: str) -> np.ndarray:
+def predict_scores(model: nn.Module, x: torch.Tensor, task: Task) -> np.ndarray:
     return scores_from_logits(predict_logits(model, x), task).float().cpu().numpy()

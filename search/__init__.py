@@ -1,20 +1,6 @@
-"""Studies: samplers, storages, the `medslim` CLI, the Pareto front."""
+"""Studies: configuration (`config`), preparation (`session`), the one study loop (`loop`),
+workers, samplers, storages, trial models; `inspection` (front, test re-scoring, report,
+dashboard, export) reads stored studies; `cli` is the command line over `medslim.api`.
 
-from search.config import StudyConfig
-from search.pareto import Front, FrontMember, compute_front
-from search.samplers import make_sampler, sampler_names
-from search.storage import open_storage
-from search.study import Session, prepare, run_study
-
-__all__ = [
-    "Front",
-    "FrontMember",
-    "Session",
-    "StudyConfig",
-    "compute_front",
-    "make_sampler",
-    "open_storage",
-    "prepare",
-    "run_study",
-    "sampler_names",
-]
+Import the modules themselves; this file stays empty so the CLI starts without torch.
+"""

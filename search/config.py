@@ -1,5 +1,8 @@
-"""One frozen `StudyConfig` per study: built once from the CLI, stored in the study, and
-compared on resume so every worker optimises the same thing."""
+"""One frozen `StudyConfig` per study: built once (from CLI flags, a notebook's keyword
+arguments or a stored study), stored in the study, and compared on resume so every worker
+optimises the same thing. `ResolvedConfig` is the same settings after the data's defaults
+are filled in. Torch-free, so the CLI can build one before anything heavy loads.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,21 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from spaces.errors import UsageError
+from medslim.errors import UsageError
+from medslim.kinds import (
+    DIRECTIONS,
+    METHODS,
+    OBJECTIVES,
+    PRUNING_KINDS,
+    Method,
+    Objective,
+    Pruning,
+)
 
-OBJECTIVES = {"val_auc": "maximize", "val_acc": "maximize", "flops": "minimize"}
-DEFAULT_OBJECTIVES = ("val_auc", "val_acc", "flops")
-METHODS = ("prune", "distill", "both")
+DEFAULT_OBJECTIVES: tuple[Objective, ...] = OBJECTIVES
+DEFAULT_STORAGE = "sqlite:///medslim.db"
+DEFAULT_SCREEN_MARGIN = 0.02
+"""`--screen` given without a margin."""
 
 # Settings that do not change what a trial computes, so they may differ between runs.
 RUN_ONLY = frozenset(
@@ -23,18 +36,21 @@ RUN_ONLY = frozenset(
 
 @dataclass(frozen=True)
 class StudyConfig:
+    """Everything a study is run with. `None` means "the default for this data" (filled in
+    by `session.resolve_config`) or, for constraints and options, "off"."""
+
     dataset: str = "breast-cancer"
     data_dir: str | None = None
     model: str | None = None
     teacher: str | None = None
     teacher_epochs: int | None = None
-    pruning: str = "structured"
+    pruning: Pruning = "structured"
     criterion: str = "l1"
     max_ratio: float = 0.9
     max_offset: float = 0.2
     iterative_steps: int = 1
     baselines: int = 9
-    method: str = "prune"
+    method: Method = "prune"
     kd: bool | None = None  # None: on for images (without --cv), off for tabular data
     epochs: int | None = None
     student_epochs: int | None = None
@@ -43,13 +59,13 @@ class StudyConfig:
     cv: int = 0
     sensitivity_drop: float | None = None
     screen: float | None = None
-    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
     max_flops: float | None = None
     min_auc: float | None = None
     sampler: str = "tpe"
     seed: int = 0
     trials: int | None = None
-    storage: str = "sqlite:///medslim.db"
+    storage: str = DEFAULT_STORAGE
     study: str | None = None
     device: str = "auto"
     workers: int = 1
@@ -57,59 +73,13 @@ class StudyConfig:
     force_config: bool = False
 
     def __post_init__(self) -> None:
-        if self.trials is not None and self.trials <= 0:
-            raise UsageError(f"--trials must be a positive number, got {self.trials}")
-        if self.workers < 1:
-            raise UsageError(f"--workers must be 1 or more, got {self.workers}")
-        if self.workers > 1 and self.storage in ("sqlite://", "sqlite:///:memory:"):
-            raise UsageError(
-                f"--storage {self.storage} lives in one process's memory and cannot be shared "
-                "by workers; use a file (sqlite:///medslim.db), PostgreSQL or a journal file"
-            )
-        if self.heartbeat < 1:
-            raise UsageError(f"--heartbeat must be 1 second or more, got {self.heartbeat}")
-        unknown = [o for o in self.objectives if o not in OBJECTIVES]
-        if unknown or not self.objectives:
-            raise UsageError(
-                f"unknown objective(s) {', '.join(unknown) or '(none given)'}; "
-                f"choose from {', '.join(OBJECTIVES)}"
-            )
-        if len(set(self.objectives)) != len(self.objectives):
-            raise UsageError(f"--objectives lists one twice: {','.join(self.objectives)}")
-        if self.cv == 1 or self.cv < 0:
-            raise UsageError(
-                f"--cv needs 2 or more folds (0: the single val split), got {self.cv}"
-            )
-        if self.cv and (self.method != "prune" or self.kd):
-            raise UsageError(
-                "--cv scores pruning trials only (the teacher's cached soft labels follow the "
-                "fixed train split); drop --cv, or use --method prune without --kd"
-            )
-        if self.screen is not None and not 0.0 <= self.screen <= 1.0:
-            raise UsageError(f"--screen margin must be in [0, 1], got {self.screen}")
-        if self.screen is not None and (self.cv or self.method == "distill"):
-            raise UsageError(
-                "--screen looks at pruned candidates on the single val split; it works "
-                "with neither --cv nor --method distill"
-            )
-        if self.sensitivity_drop is not None and not 0.0 <= self.sensitivity_drop <= 1.0:
-            raise UsageError(f"--sensitivity-drop must be in [0, 1], got {self.sensitivity_drop}")
-        if self.method not in METHODS:
-            raise UsageError(f"unknown --method {self.method!r}; use one of {', '.join(METHODS)}")
-        for name in ("epochs", "teacher_epochs", "student_epochs"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be 0 or more, got {value}")
-        if self.batch_size <= 0:
-            raise UsageError(f"--batch-size must be positive, got {self.batch_size}")
-        if self.max_flops is not None and self.max_flops <= 0:
-            raise UsageError(f"--max-flops must be positive, got {self.max_flops}")
-        if self.min_auc is not None and not 0.0 <= self.min_auc <= 1.0:
-            raise UsageError(f"--min-auc must be in [0, 1], got {self.min_auc}")
+        problems = _problems(self)
+        if problems:
+            raise UsageError(problems[0])
 
     @property
     def directions(self) -> list[str]:
-        return [OBJECTIVES[o] for o in self.objectives]
+        return [DIRECTIONS[o] for o in self.objectives]
 
     def with_overrides(self, **changes: Any) -> StudyConfig:
         return replace(self, **changes)
@@ -132,10 +102,91 @@ class StudyConfig:
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any], **run_settings: Any) -> StudyConfig:
+        """The config a study stores (an older study may lack newer settings: they take their
+        defaults), plus this run's settings that are never stored."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in stored.items() if k in known}
         values["objectives"] = tuple(values.get("objectives", DEFAULT_OBJECTIVES))
         return cls(**values, **run_settings)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolvedConfig(StudyConfig):
+    """A `StudyConfig` with the data's defaults filled in: what a study runs with."""
+
+    model: str
+    kd: bool
+    epochs: int
+    teacher_epochs: int
+    student_epochs: int
+    trials: int
+    study: str
+
+    def with_overrides(self, **changes: Any) -> ResolvedConfig:
+        return replace(self, **changes)
+
+
+def _problems(config: StudyConfig) -> list[str]:
+    """Every setting a user may get wrong, each a one-line message naming the flag."""
+    problems = []
+    if config.trials is not None and config.trials <= 0:
+        problems.append(f"--trials must be a positive number, got {config.trials}")
+    if config.study is not None and not config.study.strip():
+        problems.append("--study must be a non-empty name; leave it out for the default name")
+    if config.workers < 1:
+        problems.append(f"--workers must be 1 or more, got {config.workers}")
+    if config.workers > 1 and config.storage in ("sqlite://", "sqlite:///:memory:"):
+        problems.append(
+            f"--storage {config.storage} lives in one process's memory and cannot be shared "
+            "by workers; use a file (sqlite:///medslim.db), PostgreSQL or a journal file"
+        )
+    if config.heartbeat < 1:
+        problems.append(f"--heartbeat must be 1 second or more, got {config.heartbeat}")
+    unknown = [o for o in config.objectives if o not in OBJECTIVES]
+    if unknown or not config.objectives:
+        problems.append(
+            f"unknown objective(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(OBJECTIVES)}"
+        )
+    if len(set(config.objectives)) != len(config.objectives):
+        problems.append(f"--objectives lists one twice: {','.join(config.objectives)}")
+    if config.method not in METHODS:
+        problems.append(f"unknown --method {config.method!r}; use one of {', '.join(METHODS)}")
+    if config.pruning not in PRUNING_KINDS:
+        problems.append(
+            f"unknown --pruning {config.pruning!r}; use one of {', '.join(PRUNING_KINDS)}"
+        )
+    if config.cv == 1 or config.cv < 0:
+        problems.append(f"--cv needs 2 or more folds (0: the single val split), got {config.cv}")
+    if config.cv and (config.method != "prune" or config.kd):
+        problems.append(
+            "--cv scores pruning trials only (the teacher's cached soft labels follow the "
+            "fixed train split); drop --cv, or use --method prune without --kd"
+        )
+    if config.screen is not None and not 0.0 <= config.screen <= 1.0:
+        problems.append(f"--screen margin must be in [0, 1], got {config.screen}")
+    if config.screen is not None and (config.cv or config.method == "distill"):
+        problems.append(
+            "--screen looks at pruned candidates on the single val split; it works "
+            "with neither --cv nor --method distill"
+        )
+    if config.sensitivity_drop is not None and not 0.0 <= config.sensitivity_drop <= 1.0:
+        problems.append(f"--sensitivity-drop must be in [0, 1], got {config.sensitivity_drop}")
+    for name in ("epochs", "teacher_epochs", "student_epochs"):
+        value = getattr(config, name)
+        if value is not None and value < 0:
+            problems.append(f"--{name.replace('_', '-')} must be 0 or more, got {value}")
+    if config.batch_size <= 0:
+        problems.append(f"--batch-size must be positive, got {config.batch_size}")
+    if config.lr <= 0:
+        problems.append(f"--lr must be positive, got {config.lr}")
+    if config.baselines < 0:
+        problems.append(f"--baselines must be 0 or more, got {config.baselines}")
+    if config.max_flops is not None and config.max_flops <= 0:
+        problems.append(f"--max-flops must be positive, got {config.max_flops}")
+    if config.min_auc is not None and not 0.0 <= config.min_auc <= 1.0:
+        problems.append(f"--min-auc must be in [0, 1], got {config.min_auc}")
+    return problems
 
 
 def config_differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:

@@ -10,46 +10,45 @@ and CMA-ES skip it, and TPE counts it among the bad trials and steers away from 
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
 
 import optuna
-from torch import nn
-
-from objectives.distill import Distiller, TeacherSignal, evaluate_student, teacher_train_logits
-from objectives.evaluate import Budget, Scores
-from objectives.metrics import count_flops
-from objectives.training import Recipe
-from search.storage import storage_dir
-from spaces.architectures import ModelSpec, build_model, spec_to_dict
-from spaces.students import (
+from medslim.objectives.distill import (
+    Distiller,
+    TeacherSignal,
+    evaluate_student,
+    teacher_train_logits,
+)
+from medslim.objectives.evaluate import Budget, Scores
+from medslim.objectives.metrics import count_flops
+from medslim.objectives.training import Recipe
+from medslim.search.session import Session
+from medslim.spaces.families import build_model, spec_to_dict
+from medslim.spaces.specs import ModelSpec
+from medslim.spaces.students import (
     DistillSettings,
     StudentSpace,
     sample_student,
-    scaled_teacher,
     structural_problem,
-    student_params,
 )
+from torch import nn
 
-if TYPE_CHECKING:
-    from search.study import Session
+from medslim.kinds import Method, TrialMethod
 
 KD_FINETUNE = DistillSettings(temperature=4.0, alpha=0.5)
 """The soft-label term `--kd` adds to the fine-tuning of pruned models."""
-SEED_DIVISORS = (2, 4, 8)
-"""Student seeds: the teacher with every width divided by these."""
 
 
-def sample_method(trial: optuna.Trial, method: str) -> str:
+def sample_method(trial: optuna.Trial, method: Method) -> TrialMethod:
     """The study's method, or the trial's first choice when the study runs both."""
     if method == "both":
-        return trial.suggest_categorical("method", ["prune", "distill"])
+        choice: TrialMethod = trial.suggest_categorical("method", ["prune", "distill"])
+        return choice
     return method
 
 
 def teacher_signal(session: Session) -> TeacherSignal:
     """The teacher and its training-split logits, cached next to the teacher's weights."""
-    cache = storage_dir(session.config.storage) / "teachers"
-    logits = teacher_train_logits(session.teacher, session.data, cache)
+    logits = teacher_train_logits(session.teacher, session.data, session.files_dir / "teachers")
     return TeacherSignal(session.teacher, session.teacher_spec, logits)
 
 
@@ -67,7 +66,7 @@ class StudentTrials:
         self.space = StudentSpace.for_teacher(session.teacher_spec)
         self.budget = budget
         self.recipe = Recipe(
-            epochs=config.student_epochs or 0, batch_size=config.batch_size, lr=config.lr
+            epochs=config.student_epochs, batch_size=config.batch_size, lr=config.lr
         )
         self.limits = {"the teacher's": float(session.teacher_flops)}
         if max_flops is not None:
@@ -105,12 +104,3 @@ class StudentTrials:
         return evaluate_student(
             spec, settings, self._signal, session.data, self.recipe, self.budget, seed=seed
         )
-
-
-def student_seeds(teacher: ModelSpec, method: str) -> list[dict[str, Any]]:
-    """Trial parameters of the scaled-down teacher copies, enqueued so the front has
-    students from the start."""
-    space = StudentSpace.for_teacher(teacher)
-    prefix = {"method": "distill"} if method == "both" else {}
-    specs = dict.fromkeys(scaled_teacher(teacher, d, space) for d in SEED_DIVISORS)
-    return [{**prefix, **student_params(spec, DistillSettings())} for spec in specs]

@@ -5,14 +5,19 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import optuna
+from medslim.errors import UsageError
 
-from spaces.errors import UsageError
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass(frozen=True)
 class SamplerEntry:
+    """One sampler: its builder (a seed in, a sampler out), whether it handles several
+    objectives, and a one-line summary for `medslim list`."""
+
     build: Callable[[int], optuna.samplers.BaseSampler]
     multi_objective: bool
     summary: str
@@ -22,19 +27,39 @@ SAMPLERS: dict[str, SamplerEntry] = {}
 
 
 def register_sampler(name: str, entry: SamplerEntry) -> None:
+    """Add a sampler under `name` (`--sampler NAME`); names are unique."""
     if name in SAMPLERS:
         raise ValueError(f"sampler {name!r} is already registered")
     SAMPLERS[name] = entry
 
 
-def _tpe(seed: int) -> optuna.samplers.TPESampler:
+# Builders import Optuna when called, so listing the names stays quick.
+
+
+def _tpe(seed: int) -> optuna.samplers.BaseSampler:
     """Multivariate TPE; `group` models each conditional sub-space (prune vs distill, the
     MobileNet-only expansion) jointly instead of falling back to independent sampling."""
+    import optuna
+
     with warnings.catch_warnings():  # `group` and `constant_liar` are marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
             seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10
         )
+
+
+def _optuna(class_name: str, **settings: object) -> Callable[[int], optuna.samplers.BaseSampler]:
+    """A builder of Optuna's sampler `class_name` with these settings and the given seed."""
+
+    def build(seed: int) -> optuna.samplers.BaseSampler:
+        import optuna
+
+        sampler: optuna.samplers.BaseSampler = getattr(optuna.samplers, class_name)(
+            seed=seed, **settings
+        )
+        return sampler
+
+    return build
 
 
 register_sampler(
@@ -45,40 +70,26 @@ register_sampler(
 )
 register_sampler(
     "nsga2",
-    SamplerEntry(
-        lambda seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=20),
-        True,
-        "NSGA-II genetic algorithm",
-    ),
+    SamplerEntry(_optuna("NSGAIISampler", population_size=20), True, "NSGA-II genetic algorithm"),
 )
 register_sampler(
     "nsga3",
     SamplerEntry(
-        lambda seed: optuna.samplers.NSGAIIISampler(seed=seed, population_size=20),
+        _optuna("NSGAIIISampler", population_size=20),
         True,
         "NSGA-III genetic algorithm (many objectives)",
     ),
 )
 register_sampler(
-    "random",
-    SamplerEntry(
-        lambda seed: optuna.samplers.RandomSampler(seed=seed),
-        True,
-        "random search (a control)",
-    ),
+    "random", SamplerEntry(_optuna("RandomSampler"), True, "random search (a control)")
 )
 register_sampler(
-    "gp",
-    SamplerEntry(
-        lambda seed: optuna.samplers.GPSampler(seed=seed),
-        True,
-        "Gaussian-process Bayesian optimisation",
-    ),
+    "gp", SamplerEntry(_optuna("GPSampler"), True, "Gaussian-process Bayesian optimisation")
 )
 register_sampler(
     "qmc",
     SamplerEntry(
-        lambda seed: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
+        _optuna("QMCSampler", warn_independent_sampling=False),
         True,
         "quasi-Monte Carlo (Sobol) space filling",
     ),
@@ -86,7 +97,7 @@ register_sampler(
 register_sampler(
     "cmaes",
     SamplerEntry(
-        lambda seed: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
+        _optuna("CmaEsSampler", warn_independent_sampling=False),
         False,
         "CMA-ES (single objective only)",
     ),

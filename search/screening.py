@@ -12,16 +12,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import optuna
+from medslim.objectives.data import Dataset
+from medslim.objectives.evaluate import split_scores
+from medslim.objectives.metrics import flops_by_module, sparse_flops
+from medslim.search.records import trial_record
 from optuna.trial import TrialState
 from torch import nn
 
-from objectives.data import Dataset
-from objectives.evaluate import split_scores
-from objectives.metrics import flops_by_module, sparse_flops
-from search.records import trial_record
-
 PROXY_KEY = "proxy"
-DEFAULT_MARGIN = 0.02
 
 
 @dataclass(frozen=True)

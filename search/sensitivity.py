@@ -3,17 +3,16 @@ prunable group, computed once per study and kept in its user attrs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 from dataclasses import asdict
 
 import optuna
-import plotly.graph_objects as go
+from medslim.objectives.data import Dataset
+from medslim.objectives.sensitivity import DEFAULT_RATIOS, SensitivityCurve, sensitivity_curves
 from torch import nn
 
-from objectives.data import Dataset
-from objectives.sensitivity import DEFAULT_RATIOS, SensitivityCurve, sensitivity_curves
-
 ATTR = "sensitivity"
+logger = logging.getLogger(__name__)
 
 
 def study_curves(
@@ -26,14 +25,15 @@ def study_curves(
     criterion: str,
     pruning: str,
     seed: int,
-    log: Callable[[str], None] = print,
 ) -> list[SensitivityCurve]:
     """The study's stored curves, or computed now (prune one group, BN-recalibrate, no
     fine-tuning) and stored, so workers and resumed runs never recompute them."""
     stored = stored_curves(study)
     if stored:
         return stored
-    log(f"sensitivity: {len(units)} groups × {len(DEFAULT_RATIOS)} ratios, no fine-tuning ...")
+    logger.info(
+        "sensitivity: %d groups × %d ratios, no fine-tuning ...", len(units), len(DEFAULT_RATIOS)
+    )
     curves = sensitivity_curves(
         teacher,
         data,
@@ -68,15 +68,3 @@ def format_curves(curves: list[SensitivityCurve], ceilings: dict[str, float] | N
             row += f"{ceilings[curve.unit]:>9.2f}"
         lines.append(row)
     return "\n".join(lines)
-
-
-def sensitivity_figure(curves: list[SensitivityCurve]) -> go.Figure:
-    figure = go.Figure(
-        [go.Scatter(x=c.ratios, y=c.auc_drop, mode="lines+markers", name=c.unit) for c in curves]
-    )
-    figure.update_layout(
-        title="Sensitivity: val AUC drop per group pruned alone",
-        xaxis_title="pruning ratio of the group",
-        yaxis_title="val AUC drop",
-    )
-    return figure

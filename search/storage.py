@@ -17,7 +17,7 @@ from optuna.storages import (
 )
 from optuna.storages.journal import JournalFileBackend
 
-from spaces.errors import UsageError
+from medslim.errors import StorageError
 
 JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 # A trial whose worker died is failed after this many missed heartbeats, then retried (twice).
@@ -34,7 +34,7 @@ def check_storage_url(url: str) -> None:
     try:
         sqlalchemy.engine.make_url(url).get_dialect()
     except Exception as error:  # sqlalchemy raises several types for a bad URL or driver
-        raise _cannot_open(url, error) from None
+        raise _cannot_open(url, error) from error
 
 
 def open_storage(url: str, *, heartbeat: int | None = None) -> BaseStorage:
@@ -63,7 +63,7 @@ def open_storage(url: str, *, heartbeat: int | None = None) -> BaseStorage:
                 }
             storage = RDBStorage(url, engine_kwargs=engine_kwargs, **liveness)
     except Exception as error:  # sqlalchemy raises several types for a bad URL or driver
-        raise _cannot_open(url, error) from None
+        raise _cannot_open(url, error) from error
     if url.startswith("sqlite"):
         _begin_immediate(storage.engine)
     return storage
@@ -94,16 +94,26 @@ def _begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
     engine.dispose()  # connections opened before the listeners are replaced by new ones
 
 
-def _not_a_url(url: str) -> UsageError:
-    return UsageError(
+def _not_a_url(url: str) -> StorageError:
+    return StorageError(
         f"storage {url!r} is not a URL: use e.g. sqlite:///medslim.db, "
         "postgresql://user:pass@host/db, or a journal file path ending in .log"
     )
 
 
-def _cannot_open(url: str, error: Exception) -> UsageError:
+def _cannot_open(url: str, error: Exception) -> StorageError:
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return UsageError(f"cannot open storage {url!r}: {reason}")
+    return StorageError(f"cannot open storage {display_url(url)!r}: {reason}")
+
+
+def display_url(url: str) -> str:
+    """The URL as it may be printed: the password of a database URL masked."""
+    if "://" not in url:
+        return url
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # sqlalchemy raises several types for a malformed URL
+        return url.split("@")[-1] if "@" in url else url
 
 
 def storage_dir(url: str) -> Path:

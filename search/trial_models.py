@@ -14,28 +14,26 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
+from medslim.search.records import trial_record
+from medslim.spaces.families import build_model, get_preset, spec_from_dict, spec_to_dict
+from medslim.spaces.specs import ModelSpec
 from optuna.artifacts import (
     FileSystemArtifactStore,
     download_artifact,
     get_all_artifact_meta,
     upload_artifact,
 )
+from optuna.storages import BaseStorage
 from torch import nn
 
-from search.records import trial_record
-from search.storage import storage_dir
-from spaces.architectures import (
-    ModelSpec,
-    build_model,
-    get_preset,
-    spec_from_dict,
-    spec_to_dict,
-)
-from spaces.errors import UsageError
+from medslim.errors import UsageError
+
+if TYPE_CHECKING:
+    from medslim.search.stored import StudyRef
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ class ModelBundle:
         except Exception as error:  # weights_only refuses anything but tensors and plain data
             raise UsageError(
                 f"model file {path} is not a readable model bundle: {error}"
-            ) from None
+            ) from error
         if not isinstance(content, dict) or not {"state_dict", "spec"} <= content.keys():
             raise UsageError(f"model file {path} holds no 'state_dict' and 'spec'")
         return cls(content["state_dict"], content["spec"])
@@ -148,9 +146,9 @@ def base_spec(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> ModelSpec
     return BASE_SPECS[method](study, trial)
 
 
-def artifact_store(storage_url: str) -> FileSystemArtifactStore:
-    """Model files live beside the storage (see `storage_dir`), in `artifacts/`."""
-    root = storage_dir(storage_url) / "artifacts"
+def artifact_store(files_dir: Path) -> FileSystemArtifactStore:
+    """Model files live in `artifacts/` of the study's files folder (beside the storage)."""
+    root = files_dir / "artifacts"
     root.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(str(root))
 
@@ -161,7 +159,7 @@ def save_trial_model(
     base: ModelSpec,
     input_shape: tuple[int, ...],
     n_outputs: int,
-    storage_url: str,
+    store: FileSystemArtifactStore,
 ) -> str:
     """Upload the trial's model bundle as an artifact (Optuna notes its id on the trial)."""
     bundle = bundle_model(model, base, input_shape, n_outputs)
@@ -171,17 +169,15 @@ def save_trial_model(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             artifact_id = upload_artifact(
-                artifact_store=artifact_store(storage_url),
-                file_path=str(path),
-                study_or_trial=trial,
+                artifact_store=store, file_path=str(path), study_or_trial=trial
             )
     return artifact_id
 
 
-def model_artifact_id(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str | None:
+def model_artifact_id(storage: BaseStorage, trial: optuna.trial.FrozenTrial) -> str | None:
     """The id of the model bundle `save_trial_model` uploaded for this trial, if any."""
     name = _bundle_name(trial.number)
-    metas = get_all_artifact_meta(trial, storage=study._storage)  # no public accessor
+    metas = get_all_artifact_meta(trial, storage=storage)
     return next((meta.artifact_id for meta in metas if meta.filename == name), None)
 
 
@@ -189,31 +185,27 @@ def _bundle_name(number: int) -> str:
     return f"trial-{number}.pt"
 
 
-def load_trial_bundle(
-    study: optuna.Study, trial: optuna.trial.FrozenTrial, storage_url: str
-) -> ModelBundle:
+def load_trial_bundle(ref: StudyRef, trial: optuna.trial.FrozenTrial) -> ModelBundle:
     """The trial's stored bundle, checked against the base model its method implies."""
-    artifact_id = model_artifact_id(study, trial)
+    artifact_id = model_artifact_id(ref.storage, trial)
     if artifact_id is None:
         raise UsageError(
-            f"trial {trial.number} of study {study.study_name!r} stored no model; "
+            f"trial {trial.number} of study {ref.name!r} stored no model; "
             "only trials run by this version of medslim can be re-scored or exported"
         )
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.pt"
         try:
             download_artifact(
-                artifact_store=artifact_store(storage_url),
-                file_path=str(path),
-                artifact_id=artifact_id,
+                artifact_store=ref.artifacts, file_path=str(path), artifact_id=artifact_id
             )
         except Exception as error:  # the store raises its own types for a missing file
             raise UsageError(
                 f"model of trial {trial.number} (artifact {artifact_id}) is missing from "
-                f"{storage_dir(storage_url) / 'artifacts'}: {error}"
-            ) from None
+                f"{ref.files_dir / 'artifacts'}: {error}"
+            ) from error
         bundle = ModelBundle.load(path)
-    expected = spec_to_dict(base_spec(study, trial))
+    expected = spec_to_dict(base_spec(ref.study, trial))
     if json.loads(json.dumps(expected)) != json.loads(json.dumps(bundle.spec["model"])):
         raise UsageError(
             f"trial {trial.number}'s stored model is a {bundle.spec['model']}, "
@@ -222,7 +214,5 @@ def load_trial_bundle(
     return bundle
 
 
-def load_trial_model(
-    study: optuna.Study, trial: optuna.trial.FrozenTrial, storage_url: str
-) -> nn.Module:
-    return rebuild(load_trial_bundle(study, trial, storage_url))
+def load_trial_model(ref: StudyRef, trial: optuna.trial.FrozenTrial) -> nn.Module:
+    return rebuild(load_trial_bundle(ref, trial))

@@ -5,28 +5,29 @@ study holds exactly the target number of finished trials: never fewer, never mor
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
-from typing import Any
+from contextlib import closing
+from typing import Any, NamedTuple
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from medslim.search.config import StudyConfig
+from medslim.search.loop import finished_count, progress_bar, quiet_optuna, run_trials
+from medslim.search.records import TARGET_ATTR
+from medslim.search.samplers import make_sampler
+from medslim.search.session import Session, prepare
+from medslim.search.stored import open_study
 
-from search.config import StudyConfig
-from search.samplers import make_sampler
-from search.study import Session, finished_count, make_objective, prepare
-from spaces.errors import UsageError
+from medslim.errors import MedslimError, UsageError
 
-TARGET_ATTR = "target_trials"
+logger = logging.getLogger(__name__)
+
 POLL_S = 1.0
 STOP_WAIT_S = 60.0  # how long an interrupted worker may take to record its trial
 TEACHER_TOLERANCE = 1e-4  # a worker's teacher must score like the study's
@@ -56,26 +57,28 @@ def share_sqlite(url: str) -> None:
         )
 
 
-def run_workers(session: Session, *, progress: bool) -> int:
-    """Start `config.workers` worker processes and wait for them; 0 once the target is met.
+def run_workers(session: Session, *, progress: bool | None = None) -> None:
+    """Start `config.workers` worker processes and wait until they met the target; each runs
+    `medslim worker`, i.e. the one study loop (`loop.run_trials`).
 
     Ctrl-C is forwarded to the workers, who record their running trial before they exit; the
-    KeyboardInterrupt is then raised again for the caller to report.
+    KeyboardInterrupt is then raised again for the caller to report. Workers that stop short
+    of the target raise a `MedslimError` naming their exit codes.
     """
     config = session.config
     study = session.study
-    target = config.trials or 0
+    target = config.trials
     if config.storage.startswith("sqlite"):
         share_sqlite(config.storage)
     command = [
-        *(sys.executable, "-m", "search.cli", "worker", "--managed"),
+        *(sys.executable, "-m", "medslim.search.cli", "worker", "--managed"),
         *("--storage", config.storage, "--study", study.study_name),
         *("--trials", str(target), "--device", config.device),
         *("--heartbeat", str(config.heartbeat)),
         *("--threads", str(max(1, cpu_cores() // config.workers))),
         *(("--data-dir", config.data_dir) if config.data_dir else ()),
     ]
-    bar = _progress_bar(finished_count(study), target, progress)
+    bar = progress_bar(finished_count(study), target, progress)
     children = [
         subprocess.Popen([*command, "--seed", str(config.seed + 1 + i)])
         for i in range(config.workers)
@@ -91,15 +94,12 @@ def run_workers(session: Session, *, progress: bool) -> int:
         bar.update(finished_count(study) - bar.n)
         bar.close()
     done = finished_count(study)
-    if done >= target:
-        return 0
-    codes = ", ".join(str(child.returncode) for child in children)
-    print(
-        f"medslim: only {done} of {target} trials finished; the workers exited with codes "
-        f"{codes}; run the same command again to continue",
-        file=sys.stderr,
-    )
-    return 1
+    if done < target:
+        codes = ", ".join(str(child.returncode) for child in children)
+        raise MedslimError(
+            f"only {done} of {target} trials finished; the workers exited with codes "
+            f"{codes}; run the same command again to continue"
+        )
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
@@ -119,54 +119,12 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
         signal.signal(signal.SIGINT, previous)
 
 
-class Interrupts:
-    """SIGINT handling for a process that runs trials. Ctrl-C interrupts at once only where
-    that is safe: inside the objective (Optuna records the trial as FAIL), while waiting, or
-    while joining. Elsewhere (Optuna asking for or telling a trial, counting trials) it takes
-    effect at the next safe point, so no trial is left RUNNING and no database session is cut
-    in half. Later SIGINTs are ignored: Ctrl-C reaches a worker from the terminal and from
-    its parent."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.interruptible = False
-        self._previous: Any = None
-
-    def __enter__(self) -> Interrupts:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        signal.signal(signal.SIGINT, self._previous)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            return
-        self.requested = True
-        if self.interruptible:
-            raise KeyboardInterrupt
-
-    def check(self) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-
-    @contextmanager
-    def allowed(self) -> Iterator[None]:
-        self.check()
-        self.interruptible = True
-        try:
-            yield
-        finally:
-            self.interruptible = False
-
-
 def join_study(
     study: optuna.Study,
     *,
     storage: str,
     trials: int | None,
     seed: int | None,
-    log: Callable[[str], None],
     **run_settings: Any,
 ) -> Session:
     """A session that optimises exactly what the study stores: its config and its teacher."""
@@ -179,7 +137,7 @@ def join_study(
     config = StudyConfig.from_stored(
         stored, storage=storage, study=study.study_name, trials=target, **run_settings
     )
-    session = prepare(config, log=log)
+    session = prepare(config)
     mine = session.teacher_scores
     theirs = study.user_attrs.get("teacher", {})
     for key in ("val_auc", "val_acc"):
@@ -195,113 +153,34 @@ def join_study(
     return session
 
 
-def work(
-    session: Session,
-    interrupts: Interrupts,
+class WorkerRun(NamedTuple):
+    ran: int
+    finished: int
+    study: str
+
+
+def run_worker(
+    storage: str,
+    study: str | None = None,
     *,
-    poll: float = POLL_S,
-    on_trial: Callable[[int], None] | None = None,
-) -> int:
-    """Run trials until the study holds `config.trials` finished ones; returns how many ran.
+    trials: int | None = None,
+    seed: int | None = None,
+    threads: int | None = None,
+    progress: bool | None = None,
+    **run_settings: Any,
+) -> WorkerRun:
+    """Join a stored study (from this machine or another) and run its trials, through the
+    one study loop, until it holds its target: `trials`, else the last run's. It optimises
+    the study's stored config; `run_settings` are this machine's own (device, data_dir,
+    heartbeat). `seed` seeds the sampler (random by default, so workers differ)."""
+    if threads is not None:
+        import torch
 
-    A trial starts only while finished + running trials fall short of the target. When the
-    rest are running elsewhere, the worker waits: they finish, or (RDB storages) their
-    heartbeats stop and they are failed and queued again, to be run here or by another.
-    """
-    study = session.study
-    target = session.config.trials or 0
-    heartbeats = "://" in session.config.storage
-    gate = _Gate(make_objective(session), target, interrupts)
-    attempts = 3 * max(1, target - finished_count(study))  # room for failed trials
-    ran = 0
-    while ran < attempts:
-        interrupts.check()
-        complete, running = _count(study)
-        if complete >= target:
-            break
-        if complete + running >= target:
-            if not heartbeats:  # a dead worker's trial would never be released
-                break
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
-            with interrupts.allowed():
-                time.sleep(poll)
-            continue
-        gate.surplus = False
-        study.optimize(gate, n_trials=1, catch=(Exception,))
-        if gate.surplus:  # another worker started at the same moment: back off, look again
-            with interrupts.allowed():
-                time.sleep(random.uniform(0, 2 * poll))
-        else:
-            ran += 1
-            if on_trial is not None:
-                on_trial(finished_count(study))
-    return ran
-
-
-def run_here(session: Session, *, progress: bool) -> None:
-    """One worker in this process (`--workers 1`), with a progress bar: the same loop, so it
-    stops at exactly the target even when workers from other machines join."""
-    bar = _progress_bar(finished_count(session.study), session.config.trials or 0, progress)
-    try:
-        with Interrupts() as interrupts:
-            work(session, interrupts, on_trial=lambda done: bar.update(done - bar.n))
-    finally:
-        bar.close()
-
-
-class _Gate:
-    """The objective, run only if this trial is not one too many: after it is RUNNING,
-    finished + running trials must not exceed the target. Two trials started at once may
-    both step back (then both try again), but never both run past the target."""
-
-    def __init__(
-        self, objective: Callable[[optuna.Trial], Any], target: int, interrupts: Interrupts
-    ) -> None:
-        self.objective = objective
-        self.target = target
-        self.interrupts = interrupts
-        self.surplus = False
-
-    def __call__(self, trial: optuna.Trial) -> Any:
-        self.interrupts.check()  # Ctrl-C while the trial was asked for: recorded as FAIL
-        live = trial.study.get_trials(
-            deepcopy=False,
-            states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING),
-        )
-        # A queued retry of a dead worker's trial is owed a place: it is popped before any
-        # new trial, so a new trial that would crowd it out steps back instead.
-        live = [t for t in live if t.state != TrialState.WAITING or _is_retry(t)]
-        if len(live) > self.target:
-            self.surplus = True
-            _requeue(trial.study, next(t for t in live if t.number == trial.number))
-            trial.set_user_attr("surplus", True)
-            raise optuna.TrialPruned("not needed: the study holds enough trials")
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        with self.interrupts.allowed():
-            return self.objective(trial)
-
-
-def _is_retry(trial: FrozenTrial) -> bool:
-    """Queued by the heartbeat's retry callback for a failed trial."""
-    return "failed_trial" in trial.system_attrs
-
-
-def _requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Put back a queued trial (a baseline, a retry) that stepped back, so it is not lost."""
-    params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
-    if params:
-        study.enqueue_trial(params, user_attrs=trial.user_attrs)
-
-
-def _count(study: optuna.Study) -> tuple[int, int]:
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-    complete = sum(t.state == TrialState.COMPLETE for t in trials)
-    return complete, len(trials) - complete
-
-
-def _progress_bar(done: int, target: int, show: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=target, initial=done, desc="finished trials", unit="trial", disable=not show)
+        torch.set_num_threads(threads)
+    with quiet_optuna():
+        ref = open_study(storage, study)
+        session = join_study(ref.study, storage=storage, trials=trials, seed=seed, **run_settings)
+        name = session.study.study_name
+        logger.info("worker joined %s: %d trials finished", name, finished_count(session.study))
+        ran = run_trials(session, progress=progress)
+    return WorkerRun(ran, finished_count(session.study), name)

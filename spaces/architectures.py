@@ -1,53 +1,15 @@
-"""Model families built from small frozen specs, registered by name.
-
-A spec is plain data (it round-trips through JSON), so a trial's model can be rebuilt
-exactly from what the study stores. Presets are named specs; `build_model` turns a spec
-into a module for a given input shape and output width.
-"""
+"""The networks of medslim's own families (MLP, ResNet, MobileNetV2-style), built from the
+specs in `specs`. `families` registers them; nothing else needs to import this module."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import torch
+from medslim.spaces.specs import MLPSpec, MobileNetSpec, ResNetSpec
 from torch import nn
 
-from spaces.errors import UsageError
-
-
-@dataclass(frozen=True)
-class MLPSpec:
-    """A multilayer perceptron for tabular data."""
-
-    hidden: tuple[int, ...] = (256, 128, 64)
-    dropout: float = 0.1
-    family: str = field(default="mlp", init=False)
-
-
-@dataclass(frozen=True)
-class ResNetSpec:
-    """A ResNet of basic blocks; 3×3 stem and no max-pool, as MedMNIST uses at 28 px."""
-
-    widths: tuple[int, ...] = (64, 128, 256, 512)
-    blocks: tuple[int, ...] = (2, 2, 2, 2)
-    kernel: int = 3
-    family: str = field(default="resnet", init=False)
-
-
-@dataclass(frozen=True)
-class MobileNetSpec:
-    """A MobileNetV2-style net: inverted residuals (1×1 expand, k×k depthwise, 1×1 project)."""
-
-    widths: tuple[int, ...] = (16, 32, 64)
-    blocks: tuple[int, ...] = (1, 2, 2)
-    kernel: int = 3
-    expansion: int = 4
-    family: str = field(default="mobilenet", init=False)
-
-
-ModelSpec = MLPSpec | ResNetSpec | MobileNetSpec
+from medslim.errors import UsageError
 
 
 class MLP(nn.Module):
@@ -181,61 +143,3 @@ class MobileNet(ConvNet):
                 c_in, c_out, stride, spec.kernel, spec.expansion
             ),
         )
-
-
-_BUILDERS: dict[str, Callable[[Any, tuple[int, ...], int], nn.Module]] = {
-    "mlp": lambda spec, shape, n_out: MLP(spec, shape[0], n_out),
-    "resnet": lambda spec, shape, n_out: ResNet(spec, shape[0], n_out),
-    "mobilenet": lambda spec, shape, n_out: MobileNet(spec, shape[0], n_out),
-}
-_SPEC_TYPES: dict[str, type] = {"mlp": MLPSpec, "resnet": ResNetSpec, "mobilenet": MobileNetSpec}
-_INPUT_KINDS: dict[str, str] = {"mlp": "tabular", "resnet": "image", "mobilenet": "image"}
-
-PRESETS: dict[str, ModelSpec] = {}
-
-
-def register_preset(name: str, spec: ModelSpec) -> None:
-    """Add a named teacher preset; a name is registered once."""
-    if name in PRESETS:
-        raise ValueError(f"model preset {name!r} is already registered")
-    PRESETS[name] = spec
-
-
-register_preset("mlp", MLPSpec())
-register_preset("resnet8", ResNetSpec(widths=(32, 64, 128), blocks=(1, 1, 1)))
-register_preset("resnet18", ResNetSpec())
-
-
-def preset_names() -> list[str]:
-    return sorted(PRESETS)
-
-
-def get_preset(name: str) -> ModelSpec:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise UsageError(
-            f"unknown model {name!r}; valid models: {', '.join(preset_names())}"
-        ) from None
-
-
-def input_kind(spec: ModelSpec) -> str:
-    """Which data a family accepts ("image" or "tabular")."""
-    return _INPUT_KINDS[spec.family]
-
-
-def build_model(spec: ModelSpec, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
-    """An untrained model for one sample shape (C, H, W) or (F,) and `n_outputs` logits."""
-    return _BUILDERS[spec.family](spec, input_shape, n_outputs)
-
-
-def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
-    """JSON-ready description: enough to rebuild the spec with `spec_from_dict`."""
-    return asdict(spec)
-
-
-def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
-    fields = dict(data)
-    family = fields.pop("family")
-    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-    return _SPEC_TYPES[family](**converted)

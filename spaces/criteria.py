@@ -11,40 +11,69 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-import torch_pruning as tp
+from medslim.errors import UsageError
+from medslim.kinds import Pruning
 
-from spaces.errors import UsageError
+if TYPE_CHECKING:
+    import torch
 
-WeightScore = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None], torch.Tensor]
+WeightScore = Callable[
+    ["torch.Tensor", "torch.Tensor | None", "torch.Tensor | None"], "torch.Tensor"
+]
 """(weight, gradient, squared-gradient mean) -> one score per weight; higher is kept."""
+
+Gradients = Literal["none", "batch", "per-sample"]
+"""What a criterion needs: nothing, one backward pass, or per-sample gradients (Fisher)."""
 
 
 @dataclass(frozen=True)
 class Criterion:
+    """One criterion: a torch-pruning importance factory for channel groups (None: masks
+    only), a per-weight score for masks (None: channels only), and what gradients it needs."""
+
     name: str
-    channel_importance: Callable[[], tp.importance.Importance] | None
+    channel_importance: Callable[[], Any] | None
     weight_score: WeightScore | None
-    gradients: str = "none"  # "none", "batch" (one backward) or "per-sample" (Fisher)
+    gradients: Gradients = "none"
     summary: str = ""
+
+    def fits(self, pruning: Pruning) -> bool:
+        """Whether the criterion can rank what `pruning` removes (channels or weights)."""
+        if pruning == "structured":
+            return self.channel_importance is not None
+        return self.weight_score is not None
+
+
+def _importance() -> Any:
+    """torch-pruning's importance module, imported on first use (it imports torch)."""
+    import torch_pruning
+
+    return torch_pruning.importance
 
 
 def _lamp_score(weight: torch.Tensor, *_: torch.Tensor | None) -> torch.Tensor:
     """LAMP: w² divided by the sum of w² of all weights at least as large (Lee et al. 2021)."""
     squared = weight.detach().flatten() ** 2
-    order = torch.argsort(squared)
+    order = squared.argsort()
     sorted_sq = squared[order]
-    tail_sums = torch.flip(torch.cumsum(torch.flip(sorted_sq, [0]), 0), [0])
-    scores = torch.empty_like(squared)
+    tail_sums = sorted_sq.flip(0).cumsum(0).flip(0)
+    scores = squared.new_empty(squared.shape)
     scores[order] = sorted_sq / tail_sums.clamp_min(1e-12)
     return scores.view_as(weight)
+
+
+def _random_score(weight: torch.Tensor, *_: torch.Tensor | None) -> torch.Tensor:
+    return weight.new_empty(weight.shape).uniform_()
 
 
 CRITERIA: dict[str, Criterion] = {}
 
 
 def register_criterion(criterion: Criterion) -> None:
+    """Add an importance criterion; `--criterion search` searches every registered one that
+    fits the pruning kind."""
     if criterion.name in CRITERIA:
         raise ValueError(f"criterion {criterion.name!r} is already registered")
     CRITERIA[criterion.name] = criterion
@@ -53,7 +82,7 @@ def register_criterion(criterion: Criterion) -> None:
 register_criterion(
     Criterion(
         "l1",
-        lambda: tp.importance.GroupMagnitudeImportance(p=1),
+        lambda: _importance().GroupMagnitudeImportance(p=1),
         lambda w, g, f: w.detach().abs(),
         summary="|W|, magnitude",
     )
@@ -61,7 +90,7 @@ register_criterion(
 register_criterion(
     Criterion(
         "l2",
-        lambda: tp.importance.GroupMagnitudeImportance(p=2),
+        lambda: _importance().GroupMagnitudeImportance(p=2),
         lambda w, g, f: w.detach() ** 2,
         summary="W², squared magnitude",
     )
@@ -69,7 +98,7 @@ register_criterion(
 register_criterion(
     Criterion(
         "taylor",
-        tp.importance.GroupTaylorImportance,
+        lambda: _importance().GroupTaylorImportance(),
         lambda w, g, f: (w.detach() * g).abs(),
         gradients="batch",
         summary="|w·∂L/∂w|, first-order contribution",
@@ -78,7 +107,7 @@ register_criterion(
 register_criterion(
     Criterion(
         "hessian",
-        tp.importance.GroupHessianImportance,
+        lambda: _importance().GroupHessianImportance(),
         lambda w, g, f: 0.5 * f * w.detach() ** 2,
         gradients="per-sample",
         summary="½·h·w², second order (diagonal empirical Fisher)",
@@ -87,7 +116,7 @@ register_criterion(
 register_criterion(
     Criterion(
         "bn-scale",
-        tp.importance.BNScaleImportance,
+        lambda: _importance().BNScaleImportance(),
         None,
         summary="|γ| of the batch-norm after each channel (structured only)",
     )
@@ -95,7 +124,7 @@ register_criterion(
 register_criterion(
     Criterion(
         "lamp",
-        lambda: tp.importance.LAMPImportance(p=2),
+        lambda: _importance().LAMPImportance(p=2),
         _lamp_score,
         summary="layer-adaptive magnitude (LAMP)",
     )
@@ -103,8 +132,8 @@ register_criterion(
 register_criterion(
     Criterion(
         "random",
-        tp.importance.RandomImportance,
-        lambda w, g, f: torch.rand_like(w),
+        lambda: _importance().RandomImportance(),
+        _random_score,
         summary="random ranking, a control",
     )
 )
@@ -117,7 +146,12 @@ def criterion_names() -> list[str]:
 def get_criterion(name: str) -> Criterion:
     try:
         return CRITERIA[name]
-    except KeyError:
+    except KeyError as error:
         raise UsageError(
             f"unknown criterion {name!r}; valid criteria: {', '.join(CRITERIA)}"
-        ) from None
+        ) from error
+
+
+def searchable_criteria(pruning: Pruning) -> list[str]:
+    """The registered criteria a trial may choose under `--criterion search`."""
+    return [name for name, criterion in CRITERIA.items() if criterion.fits(pruning)]

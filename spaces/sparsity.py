@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 import torch_pruning as tp
+from medslim.spaces.criteria import Criterion, get_criterion, searchable_criteria
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from spaces.criteria import Criterion, get_criterion
-from spaces.errors import UsageError
+from medslim.errors import UsageError
+from medslim.kinds import PRUNING_KINDS, Pruning
 
-PRUNING_KINDS = ("structured", "unstructured")
 SampleLosses = Callable[[nn.Module], torch.Tensor]
 """Per-sample losses of a model on a fixed calibration batch (for gradient criteria)."""
 
@@ -29,7 +29,7 @@ SampleLosses = Callable[[nn.Module], torch.Tensor]
 class SparsitySpace:
     """What a pruning trial may choose. `criterion=None` searches the criterion too."""
 
-    pruning: str = "structured"
+    pruning: Pruning = "structured"
     max_ratio: float = 0.9
     max_offset: float = 0.2
     criterion: str | None = "l1"
@@ -58,7 +58,7 @@ class PruningPlan:
 
     ratios: dict[str, float]
     criterion: str
-    pruning: str
+    pruning: Pruning
     iterative_steps: int = 1
     global_ratio: float = field(default=0.0)
 
@@ -73,15 +73,17 @@ class PruningPlan:
         }
 
 
-def _check_criterion_fits(criterion: Criterion, pruning: str) -> None:
-    if pruning == "unstructured" and criterion.weight_score is None:
+def _check_criterion_fits(criterion: Criterion, pruning: Pruning) -> None:
+    if not criterion.fits(pruning):
+        other = "structured" if pruning == "unstructured" else "unstructured"
         raise UsageError(
-            f"criterion {criterion.name!r} ranks channels only; use it with --pruning structured"
+            f"criterion {criterion.name!r} cannot rank what --pruning {pruning} removes; "
+            f"use it with --pruning {other}, or pick another criterion"
         )
 
 
 def prunable_units(
-    model: nn.Module, example_input: torch.Tensor, pruning: str
+    model: nn.Module, example_input: torch.Tensor, pruning: Pruning
 ) -> dict[str, nn.Module]:
     """Readable name → module, in network order, for every unit a trial gives a ratio.
 
@@ -121,12 +123,7 @@ def sample_plan(trial: Any, space: SparsitySpace, unit_names: Sequence[str]) -> 
         ratios[name] = min(max(global_ratio + offset, 0.0), ceiling)
     criterion = space.criterion
     if criterion is None:
-        options = [
-            c
-            for c in ("l1", "l2", "taylor", "hessian", "bn-scale", "lamp", "random")
-            if get_criterion(c).weight_score is not None or space.pruning == "structured"
-        ]
-        criterion = trial.suggest_categorical("criterion", options)
+        criterion = trial.suggest_categorical("criterion", searchable_criteria(space.pruning))
     return PruningPlan(ratios, criterion, space.pruning, space.iterative_steps, global_ratio)
 
 
@@ -164,8 +161,10 @@ def prune_in_steps(
     # Unit names are the groups' root module names, so the pruner's own dependency graph
     # is the only one this builds.
     ratio_by_root = {model.get_submodule(name): ratio for name, ratio in plan.ratios.items()}
+    if criterion.channel_importance is None:  # refused by _check_criterion_fits already
+        raise UsageError(f"criterion {criterion.name!r} cannot rank channels")
     importance = criterion.channel_importance()
-    pruner = tp.pruner.MetaPruner(
+    pruner = tp.pruner.BasePruner(
         model,
         example_input,
         importance=importance,
@@ -185,13 +184,16 @@ def _prune_unstructured(
     model: nn.Module, plan: PruningPlan, criterion: Criterion, sample_losses: SampleLosses
 ) -> Iterator[int]:
     units = prunable_units(model, torch.empty(0), "unstructured")
+    weight_score = criterion.weight_score
+    if weight_score is None:  # refused by _check_criterion_fits already
+        raise UsageError(f"criterion {criterion.name!r} cannot rank single weights")
     for step in range(plan.iterative_steps):
         fisher = _prepare_gradients(model, criterion, None, sample_losses)
         fraction = (step + 1) / plan.iterative_steps
         for name, module in units.items():
             # Once masked, the trainable tensor is `weight_orig` and `weight` is derived.
             param = getattr(module, "weight_orig", module.weight)
-            score = criterion.weight_score(module.weight, param.grad, fisher.get(param))
+            score = weight_score(module.weight, param.grad, fisher.get(param))
             if hasattr(module, "weight_mask"):  # weights cut in an earlier step stay cut
                 score = score.masked_fill(module.weight_mask == 0, float("-inf"))
                 torch_prune.remove(module, "weight")

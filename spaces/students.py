@@ -1,22 +1,26 @@
 """The student space: which small network a distillation trial builds, and its KD knobs.
 
-Families are registered by name, each with the data kind it takes, how a trial samples its
-spec and the trial parameters that reproduce a given spec (so seeds can be enqueued), and
-which modules are its stages (whose outputs a feature loss matches). Sampling is
-define-by-run: a family's own parameters (`student.expansion` for MobileNet) and the
-per-stage ones beyond `student.stages` only exist when chosen.
+The families a student may come from are the registered model families with a
+`StudentUse` (`families.register_family`): how a trial samples a spec, and the trial
+parameters that reproduce one (so seeds can be enqueued). Sampling is define-by-run: a
+family's own parameters (`student.expansion` for MobileNet) and the per-stage ones beyond
+`student.stages` only exist when chosen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+from medslim.spaces.families import get_family, input_kind, student_family_names
+from medslim.spaces.specs import MLPSpec, ModelSpec
 
-from spaces.architectures import MLPSpec, MobileNetSpec, ModelSpec, ResNetSpec, input_kind
-from spaces.errors import UsageError
+from medslim.errors import UsageError
+from medslim.kinds import DataKind
+
+if TYPE_CHECKING:
+    from medslim.spaces.families import StudentUse
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class DistillSettings:
 class StudentSpace:
     """What a distillation trial may choose; `for_teacher` derives the bounds from the teacher."""
 
-    kind: str = "image"
+    kind: DataKind = "image"
     widths: tuple[int, ...] = (4, 8, 16, 32, 64, 128)
     max_stages: int = 4
     max_blocks: int = 3
@@ -56,100 +60,15 @@ class StudentSpace:
         return cls(kind=input_kind(teacher), widths=grid, max_stages=max(4, len(_widths(teacher))))
 
 
-@dataclass(frozen=True)
-class StudentFamily:
-    """One family: the data it takes, spec ↔ trial parameters, and its stage modules."""
-
-    kind: str
-    sample: Callable[[Any, StudentSpace], ModelSpec]
-    params: Callable[[ModelSpec], dict[str, Any]]
-    stages: Callable[[nn.Module], list[nn.Module]]
-
-
-STUDENT_FAMILIES: dict[str, StudentFamily] = {}
-
-
-def register_family(name: str, family: StudentFamily) -> None:
-    if name in STUDENT_FAMILIES:
-        raise ValueError(f"student family {name!r} is already registered")
-    STUDENT_FAMILIES[name] = family
-
-
-def family_names(kind: str) -> list[str]:
-    return [name for name, family in STUDENT_FAMILIES.items() if family.kind == kind]
-
-
 def _widths(spec: ModelSpec) -> tuple[int, ...]:
-    return spec.hidden if isinstance(spec, MLPSpec) else spec.widths
-
-
-def _sample_widths(trial: Any, space: StudentSpace) -> tuple[int, ...]:
-    stages = trial.suggest_int("student.stages", 1, space.max_stages)
-    return tuple(
-        trial.suggest_categorical(f"student.stage{i}.width", space.widths)
-        for i in range(1, stages + 1)
-    )
-
-
-def _sample_blocks(trial: Any, space: StudentSpace, stages: int) -> tuple[int, ...]:
-    return tuple(
-        trial.suggest_int(f"student.stage{i}.blocks", 1, space.max_blocks)
-        for i in range(1, stages + 1)
-    )
-
-
-def _sample_resnet(trial: Any, space: StudentSpace) -> ModelSpec:
-    widths = _sample_widths(trial, space)
-    blocks = _sample_blocks(trial, space, len(widths))
-    return ResNetSpec(widths, blocks, trial.suggest_categorical("student.kernel", space.kernels))
-
-
-def _sample_mobilenet(trial: Any, space: StudentSpace) -> ModelSpec:
-    widths = _sample_widths(trial, space)
-    blocks = _sample_blocks(trial, space, len(widths))
-    kernel = trial.suggest_categorical("student.kernel", space.kernels)
-    expansion = trial.suggest_categorical("student.expansion", space.expansions)
-    return MobileNetSpec(widths, blocks, kernel, expansion)
-
-
-def _sample_mlp(trial: Any, space: StudentSpace) -> ModelSpec:
-    return MLPSpec(hidden=_sample_widths(trial, space))
-
-
-def _width_params(widths: tuple[int, ...]) -> dict[str, Any]:
-    params: dict[str, Any] = {"student.stages": len(widths)}
-    params.update({f"student.stage{i}.width": w for i, w in enumerate(widths, 1)})
-    return params
-
-
-def _conv_params(spec: Any) -> dict[str, Any]:
-    params = _width_params(spec.widths)
-    params.update({f"student.stage{i}.blocks": b for i, b in enumerate(spec.blocks, 1)})
-    params["student.kernel"] = spec.kernel
-    if isinstance(spec, MobileNetSpec):
-        params["student.expansion"] = spec.expansion
-    return params
-
-
-def _conv_stages(model: nn.Module) -> list[nn.Module]:
-    return list(model.get_submodule("layers"))
-
-
-def _mlp_stages(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.get_submodule("body") if isinstance(m, nn.Dropout)]
-
-
-register_family("resnet", StudentFamily("image", _sample_resnet, _conv_params, _conv_stages))
-register_family("mobilenet", StudentFamily("image", _sample_mobilenet, _conv_params, _conv_stages))
-register_family(
-    "mlp", StudentFamily("tabular", _sample_mlp, lambda s: _width_params(s.hidden), _mlp_stages)
-)
+    widths: tuple[int, ...] = spec.hidden if isinstance(spec, MLPSpec) else spec.widths  # type: ignore[attr-defined]
+    return widths
 
 
 def sample_student(trial: Any, space: StudentSpace) -> tuple[ModelSpec, DistillSettings]:
     """The family first, then its own parameters, then the distillation knobs."""
-    family = trial.suggest_categorical("student.family", family_names(space.kind))
-    spec = STUDENT_FAMILIES[family].sample(trial, space)
+    family = trial.suggest_categorical("student.family", student_family_names(space.kind))
+    spec: ModelSpec = _student_use(family).sample(trial, space)
     settings = DistillSettings(
         temperature=trial.suggest_float("distill.temperature", *space.temperatures, log=True),
         alpha=trial.suggest_float("distill.alpha", 0.0, 1.0),
@@ -162,7 +81,7 @@ def student_params(spec: ModelSpec, settings: DistillSettings) -> dict[str, Any]
     """The trial parameters `sample_student` turns into exactly this spec and these knobs."""
     return {
         "student.family": spec.family,
-        **STUDENT_FAMILIES[spec.family].params(spec),
+        **_student_use(spec.family).params(spec),
         "distill.temperature": settings.temperature,
         "distill.alpha": settings.alpha,
         "distill.feature_weight": settings.feature_weight,
@@ -202,7 +121,14 @@ def structural_problem(
 
 def feature_stages(model: nn.Module, spec: ModelSpec) -> list[nn.Module]:
     """The modules whose outputs are the model's stage features, in network order."""
-    return STUDENT_FAMILIES[spec.family].stages(model)
+    return get_family(spec.family).stages(model)
+
+
+def _student_use(family: str) -> StudentUse:
+    use = get_family(family).student
+    if use is None:
+        raise UsageError(f"model family {family!r} is not searched as a student")
+    return use
 
 
 def describe_student(spec: dict[str, Any]) -> str:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGES = [Path(__file__).parents[1] / name for name in ("search", "spaces", "objectives")]
+PACKAGES = [
+    Path(__file__).parents[1] / name for name in ("medslim", "search", "spaces", "objectives")
+]
 
 
 def _calls(tree: ast.AST) -> list[ast.Call]:

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from medslim.objectives.crossval import cv_folds
+from medslim.objectives.data import load_dataset
 
-from objectives.crossval import cv_folds
-from objectives.data import load_dataset
-from spaces.errors import UsageError
+from medslim.errors import UsageError
 
 
 def test_folds_partition_train_plus_val_and_keep_test() -> None:

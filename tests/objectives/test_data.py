@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from medslim.objectives import data, medmnist
+from medslim.objectives.data import Dataset, default_data_dir, list_datasets, load_dataset
 
-from objectives import data, medmnist
-from objectives.data import Dataset, default_data_dir, list_datasets, load_dataset
-from spaces.errors import UsageError
+from medslim.errors import UsageError
+from medslim.kinds import TASKS
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SPLITS = ("train", "val", "test")
@@ -288,13 +289,14 @@ def test_registry_names_and_listing(tmp_path: Path) -> None:
     assert list(infos) == names
     assert infos["breast-cancer"].cached and infos["breast-cancer"].channels is None
     assert infos["dermamnist"].cached and not infos["pathmnist"].cached
-    assert (infos["chestmnist"].task, infos["chestmnist"].n_outputs) == (data.TASKS[2], 14)
-    assert all(info.task in data.TASKS for info in infos.values())
+    assert (infos["chestmnist"].task, infos["chestmnist"].n_outputs) == (TASKS[2], 14)
+    assert all(info.task in TASKS for info in infos.values())
 
 
 def test_duplicate_registration_raises() -> None:
     with pytest.raises(ValueError, match="breast-cancer"):
-        data._register(data._REGISTRY["breast-cancer"])
+        entry = data._REGISTRY["breast-cancer"]
+        data.register_dataset(entry.info, entry.load)
 
 
 def test_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -4,24 +4,25 @@ import copy
 import math
 from pathlib import Path
 
+import medslim.objectives.distill as distill
 import pytest
 import torch
 import torch.nn.functional as F
-
-import objectives.distill as distill
-from objectives.data import load_dataset
-from objectives.distill import (
+from medslim.objectives.data import load_dataset
+from medslim.objectives.distill import (
     Distiller,
     TeacherSignal,
     evaluate_student,
     kd_loss,
     teacher_train_logits,
 )
-from objectives.evaluate import Budget
-from objectives.metrics import MULTI_LABEL
-from objectives.training import Recipe, predict_logits, train
-from spaces.architectures import MLPSpec, ResNetSpec, build_model
-from spaces.students import DistillSettings
+from medslim.objectives.evaluate import Budget
+from medslim.objectives.training import Recipe, predict_logits, train
+from medslim.spaces.families import build_model
+from medslim.spaces.specs import MLPSpec, ResNetSpec
+from medslim.spaces.students import DistillSettings
+
+from medslim.kinds import MULTI_LABEL
 
 TEACHER = MLPSpec(hidden=(16, 8))
 

@@ -5,10 +5,15 @@ from dataclasses import replace
 
 import pytest
 import torch
+from medslim.objectives import training
+from medslim.objectives.training import (
+    Recipe,
+    predict_logits,
+    recalibrate_batchnorm,
+    task_loss,
+    train,
+)
 from torch import nn
-
-from objectives import training
-from objectives.training import Recipe, predict_logits, recalibrate_batchnorm, task_loss, train
 
 RECIPE = Recipe(epochs=8, batch_size=32, lr=1e-2)
 TASK = "binary-class"

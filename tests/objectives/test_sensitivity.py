@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import torch
-
-from objectives.data import load_dataset
-from objectives.evaluate import split_scores
-from objectives.sensitivity import SensitivityCurve, ceilings_from_curves, sensitivity_curves
-from objectives.training import Recipe, train
-from spaces.architectures import MLPSpec, build_model
-from spaces.sparsity import prunable_units
+from medslim.objectives.data import load_dataset
+from medslim.objectives.evaluate import split_scores
+from medslim.objectives.sensitivity import (
+    SensitivityCurve,
+    ceilings_from_curves,
+    sensitivity_curves,
+)
+from medslim.objectives.training import Recipe, train
+from medslim.spaces.families import build_model
+from medslim.spaces.sparsity import prunable_units
+from medslim.spaces.specs import MLPSpec
 
 
 def test_curves_cover_every_unit_and_drop_relative_to_the_teacher() -> None:

@@ -2,9 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
-from objectives.training import (
+from medslim.objectives.training import (
     Recipe,
     TrainingDiverged,
     predict_scores,
@@ -12,6 +10,7 @@ from objectives.training import (
     task_loss,
     train,
 )
+from torch import nn
 
 
 def _blobs(n: int = 200) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,7 +22,7 @@ class Medslim:
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "search.cli", *args],
+            [sys.executable, "-m", "medslim.search.cli", *args],
             cwd=self.cwd,
             env=self.env,
             stdout=subprocess.PIPE,
@@ -45,7 +45,7 @@ def medslim(tmp_path: Path) -> Medslim:
 def tiny_study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 5-trial study in `m.db` (models and teacher cached beside it), run once per
     session; copy the folder before changing it."""
-    from search.cli import main
+    from medslim.search.cli import main
 
     folder = tmp_path_factory.mktemp("tiny-study")
     url = f"sqlite:///{folder / 'm.db'}"

@@ -8,9 +8,8 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-
-from search.cli import main
-from search.records import trial_record
+from medslim.search.cli import main
+from medslim.search.records import trial_record
 
 FAST = ["--teacher-epochs", "20", "--epochs", "1", "--no-progress", "--baselines", "3"]
 
@@ -59,7 +58,7 @@ def test_resume_continues_to_the_requested_total(tmp_path: Path) -> None:
 def test_interrupted_study_keeps_its_trials_and_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import search.study as study_module
+    import medslim.search.objective as study_module
 
     original = study_module.evaluate_pruning
     calls = {"n": 0}
@@ -161,8 +160,8 @@ def test_unstructured_run_reports_sparse_flops(tmp_path: Path) -> None:
 def test_a_run_without_trials_publishes_the_data_kinds_default_target(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import search.study as study_module
-    from search.workers import TARGET_ATTR
+    import medslim.search.objective as study_module
+    from medslim.search.records import TARGET_ATTR
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt

@@ -6,23 +6,23 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import optuna
 import pytest
 import torch
+from medslim.objectives.data import load_dataset
+from medslim.objectives.evaluate import split_scores
+from medslim.search.api import StoredStudy
+from medslim.search.cli import main
+from medslim.search.records import trial_record
+from medslim.search.trial_models import ModelBundle, bundle_model, rebuild
+from medslim.spaces.families import build_model, get_preset
+from medslim.spaces.sparsity import PruningPlan, prunable_units, prune_in_steps
 
-from objectives.data import load_dataset
-from objectives.evaluate import split_scores
-from search.cli import main
-from search.records import trial_record
-from search.trial_models import ModelBundle, bundle_model, load_trial_model, rebuild
-from spaces.architectures import build_model, get_preset
-from spaces.sparsity import PruningPlan, prunable_units, prune_in_steps
+import medslim
 
 
-def _study(folder: Path) -> tuple[str, optuna.Study]:
+def _study(folder: Path) -> tuple[str, StoredStudy]:
     storage = f"sqlite:///{folder / 'm.db'}"
-    (name,) = optuna.get_all_study_names(storage)
-    return storage, optuna.load_study(study_name=name, storage=storage)
+    return storage, medslim.load_study(storage)
 
 
 def test_a_structured_resnet_rebuilds_with_identical_outputs() -> None:
@@ -43,9 +43,9 @@ def test_a_structured_resnet_rebuilds_with_identical_outputs() -> None:
 def test_every_trial_model_rebuilds_to_its_stored_val_scores(tiny_study_dir: Path) -> None:
     storage, study = _study(tiny_study_dir)
     data = load_dataset("breast-cancer", seed=0)
-    teacher_params = study.user_attrs["teacher"]["params"]
-    for trial in study.trials:
-        model = load_trial_model(study, trial, storage)
+    teacher_params = study.study.user_attrs["teacher"]["params"]
+    for trial in study.study.trials:
+        model = study.model(trial.number)
         assert sum(p.numel() for p in model.parameters()) == trial_record(trial)["params"]
         assert trial_record(trial)["params"] < teacher_params  # structurally pruned
         auc, acc = split_scores(model, data.val, data.task)
@@ -56,13 +56,13 @@ def test_pt_export_rebuilds_a_structured_trial_with_identical_outputs(
     tiny_study_dir: Path, tmp_path: Path
 ) -> None:
     storage, study = _study(tiny_study_dir)
-    trial = study.trials[2]
+    trial = study.study.trials[2]
     out = tmp_path / "model.pt"
     assert main(["export", "--storage", storage, "--trial", "2", "--out", str(out)]) == 0
     content = torch.load(out, map_location="cpu", weights_only=True)
     assert set(content) == {"state_dict", "spec"}
     exported = rebuild(ModelBundle(content["state_dict"], content["spec"]))
-    stored = load_trial_model(study, trial, storage)
+    stored = study.model(2)
     x = load_dataset("breast-cancer", seed=0).val.x
     with torch.no_grad():
         assert torch.equal(exported(x), stored(x))
@@ -85,7 +85,7 @@ def test_onnx_export_reproduces_pytorch_outputs(
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     actual = session.run(None, {"input": x.numpy()})[0]  # the whole split: a dynamic batch
     with torch.no_grad():
-        expected = load_trial_model(study, study.trials[3], storage)(x).numpy()
+        expected = study.model(3)(x).numpy()
     assert float(np.max(np.abs(actual - expected))) < 1e-4
 
 
@@ -99,7 +99,9 @@ def test_export_fails_loudly_and_clearly(
     args = ["export", "--storage", storage, "--format", "onnx", "--out", str(tmp_path / "m.onnx")]
     assert main([*args, "--trial", "99"]) == 2
     assert "no finished trial 99" in capsys.readouterr().err
-    monkeypatch.setattr("search.export.ONNX_TOLERANCE", -1.0)  # any difference is too much
+    monkeypatch.setattr(
+        "medslim.search.inspection.export.ONNX_TOLERANCE", -1.0
+    )  # any difference is too much
     assert main([*args, "--trial", "3"]) == 1
     assert "differ from PyTorch" in capsys.readouterr().err
     real_find_spec = importlib.util.find_spec

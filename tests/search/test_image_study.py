@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from search.cli import main
+from medslim.search.cli import main
 
 PNEUMONIA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pneumoniamnist.npz"
 

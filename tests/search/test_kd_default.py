@@ -7,9 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
-from search.config import StudyConfig
-from search.study import resolve_config
+from medslim.search.config import StudyConfig
+from medslim.search.session import resolve_config
 
 
 @pytest.mark.parametrize(

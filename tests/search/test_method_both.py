@@ -4,25 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import medslim.objectives.distill as distill
 import optuna
 import pytest
+from medslim.search.config import StudyConfig
+from medslim.search.inspection.pareto import compute_front, format_front
+from medslim.search.loop import run_trials
+from medslim.search.records import trial_record
+from medslim.search.session import prepare
+from medslim.spaces.families import build_model, spec_from_dict
 from optuna.trial import TrialState
 
-import objectives.distill as distill
-from search.config import StudyConfig
-from search.pareto import compute_front, format_front
-from search.records import trial_record
-from search.study import prepare, run_study
-from spaces.architectures import build_model, spec_from_dict
-from spaces.errors import UsageError
+from medslim.errors import UsageError
 
 FAST = {"teacher_epochs": 20, "epochs": 1, "student_epochs": 3, "baselines": 2}
 
 
 def _study(tmp_path: Path, **changes) -> optuna.Study:
     config = StudyConfig(storage=f"sqlite:///{tmp_path / 'm.db'}", **{**FAST, **changes})
-    session = prepare(config, log=lambda message: None)
-    run_study(session, progress=False)
+    session = prepare(config)
+    run_trials(session, progress=False)
     return session.study
 
 

@@ -8,11 +8,10 @@ from pathlib import Path
 import optuna
 import optuna_dashboard
 import pytest
-
-from search.cli import main
-from search.pareto import compute_front
-from search.records import trial_record
-from search.report import figures, report_data
+from medslim.search.cli import main
+from medslim.search.inspection.pareto import compute_front
+from medslim.search.inspection.report import figures, report_data
+from medslim.search.records import trial_record
 
 
 def _study(folder: Path) -> optuna.Study:

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-
-from objectives.bootstrap import (
+from medslim.objectives.bootstrap import (
     batched_acc,
     batched_auc,
     metric_samples,
@@ -18,9 +17,9 @@ from objectives.bootstrap import (
     point_estimate,
     stratified_indices,
 )
-from objectives.metrics import acc_score, auc_score
-from search.cli import main
-from search.rescore import TEACHER_KEY, paired_difference, trial_key
+from medslim.objectives.metrics import acc_score, auc_score
+from medslim.search.cli import main
+from medslim.search.inspection.rescore import TEACHER_KEY, paired_difference, trial_key
 
 TASKS = ("binary-class", "multi-class", "multi-label, binary-class")
 
@@ -114,7 +113,7 @@ def test_pareto_rescores_the_front_once_and_reads_the_cache_after(
     def refuse(*args: object) -> None:
         raise AssertionError("a cached test score was recomputed")
 
-    monkeypatch.setattr("search.rescore.model_predictions", refuse)
+    monkeypatch.setattr("medslim.search.inspection.rescore.model_predictions", refuse)
     assert main(["pareto", "--json", "--storage", url, "--resamples", "300"]) == 0
     assert json.loads(capsys.readouterr().out) == first
     assert main(["pareto", "--storage", url, "--resamples", "300", "--margin", "0.5"]) == 0

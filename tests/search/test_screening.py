@@ -8,17 +8,16 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from medslim.objectives.data import load_dataset
+from medslim.objectives.evaluate import Budget, prune_model
+from medslim.objectives.metrics import flops_by_module
+from medslim.objectives.training import Recipe
+from medslim.search.cli import main
+from medslim.search.records import trial_record
+from medslim.search.screening import PROXY_KEY, Proxy
+from medslim.spaces.families import build_model, get_preset
+from medslim.spaces.sparsity import PruningPlan
 from optuna.trial import TrialState
-
-from objectives.data import load_dataset
-from objectives.evaluate import Budget, prune_model
-from objectives.metrics import flops_by_module
-from objectives.training import Recipe
-from search.cli import main
-from search.records import trial_record
-from search.screening import PROXY_KEY, Proxy
-from spaces.architectures import build_model, get_preset
-from spaces.sparsity import PruningPlan
 
 FAST = ["--teacher-epochs", "20", "--epochs", "1", "--baselines", "3"]
 

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-
-from search.cli import main
-from search.records import trial_record
+from medslim.search.cli import main
+from medslim.search.records import trial_record
 
 FAST = ["--teacher-epochs", "20", "--epochs", "1", "--no-progress", "--baselines", "2"]
 

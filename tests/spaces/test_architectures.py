@@ -2,11 +2,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from objectives.metrics import count_flops
-from spaces.architectures import (
-    MLPSpec,
-    ResNetSpec,
+from medslim.objectives.metrics import count_flops
+from medslim.spaces.families import (
     build_model,
     get_preset,
     input_kind,
@@ -14,7 +11,9 @@ from spaces.architectures import (
     spec_from_dict,
     spec_to_dict,
 )
-from spaces.errors import UsageError
+from medslim.spaces.specs import MLPSpec, ResNetSpec
+
+from medslim.errors import UsageError
 
 
 def _shape(spec) -> tuple[int, ...]:

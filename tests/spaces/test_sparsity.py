@@ -4,12 +4,10 @@ import optuna
 import pytest
 import torch
 import torch.nn.functional as F
-
-from objectives.metrics import count_flops, count_params, flops_by_module, sparse_flops
-from spaces.architectures import MLPSpec, ResNetSpec, build_model
-from spaces.criteria import criterion_names, get_criterion
-from spaces.errors import UsageError
-from spaces.sparsity import (
+from medslim.objectives.metrics import count_flops, count_params, flops_by_module, sparse_flops
+from medslim.spaces.criteria import criterion_names, get_criterion
+from medslim.spaces.families import build_model
+from medslim.spaces.sparsity import (
     PruningPlan,
     SparsitySpace,
     make_masks_permanent,
@@ -20,6 +18,9 @@ from spaces.sparsity import (
     uniform_params,
     uniform_ratios,
 )
+from medslim.spaces.specs import MLPSpec, ResNetSpec
+
+from medslim.errors import UsageError
 
 FAMILIES = {
     "resnet": (ResNetSpec(widths=(8, 16), blocks=(1, 1)), (1, 16, 16)),

@@ -3,19 +3,17 @@ from __future__ import annotations
 import optuna
 import pytest
 import torch
-
-from objectives.metrics import count_flops
-from spaces.architectures import (
-    MLPSpec,
-    MobileNetSpec,
-    ResNetSpec,
+from medslim.objectives.metrics import count_flops
+from medslim.spaces.families import (
+    FAMILIES,
     build_model,
     get_preset,
     spec_from_dict,
     spec_to_dict,
+    student_family_names,
 )
-from spaces.students import (
-    STUDENT_FAMILIES,
+from medslim.spaces.specs import MLPSpec, MobileNetSpec, ResNetSpec
+from medslim.spaces.students import (
     DistillSettings,
     StudentSpace,
     describe_student,
@@ -32,6 +30,11 @@ TINY = {
     "mlp": MLPSpec(hidden=(8,)),
 }
 SHAPES = {"image": (1, 12, 12), "tabular": (6,)}
+STUDENT_FAMILIES = {
+    name: FAMILIES[name]
+    for kind in SHAPES
+    for name in student_family_names(kind)  # type: ignore[arg-type]
+}
 
 
 def _wider(spec):
@@ -52,13 +55,14 @@ def _fields(spec) -> dict:
 
 def test_every_family_has_a_tiny_example() -> None:
     assert set(TINY) == set(STUDENT_FAMILIES)
+    assert set(STUDENT_FAMILIES) == set(FAMILIES)  # every built-in family is a student too
 
 
 @pytest.mark.parametrize("family", sorted(STUDENT_FAMILIES))
 def test_family_builds_runs_forward_and_backward(family: str) -> None:
     torch.manual_seed(0)
     spec = TINY[family]
-    shape = SHAPES[STUDENT_FAMILIES[family].kind]
+    shape = SHAPES[STUDENT_FAMILIES[family].input_kind]
     model = build_model(spec, shape, 3)
     out = model(torch.randn(4, *shape))
     assert out.shape == (4, 3) and torch.isfinite(out).all()
@@ -72,7 +76,7 @@ def test_family_builds_runs_forward_and_backward(family: str) -> None:
 @pytest.mark.parametrize("family", sorted(STUDENT_FAMILIES))
 def test_flops_grow_with_width_and_depth(family: str) -> None:
     spec = TINY[family]
-    shape = SHAPES[STUDENT_FAMILIES[family].kind]
+    shape = SHAPES[STUDENT_FAMILIES[family].input_kind]
 
     def flops(s) -> int:
         return count_flops(build_model(s, shape, 2), shape)
@@ -89,7 +93,7 @@ def test_mobilenet_blocks_are_depthwise_with_expansion() -> None:
 
 @pytest.mark.parametrize("family", sorted(STUDENT_FAMILIES))
 def test_params_replay_to_the_same_spec_and_knobs(family: str) -> None:
-    space = StudentSpace(kind=STUDENT_FAMILIES[family].kind)
+    space = StudentSpace(kind=STUDENT_FAMILIES[family].input_kind)
     settings = DistillSettings(temperature=2.0, alpha=0.3, feature_weight=0.1)
     params = student_params(TINY[family], settings)
     assert all(k.startswith(("student.", "distill.")) for k in params)

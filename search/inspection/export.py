@@ -11,23 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import optuna
 import torch
+from medslim.objectives.metrics import measure_latency_ms
+from medslim.search.stored import StudyRef
+from medslim.search.trial_models import ModelBundle, load_trial_bundle, rebuild
 from torch import nn
 
-from objectives.metrics import measure_latency_ms
-from search.reopen import study_config
-from search.trial_models import ModelBundle, load_trial_bundle, rebuild
-from spaces.errors import UsageError
+from medslim.errors import ExportMismatch, UsageError
 
 FORMATS = ("pt", "onnx")
 ONNX_TOLERANCE = 1e-4
 CHECK_BATCH = 64
 """Validation inputs compared between PyTorch and onnxruntime."""
-
-
-class ExportMismatch(RuntimeError):
-    """The ONNX model does not reproduce the PyTorch outputs."""
 
 
 @dataclass(frozen=True)
@@ -38,35 +33,28 @@ class OnnxCheck:
 
 
 def export_trial(
-    study: optuna.Study, storage_url: str, number: int, fmt: str, out: Path
+    ref: StudyRef, number: int, fmt: str, out: Path, *, data_dir: Path | None = None
 ) -> OnnxCheck | None:
     """Write trial `number`'s model to `out`; for ONNX, return the onnxruntime check."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     if fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
         raise UsageError("ONNX export needs onnxruntime: pip install 'medslim[onnx]'")
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    if number not in trials or trials[number].state != optuna.trial.TrialState.COMPLETE:
-        finished = [n for n, t in trials.items() if t.state == optuna.trial.TrialState.COMPLETE]
-        raise UsageError(
-            f"no finished trial {number} in study {study.study_name!r}; "
-            f"finished: {', '.join(map(str, finished)) or 'none'}"
-        )
-    bundle = load_trial_bundle(study, trials[number], storage_url)
+    bundle = load_trial_bundle(ref, ref.finished_trial(number))
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "pt":
         bundle.save(out)
         return None
-    inputs = validation_inputs(study, storage_url, bundle)
+    inputs = validation_inputs(ref, bundle, data_dir)
     return export_onnx(rebuild(bundle), inputs, out)
 
 
-def validation_inputs(study: optuna.Study, storage_url: str, bundle: ModelBundle) -> torch.Tensor:
+def validation_inputs(ref: StudyRef, bundle: ModelBundle, data_dir: Path | None) -> torch.Tensor:
     """A batch of the study's validation inputs (the data the model was selected on)."""
-    from objectives.data import load_dataset
+    from medslim.objectives.data import load_dataset
 
-    config = study_config(study, storage_url)
-    data = load_dataset(config.dataset, seed=config.seed)
+    config = ref.config()
+    data = load_dataset(config.dataset, data_dir=data_dir, seed=config.seed)
     if list(data.input_shape) != bundle.spec["input_shape"]:
         raise UsageError(f"dataset {config.dataset!r} no longer matches the stored model")
     return data.val.x[:CHECK_BATCH].cpu()

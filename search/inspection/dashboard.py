@@ -11,12 +11,17 @@ from typing import Any
 
 import optuna
 import optuna_dashboard
-
-from search.pareto import compute_front
-from search.report import ReportData, profile_figure, report_data, trade_off_figure
-from search.rescore import TEACHER_KEY, trial_key
-from search.sensitivity import sensitivity_figure, stored_curves
-from search.storage import open_storage
+from medslim.search.inspection.pareto import compute_front
+from medslim.search.inspection.report import (
+    ReportData,
+    profile_figure,
+    report_data,
+    sensitivity_figure,
+    trade_off_figure,
+)
+from medslim.search.inspection.rescore import TEACHER_KEY, trial_key
+from medslim.search.sensitivity import stored_curves
+from medslim.search.storage import open_storage
 
 FIGURE_IDS = ("auc-vs-flops", "acc-vs-flops", "ratio-profile")
 """Stable ids, so publishing again replaces the figures instead of adding copies."""

@@ -9,48 +9,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import optuna
 import torch
+from medslim.objectives.data import Dataset, load_dataset
+from medslim.objectives.teacher import obtain_teacher, teacher_key
+from medslim.search.config import ResolvedConfig
+from medslim.search.session import teacher_recipe
+from medslim.search.stored import StudyRef
+from medslim.spaces.families import get_preset
+from medslim.spaces.specs import ModelSpec
 from torch import nn
 
-from objectives.data import Dataset, load_dataset
-from objectives.teacher import obtain_teacher, teacher_key
-from search.config import StudyConfig
-from search.storage import storage_dir
-from search.study import teacher_recipe
-from spaces.architectures import ModelSpec, get_preset
-from spaces.errors import UsageError
+from medslim.errors import UsageError
 
 
 @dataclass(frozen=True)
 class Reopened:
-    config: StudyConfig
+    config: ResolvedConfig
     data: Dataset
     teacher: nn.Module
     teacher_spec: ModelSpec
 
 
-def study_config(study: optuna.Study, storage_url: str) -> StudyConfig:
-    stored = study.user_attrs.get("config")
-    if stored is None:
-        raise UsageError(f"study {study.study_name!r} stores no medslim config")
-    return StudyConfig.from_stored(stored, storage=storage_url, study=study.study_name)
-
-
-def reopen(study: optuna.Study, storage_url: str, data_dir: Path | None = None) -> Reopened:
+def reopen(ref: StudyRef, data_dir: Path | None = None) -> Reopened:
     """Data and teacher (CPU, eval mode) of a study; an error, not a retraining, when the
     cached teacher is gone."""
-    config = study_config(study, storage_url)
+    config = ref.config()
     data = load_dataset(config.dataset, data_dir=data_dir, seed=config.seed)
     spec = get_preset(str(config.model))
-    recipe = teacher_recipe(config, data)
-    cache = storage_dir(storage_url) / "teachers"
+    recipe = teacher_recipe(config, data.kind)
+    cache = ref.files_dir / "teachers"
     teacher_file = Path(config.teacher) if config.teacher else None
     if teacher_file is None:
         cached = cache / f"teacher-{teacher_key(data, spec, recipe, config.seed)}.pt"
         if not cached.is_file():
             raise UsageError(
-                f"the teacher of study {study.study_name!r} is not cached at {cached}; "
+                f"the teacher of study {ref.name!r} is not cached at {cached}; "
                 "run `medslim run` on this storage again to rebuild it"
             )
     teacher, _, _ = obtain_teacher(

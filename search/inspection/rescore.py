@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 import optuna
-from torch import nn
-
-from objectives.bootstrap import (
+from medslim.objectives.bootstrap import (
     Interval,
     batched_acc,
     batched_auc,
@@ -29,12 +27,16 @@ from objectives.bootstrap import (
     stratified_indices,
     youden_threshold,
 )
-from objectives.data import Dataset
-from objectives.training import predict_scores
-from search.pareto import Front
-from search.reopen import Reopened, reopen
-from search.trial_models import load_trial_model, model_artifact_id
-from spaces.errors import UsageError
+from medslim.objectives.data import Dataset
+from medslim.objectives.training import predict_scores
+from medslim.search.inspection.pareto import Front
+from medslim.search.inspection.reopen import Reopened, reopen
+from medslim.search.stored import StudyRef
+from medslim.search.trial_models import load_trial_model, model_artifact_id
+from torch import nn
+
+from medslim.errors import UsageError
+from medslim.kinds import BINARY, Task
 
 TEACHER_KEY = "test.teacher"
 LEVEL = 0.95
@@ -129,7 +131,7 @@ def score_predictions(
     acc = interval(batched_acc, predictions.test)
     delta = paired_difference(y_test, predictions.test, reference, task, indices, bootstrap.level)
     sensitivity = specificity = threshold = None
-    if task == "binary-class":
+    if task == BINARY:
         threshold = youden_threshold(data.val.y.cpu().numpy(), _positive(predictions.val))
         sensitivity, specificity = sensitivity_specificity(
             y_test, _positive(predictions.test), threshold
@@ -152,7 +154,7 @@ def paired_difference(
     y_true: np.ndarray,
     scores: np.ndarray,
     reference: np.ndarray,
-    task: str,
+    task: Task,
     indices: np.ndarray,
     level: float = LEVEL,
 ) -> Interval:
@@ -178,14 +180,10 @@ def _cached(attrs: dict[str, Any], key: str, bootstrap: Bootstrap) -> TestScores
 
 
 def rescore_front(
-    study: optuna.Study,
-    storage_url: str,
-    front: Front,
-    bootstrap: Bootstrap,
-    *,
-    data_dir: Path | None = None,
+    ref: StudyRef, front: Front, bootstrap: Bootstrap, *, data_dir: Path | None = None
 ) -> Rescored:
     """Test scores of the teacher and every front member, computed once and cached."""
+    study = ref.study
     attrs = study.user_attrs
     teacher = _cached(attrs, TEACHER_KEY, bootstrap)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
@@ -196,13 +194,13 @@ def rescore_front(
         cached = _cached(attrs, trial_key(member.trial), bootstrap)
         if cached is not None:
             members[member.trial] = cached
-        elif model_artifact_id(study, trials[member.trial]) is None:
+        elif model_artifact_id(ref.storage, trials[member.trial]) is None:
             missing[member.trial] = "no stored model (trial ran before models were kept)"
         else:
             todo.append(member.trial)
     if teacher is not None and not todo:
         return Rescored(teacher, members, missing)
-    context = reopen(study, storage_url, data_dir)
+    context = reopen(ref, data_dir)
     indices = stratified_indices(
         context.data.test.y.cpu().numpy(), bootstrap.resamples, bootstrap.seed
     )
@@ -211,7 +209,7 @@ def rescore_front(
         study, TEACHER_KEY, teacher_predictions, context, indices, teacher_predictions, bootstrap
     )
     for number in todo:
-        model = load_trial_model(study, trials[number], storage_url)
+        model = load_trial_model(ref, trials[number])
         members[number] = _score_and_cache(
             study,
             trial_key(number),

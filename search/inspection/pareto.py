@@ -6,10 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-
-from search.config import OBJECTIVES
-from search.records import trial_record
-from spaces.students import describe_student
+from medslim.search.config import OBJECTIVES
+from medslim.search.records import trial_record
+from medslim.spaces.students import describe_student
 
 
 @dataclass(frozen=True)

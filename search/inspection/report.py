@@ -15,11 +15,11 @@ from typing import Any, NamedTuple
 
 import optuna
 import plotly.graph_objects as go
+from medslim.objectives.sensitivity import SensitivityCurve
+from medslim.search.inspection.pareto import compute_front, short_choices
+from medslim.search.records import trial_record
+from medslim.search.sensitivity import stored_curves
 from optuna.trial import TrialState
-
-from search.pareto import compute_front, short_choices
-from search.records import trial_record
-from search.sensitivity import sensitivity_figure, stored_curves
 
 MIN_IMPORTANCE_TRIALS = 4
 """Fewer finished trials than this make parameter importances meaningless (or fail)."""
@@ -262,6 +262,18 @@ def _history_sections(study: optuna.Study, data: ReportData) -> list[Section]:
                 )
             )
     return sections
+
+
+def sensitivity_figure(curves: list[SensitivityCurve]) -> go.Figure:
+    figure = go.Figure(
+        [go.Scatter(x=c.ratios, y=c.auc_drop, mode="lines+markers", name=c.unit) for c in curves]
+    )
+    figure.update_layout(
+        title="Sensitivity: val AUC drop per group pruned alone",
+        xaxis_title="pruning ratio of the group",
+        yaxis_title="val AUC drop",
+    )
+    return figure
 
 
 def render_html(data: ReportData, sections: list[Section]) -> str:

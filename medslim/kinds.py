@@ -1,0 +1,37 @@
+"""The closed vocabularies medslim passes around, as `Literal` types with their values.
+
+Torch-free, so every layer (and the CLI) can import them. The task names are MedMNIST's.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Task = Literal["binary-class", "multi-class", "multi-label, binary-class", "ordinal-regression"]
+TASKS: tuple[Task, ...] = get_args(Task)
+BINARY: Task = "binary-class"
+MULTI_CLASS: Task = "multi-class"
+MULTI_LABEL: Task = "multi-label, binary-class"
+ORDINAL: Task = "ordinal-regression"
+
+DataKind = Literal["image", "tabular"]
+DATA_KINDS: tuple[DataKind, ...] = get_args(DataKind)
+
+Pruning = Literal["structured", "unstructured"]
+PRUNING_KINDS: tuple[Pruning, ...] = get_args(Pruning)
+
+TrialMethod = Literal["prune", "distill"]
+"""What one trial does: prune the teacher, or distill a student."""
+TRIAL_METHODS: tuple[TrialMethod, ...] = get_args(TrialMethod)
+
+Method = Literal["prune", "distill", "both"]
+"""What a study searches: one trial method, or both on one front."""
+METHODS: tuple[Method, ...] = get_args(Method)
+
+Objective = Literal["val_auc", "val_acc", "flops"]
+OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
+DIRECTIONS: dict[Objective, str] = {
+    "val_auc": "maximize",
+    "val_acc": "maximize",
+    "flops": "minimize",
+}

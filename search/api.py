@@ -1,0 +1,246 @@
+"""medslim's Python API: run a study, open a stored one, and read what it found.
+
+    import medslim
+    study = medslim.run(dataset="breastmnist", trials=20)   # or medslim.run(StudyConfig(...))
+    study.front()                    # the Pareto front on validation scores, as plain data
+    study.rescore()                  # the front's test scores with bootstrap intervals
+    study.export(12, "model.onnx", format="onnx")
+    model = study.model(12)          # an nn.Module
+
+The command line (`medslim run`, `pareto`, `report`, `export`) is a thin layer over these.
+Progress is logged through `logging.getLogger("medslim")`; nothing is printed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medslim.search.config import StudyConfig
+from medslim.search.storage import display_url
+from medslim.search.stored import StudyRef, open_study
+
+from medslim.errors import MedslimError, StudyInterrupted, UsageError
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas
+    from medslim.objectives.sensitivity import SensitivityCurve
+    from medslim.search.inspection.export import OnnxCheck
+    from medslim.search.inspection.pareto import Front
+    from medslim.search.inspection.rescore import Rescored
+    from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+class StudyFailed(MedslimError):
+    """A run ended without a single finished trial; the message lists why trials failed."""
+
+
+class StoredStudy:
+    """A medslim study in an Optuna storage: its front, test scores, models and report.
+
+    Get one from `medslim.run(...)` or `medslim.load_study(storage, name)`. Reading never
+    changes the study, except that test scores are cached in it once computed.
+    """
+
+    def __init__(self, ref: StudyRef) -> None:
+        self.ref = ref
+
+    def __repr__(self) -> str:
+        return f"StoredStudy({self.name!r}, {len(self.study.trials)} trials)"
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def study(self) -> optuna.Study:
+        """The Optuna study itself (trials, user attrs, samplers' view)."""
+        return self.ref.study
+
+    @property
+    def storage(self) -> str:
+        return self.ref.url
+
+    @property
+    def config(self) -> StudyConfig:
+        """The settings the study was run with."""
+        return self.ref.config()
+
+    def front(self) -> Front:
+        """The Pareto front chosen on validation scores (`.as_json()` for plain dicts)."""
+        from medslim.search.inspection.pareto import compute_front
+
+        return compute_front(self.study)
+
+    def rescore(self, *, resamples: int = 1000, data_dir: str | Path | None = None) -> Rescored:
+        """Test scores of the teacher and each front member: bootstrap intervals, the paired
+        AUC difference to the teacher. Computed once, then read from the study."""
+        from medslim.search.inspection.rescore import Bootstrap, rescore_front
+
+        folder = Path(data_dir) if data_dir is not None else None
+        return rescore_front(self.ref, self.front(), Bootstrap(resamples), data_dir=folder)
+
+    def report(self, path: str | Path = "report.html") -> Path:
+        """Write the standalone HTML report; also saves its figures for optuna-dashboard."""
+        from medslim.search.inspection.dashboard import publish
+        from medslim.search.inspection.report import write_report
+
+        out = Path(path)
+        if not out.parent.is_dir():
+            raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
+        write_report(self.study, out)
+        publish(self.study)
+        return out
+
+    def export(
+        self,
+        trial: int,
+        path: str | Path,
+        *,
+        format: str = "pt",  # noqa: A002 - the CLI's --format
+        data_dir: str | Path | None = None,
+    ) -> OnnxCheck | None:
+        """Write trial `trial`'s model: `pt` (state dict + spec, loads with weights_only) or
+        `onnx` (checked against PyTorch by onnxruntime; the check is returned)."""
+        from medslim.search.inspection.export import export_trial
+
+        folder = Path(data_dir) if data_dir is not None else None
+        return export_trial(self.ref, trial, format, Path(path), data_dir=folder)
+
+    def model(self, trial: int) -> nn.Module:
+        """Trial `trial`'s model, rebuilt from its stored widths and weights (eval mode)."""
+        from medslim.search.trial_models import load_trial_model
+
+        return load_trial_model(self.ref, self.ref.finished_trial(trial))
+
+    def teacher(self, *, data_dir: str | Path | None = None) -> nn.Module:
+        """The teacher the study compressed (CPU, eval mode), from the cache or --teacher."""
+        from medslim.search.inspection.reopen import reopen
+
+        return reopen(self.ref, Path(data_dir) if data_dir is not None else None).teacher
+
+    def dataframe(self) -> pandas.DataFrame:
+        """One row per trial, flat columns: number, state, method, baseline, the scores
+        (val_auc, val_acc, flops, flops_ratio, params, latency_ms, ...), the global ratio,
+        criterion and `ratio.<group>` of pruned trials, `student.<field>` of students."""
+        import pandas
+        from medslim.search.records import flat_record
+
+        return pandas.DataFrame.from_records([flat_record(t) for t in self.study.trials])
+
+
+def run(
+    config: StudyConfig | None = None, /, *, progress: bool | None = None, **settings: Any
+) -> StoredStudy:
+    """Run (or resume) a study until it holds `trials` finished trials, and return it.
+
+    Pass a `StudyConfig`, its fields as keyword arguments, or both (keywords override):
+    `medslim.run(dataset="pneumoniamnist", trials=20, method="both")`. With `workers > 1`
+    the trials run in that many processes. `progress`: a progress bar on stderr (None: only
+    on a terminal). Ctrl-C raises KeyboardInterrupt; every finished trial is kept, and the
+    same call resumes the study.
+    """
+    from medslim.search.loop import quiet_optuna
+
+    with quiet_optuna():
+        return _run(_config(config, settings), progress)
+
+
+def _run(config: StudyConfig, progress: bool | None) -> StoredStudy:
+    from medslim.search.inspection.dashboard import publish
+    from medslim.search.loop import finished_count, run_trials
+    from medslim.search.screening import screened_out
+    from medslim.search.session import prepare
+    from medslim.search.workers import publish_target, run_workers
+
+    session = prepare(config)
+    study = session.study
+    target = session.config.trials
+    logger.info("%d finished trials, target %d", finished_count(study), target)
+    publish_target(study, target)
+    try:
+        if session.config.workers > 1:
+            run_workers(session, progress=progress)
+        else:
+            run_trials(session, progress=progress)
+    except KeyboardInterrupt as interrupt:
+        where = display_url(session.config.storage)
+        raise StudyInterrupted(study.study_name, where, finished_count(study)) from interrupt
+    stored = StoredStudy(StudyRef(study, session.config.storage, session.storage))
+    if not stored.front().members:
+        raise StudyFailed(f"no trial of study {study.study_name!r} finished; {_failures(study)}")
+    if session.config.screen is not None:
+        logger.info("screening stopped %d candidates before their fine-tune", screened_out(study))
+    publish(study)  # figures and a summary note for optuna-dashboard
+    return stored
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """`sensitivity`'s result: the study the curves are kept in, one curve per group, and
+    the per-group ratio caps when `sensitivity_drop` was set."""
+
+    study: StoredStudy
+    curves: list[SensitivityCurve]
+    ceilings: dict[str, float] | None
+
+
+def sensitivity(config: StudyConfig | None = None, /, **settings: Any) -> Sensitivity:
+    """Performance-based pruning: prune one group at a time at a few ratios (batch norm
+    recalibrated, no fine-tuning) and measure each group's val AUC drop. The curves are kept
+    in the study, so a `run` with the same settings and `sensitivity_drop` reuses them."""
+    from medslim.search.inspection.dashboard import publish
+    from medslim.search.loop import quiet_optuna
+    from medslim.search.sensitivity import study_curves
+    from medslim.search.session import prepare
+
+    with quiet_optuna():
+        session = prepare(_config(config, settings))
+    curves = study_curves(
+        session.study,
+        session.teacher,
+        session.data,
+        session.unit_names,
+        teacher_auc=session.teacher_scores.val_auc,
+        criterion=session.space.criterion or "l1",
+        pruning=session.space.pruning,
+        seed=session.config.seed,
+    )
+    capped = session.config.sensitivity_drop is not None
+    publish(session.study)
+    return Sensitivity(
+        StoredStudy(StudyRef(session.study, session.config.storage, session.storage)),
+        curves,
+        dict(session.space.ceilings) if capped else None,
+    )
+
+
+def load_study(storage: str, name: str | None = None) -> StoredStudy:
+    """The study `name` in `storage` (a URL, or a journal file path); without a name, the
+    storage's only study."""
+    return StoredStudy(open_study(storage, name))
+
+
+def _config(config: StudyConfig | None, settings: dict[str, Any]) -> StudyConfig:
+    known = {f.name for f in fields(StudyConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise UsageError(
+            f"unknown setting(s) {', '.join(unknown)}; StudyConfig has {', '.join(sorted(known))}"
+        )
+    if "objectives" in settings and isinstance(settings["objectives"], str):
+        settings["objectives"] = tuple(o.strip() for o in settings["objectives"].split(","))
+    base = config if config is not None else StudyConfig()
+    return base.with_overrides(**settings) if settings else base
+
+
+def _failures(study: optuna.Study) -> str:
+    reasons = {
+        str(t.user_attrs["fail_reason"]) for t in study.trials if "fail_reason" in t.user_attrs
+    }
+    return f"failures: {'; '.join(sorted(reasons)) or 'unknown'}"

@@ -1,0 +1,105 @@
+"""The `medslim` command line: argparse over the Python API, one line per expected error.
+
+Exit codes: 0 done, 1 a run or check that failed, 2 bad input (nothing written), 130
+interrupted. Log lines go to stderr through the `medslim` logger; results go to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from medslim.search.cli.inspect_commands import add_inspect_commands
+from medslim.search.cli.listing import add_listing_commands
+from medslim.search.cli.study_commands import (
+    EXIT_INTERRUPTED,
+    add_run_arguments,
+    add_worker_arguments,
+    cmd_run,
+    cmd_sensitivity,
+    cmd_worker,
+)
+
+from medslim.errors import MedslimError, UsageError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medslim",
+        description="Search pruned and distilled medical-imaging classifiers with Optuna, "
+        "scored by validated AUC, accuracy and FLOPs.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser("run", help="run (or resume) a search study")
+    add_run_arguments(run)
+    run.set_defaults(handler=cmd_run)
+    add_inspect_commands(commands)
+    add_listing_commands(commands)
+    sensitivity = commands.add_parser(
+        "sensitivity", help="val AUC drop per group pruned alone (same flags as run)"
+    )
+    add_run_arguments(sensitivity)
+    sensitivity.set_defaults(handler=cmd_sensitivity)
+    worker = commands.add_parser(
+        "worker", help="join an existing study (from any machine) and run its trials"
+    )
+    add_worker_arguments(worker)
+    worker.set_defaults(handler=cmd_worker)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        argv = ["run"]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return EXIT_USAGE
+    with _logging_to_stderr(quiet=getattr(args, "no_progress", False)):
+        try:
+            return handler(args)
+        except UsageError as error:
+            print(f"medslim: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        except MedslimError as error:
+            print(f"medslim: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt as interrupt:
+            print(f"\n{_interrupted(interrupt)}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:  # the reader (e.g. `head`) closed the pipe early: not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python docs' recipe
+            return 0
+
+
+def _interrupted(interrupt: KeyboardInterrupt) -> str:
+    """A run says what it kept (`StudyInterrupted`); anything else, that nothing was lost."""
+    text = str(interrupt)
+    return text if text else "interrupted: finished trials are kept; run the same command again"
+
+
+@contextmanager
+def _logging_to_stderr(*, quiet: bool) -> Iterator[None]:
+    """The `medslim` logger's lines on stderr while a command runs (warnings only with
+    --no-progress)."""
+    logger = logging.getLogger("medslim")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)

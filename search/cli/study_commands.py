@@ -1,0 +1,333 @@
+"""`medslim run`, `worker` and `sensitivity`: the flags of a study, and thin handlers over
+`medslim.search.api` and `medslim.search.workers`. Nothing heavy is imported until a
+handler runs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+
+from medslim.search.config import (
+    DEFAULT_OBJECTIVES,
+    DEFAULT_SCREEN_MARGIN,
+    DEFAULT_STORAGE,
+    StudyConfig,
+)
+from medslim.spaces.criteria import criterion_names
+from medslim.spaces.families import preset_names
+
+from medslim.errors import UsageError
+from medslim.kinds import METHODS, OBJECTIVES, PRUNING_KINDS
+
+logger = logging.getLogger("medslim")
+DEFAULTS = StudyConfig()
+EXIT_INTERRUPTED = 130
+
+
+def add_storage(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage",
+        default=DEFAULTS.storage,
+        help="Optuna storage URL (sqlite:///file.db, postgresql://..., mysql://...) or a "
+        "journal file ending in .log (default: %(default)s)",
+    )
+    parser.add_argument("--study", help="study name (default: derived from dataset, model, space)")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    add_storage(parser)
+    parser.add_argument(
+        "--dataset",
+        default=DEFAULTS.dataset,
+        help="a registered name (see `medslim datasets`) or a MedMNIST-layout "
+        ".npz path (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        help="where MedMNIST files are cached (default: $MEDSLIM_DATA_DIR or the user cache)",
+    )
+    parser.add_argument(
+        "--model",
+        help=f"teacher preset: {', '.join(preset_names())} "
+        "(default: mlp for tabular data, resnet8 for images on CPU, resnet18 on CUDA)",
+    )
+    parser.add_argument(
+        "--teacher", help="load the teacher's state dict from this file instead of training it"
+    )
+    parser.add_argument(
+        "--teacher-epochs",
+        type=int,
+        help="teacher training epochs (default: 60 tabular, 10 images)",
+    )
+    parser.add_argument(
+        "--pruning",
+        default=DEFAULTS.pruning,
+        choices=PRUNING_KINDS,
+        help="channels removed (smaller model) or weights masked (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--criterion",
+        default=DEFAULTS.criterion,
+        help=f"importance criterion: {', '.join(criterion_names())}, or `search` "
+        "to let each trial choose (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-ratio",
+        type=float,
+        default=DEFAULTS.max_ratio,
+        help="largest pruning ratio of any group (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-offset",
+        type=float,
+        default=DEFAULTS.max_offset,
+        help="largest per-group deviation from the trial's global ratio; 0 "
+        "searches uniform ratios only (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--iterative-steps",
+        type=int,
+        default=DEFAULTS.iterative_steps,
+        help="prune in K steps with fine-tuning after each (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--baselines",
+        type=int,
+        default=DEFAULTS.baselines,
+        help="uniform-ratio trials enqueued first (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="fine-tune epochs after each pruning step (default: 3 tabular, 1 images)",
+    )
+    parser.add_argument(
+        "--method",
+        default=DEFAULTS.method,
+        choices=METHODS,
+        help="prune the teacher, distill searched students, or both on one front "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--student-epochs",
+        type=int,
+        help="training epochs of a distilled student (default: 60 tabular, 3 images)",
+    )
+    parser.add_argument(
+        "--cv",
+        type=int,
+        default=DEFAULTS.cv,
+        help="score each pruning trial by K-fold stratified cross-validation over train+val "
+        "instead of the single val split (default: 0, the val split)",
+    )
+    parser.add_argument(
+        "--screen",
+        type=float,
+        nargs="?",
+        const=DEFAULT_SCREEN_MARGIN,
+        metavar="MARGIN",
+        help="fine-tune a pruned candidate only if no earlier one had fewer FLOPs and a val "
+        "AUC more than MARGIN higher right after pruning (default margin with no value: "
+        f"{DEFAULT_SCREEN_MARGIN}); stopped candidates are PRUNED trials and do not count "
+        "as trials",
+    )
+    parser.add_argument(
+        "--sensitivity-drop",
+        type=float,
+        help="cap each group's ratio at the largest one whose val AUC drop, pruned alone "
+        "without fine-tuning, stays within this (see `medslim sensitivity`)",
+    )
+    parser.add_argument(
+        "--kd",
+        action=argparse.BooleanOptionalAction,
+        help="fine-tune pruned models on the teacher's soft labels too (default: on for "
+        "images without --cv, where it measured best in benchmarks/front_quality.py; off "
+        "for tabular data)",
+    )
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=DEFAULTS.lr,
+        help="teacher learning rate; fine-tuning uses half (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--objectives",
+        default=",".join(DEFAULT_OBJECTIVES),
+        help=f"comma-separated subset of {', '.join(OBJECTIVES)} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-flops",
+        type=float,
+        help="constraint: a number <= 1 is a fraction of the teacher's FLOPs, "
+        "above 1 an absolute FLOPs count",
+    )
+    parser.add_argument("--min-auc", type=float, help="constraint: smallest acceptable val AUC")
+    parser.add_argument(
+        "--sampler",
+        default=DEFAULTS.sampler,
+        help="an Optuna sampler by name, see `medslim list` (default: %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=DEFAULTS.trials,
+        help="finished trials the study should hold; a re-run continues up to "
+        "this number (default: 200 tabular, 30 images)",
+    )
+    parser.add_argument(
+        "--device", default=DEFAULTS.device, help="auto, cpu or cuda (default: auto)"
+    )
+    parser.add_argument(
+        "--force-config",
+        action="store_true",
+        help="continue an existing study even though its stored config differs",
+    )
+    add_quiet(parser)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULTS.workers,
+        help="worker processes on this machine, sharing its cores (default: %(default)s)",
+    )
+    add_heartbeat(parser)
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar and no log lines (the bar shows only on a terminal anyway)",
+    )
+
+
+def add_heartbeat(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--heartbeat",
+        type=int,
+        default=DEFAULTS.heartbeat,
+        help="seconds between a running trial's heartbeats on an RDB storage; a trial "
+        "silent for three is failed and retried (default: %(default)s)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> StudyConfig:
+    """The flags as a `StudyConfig`: every run flag is one of its fields."""
+    return StudyConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        model=args.model,
+        teacher=args.teacher,
+        teacher_epochs=args.teacher_epochs,
+        pruning=args.pruning,
+        criterion=args.criterion,
+        max_ratio=args.max_ratio,
+        max_offset=args.max_offset,
+        iterative_steps=args.iterative_steps,
+        baselines=args.baselines,
+        epochs=args.epochs,
+        method=args.method,
+        student_epochs=args.student_epochs,
+        kd=args.kd,
+        cv=args.cv,
+        sensitivity_drop=args.sensitivity_drop,
+        screen=args.screen,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()),
+        max_flops=args.max_flops,
+        min_auc=args.min_auc,
+        sampler=args.sampler,
+        seed=args.seed,
+        trials=args.trials,
+        storage=args.storage,
+        study=args.study,
+        device=args.device,
+        force_config=args.force_config,
+        workers=args.workers,
+        heartbeat=args.heartbeat,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from medslim.search.api import run
+    from medslim.search.inspection.pareto import format_front
+
+    stored = run(config_from_args(args), progress=False if args.no_progress else None)
+    front = stored.front()
+    print(format_front(front))
+    print(next_steps(stored.storage, stored.name, front.members[0].trial))
+    return 0
+
+
+def next_steps(storage: str, study: str, trial: int) -> str:
+    """The commands that come after a run, ready to paste (a password masked)."""
+    from medslim.search.storage import display_url
+
+    url = "" if storage == DEFAULT_STORAGE else f" --storage {shlex.quote(display_url(storage))}"
+    where = f"{url} --study {shlex.quote(study)}"
+    return "\n".join(
+        [
+            "\nnext:",
+            f"  medslim pareto{where}   # the front's test scores, 95% intervals",
+            f"  medslim report{where} --out report.html",
+            f"  medslim export{where} --trial {trial} --format onnx --out model.onnx",
+            f"  medslim dashboard{url}",
+        ]
+    )
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    add_storage(parser)
+    parser.add_argument(
+        "--trials", type=int, help="finished trials to reach (default: the run's --trials)"
+    )
+    parser.add_argument("--device", default=DEFAULTS.device, help="auto, cpu or cuda")
+    parser.add_argument("--data-dir", help="where this machine keeps MedMNIST files")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    parser.add_argument("--seed", type=int, help="sampler seed (default: random per worker)")
+    add_quiet(parser)
+    parser.add_argument("--managed", action="store_true", help=argparse.SUPPRESS)
+    add_heartbeat(parser)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from medslim.search.workers import run_worker
+
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be 1 or more, got {args.threads}")
+    try:
+        ran, finished, name = run_worker(
+            args.storage,
+            args.study,
+            trials=args.trials,
+            seed=args.seed,
+            threads=args.threads,
+            device=args.device,
+            data_dir=args.data_dir,
+            heartbeat=args.heartbeat,
+            progress=False if args.no_progress or args.managed else None,
+        )
+    except KeyboardInterrupt:
+        if args.managed:  # a managed worker's parent prints the one line
+            return EXIT_INTERRUPTED
+        raise
+    logger.info("worker ran %d trials; study %s holds %d finished", ran, name, finished)
+    return 0
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    """Prune one group at a time, print the AUC-drop curves, keep them in the study."""
+    from medslim.search.api import sensitivity
+    from medslim.search.sensitivity import format_curves
+
+    config = config_from_args(args)
+    analysis = sensitivity(config)
+    print(format_curves(analysis.curves, analysis.ceilings))
+    print(
+        f"curves kept in study {analysis.study.name}; `medslim run` with the same flags "
+        "and --sensitivity-drop D caps each group's ratio by them"
+    )
+    return 0

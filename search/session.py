@@ -1,0 +1,319 @@
+"""Prepare a study: resolve the config against the data, get the teacher, open or resume
+the Optuna study, and enqueue its seeds (uniform baselines, scaled-down students).
+
+Everything that can fail on bad input runs before the study is created, so a refused run
+leaves no half-made study behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from medslim.objectives.data import Dataset, load_dataset
+from medslim.objectives.evaluate import Budget, Scores, score_model
+from medslim.objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
+from medslim.objectives.teacher import TeacherScores, load_state_dict_file, obtain_teacher
+from medslim.objectives.training import Recipe
+from medslim.search.config import ResolvedConfig, StudyConfig, config_differences
+from medslim.search.samplers import make_sampler
+from medslim.search.sensitivity import study_curves
+from medslim.search.storage import check_storage_url, display_url, open_storage, storage_dir
+from medslim.search.trial_models import artifact_store
+from medslim.spaces.families import build_model, get_preset, input_kind
+from medslim.spaces.sparsity import SparsitySpace, prunable_units, uniform_params, uniform_ratios
+from medslim.spaces.specs import ModelSpec
+from medslim.spaces.students import DistillSettings, StudentSpace, scaled_teacher, student_params
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.storages import BaseStorage
+from torch import nn
+
+from medslim.errors import TrainingDiverged, UsageError
+from medslim.kinds import DataKind, Method
+
+logger = logging.getLogger(__name__)
+
+# Per data kind: (trials, fine-tune epochs per step, teacher epochs); about a minute on a
+# 2-core CPU for the tabular default, a few minutes for a 28-px image dataset.
+DATA_DEFAULTS: dict[DataKind, tuple[int, int, int]] = {
+    "tabular": (200, 3, 60),
+    "image": (30, 1, 10),
+}
+# Students start from scratch, so they train longer than a pruned model's fine-tuning.
+# Measured: a resnet 8-16-32 student (6% of resnet8's FLOPs) reaches val AUC 0.990 on
+# PneumoniaMNIST in 3 epochs; an MLP 32-16-8 on breast-cancer 0.997 at 30, 0.999 at 60.
+STUDENT_EPOCHS: dict[DataKind, int] = {"tabular": 60, "image": 3}
+SEED_DIVISORS = (2, 4, 8)
+"""Student seeds: the teacher with every width divided by these."""
+
+
+@dataclass
+class Session:
+    """Everything a study's trials share, built once per process."""
+
+    config: ResolvedConfig
+    data: Dataset
+    device: torch.device
+    teacher: nn.Module
+    teacher_spec: ModelSpec
+    teacher_scores: TeacherScores
+    teacher_flops: int
+    unit_names: list[str]
+    study: optuna.Study
+    storage: BaseStorage
+    artifacts: FileSystemArtifactStore
+    space: SparsitySpace
+
+    @property
+    def files_dir(self) -> Path:
+        """Where the study's files (teachers, logits) live: beside the storage."""
+        return storage_dir(self.config.storage)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise UsageError(f"unknown device {name!r}; use auto, cpu or cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU here")
+    return torch.device(name)
+
+
+def on_device(data: Dataset, device: torch.device) -> Dataset:
+    """The same dataset with every split's tensors moved to `device` once."""
+    if device.type == "cpu":
+        return data
+    moved = {
+        name: replace(
+            getattr(data, name),
+            x=getattr(data, name).x.to(device),
+            y=getattr(data, name).y.to(device),
+        )
+        for name in ("train", "val", "test")
+    }
+    return replace(data, **moved)
+
+
+def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> ResolvedConfig:
+    """Fill what follows the data: the model family, the epoch defaults, the study name."""
+    model = config.model
+    if model is None:
+        model = (
+            "mlp"
+            if data.kind == "tabular"
+            else ("resnet18" if device.type == "cuda" else "resnet8")
+        )
+    spec = get_preset(model)
+    if input_kind(spec) != data.kind:
+        raise UsageError(
+            f"model {model!r} takes {input_kind(spec)} data, but {config.dataset!r} is {data.kind}"
+        )
+    trials, epochs, teacher_epochs = DATA_DEFAULTS[data.kind]
+    filled = config.with_overrides(
+        model=model,
+        kd=default_kd(config, data.kind) if config.kd is None else config.kd,
+        trials=trials if config.trials is None else config.trials,
+        epochs=epochs if config.epochs is None else config.epochs,
+        teacher_epochs=teacher_epochs if config.teacher_epochs is None else config.teacher_epochs,
+        student_epochs=(
+            STUDENT_EPOCHS[data.kind] if config.student_epochs is None else config.student_epochs
+        ),
+    )
+    study = config.study or filled.default_study_name()
+    return ResolvedConfig(**{**asdict(filled), "study": study})
+
+
+def default_kd(config: StudyConfig, kind: DataKind) -> bool:
+    """Soft labels in the fine-tuning of pruned image models: on BreastMNIST (3 seeds) they
+    lifted the search from 0.99× to 1.03× the uniform sweep's hypervolume, and on
+    PneumoniaMNIST cut the smallest FLOPs ratio at teacher-level AUC from 0.17 to 0.12
+    (benchmarks/front_quality.py, 40 trials). `--cv` folds cannot reuse the cached soft
+    labels, and distilled students have their own loss."""
+    return kind == "image" and not config.cv and config.method != "distill"
+
+
+def sparsity_space(config: StudyConfig) -> SparsitySpace:
+    return SparsitySpace(
+        pruning=config.pruning,
+        max_ratio=config.max_ratio,
+        max_offset=config.max_offset,
+        criterion=None if config.criterion == "search" else config.criterion,
+        iterative_steps=config.iterative_steps,
+    )
+
+
+def budget_for(config: ResolvedConfig) -> Budget:
+    recipe = Recipe(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr / 2)
+    return Budget(finetune=recipe)
+
+
+def teacher_recipe(config: ResolvedConfig, kind: DataKind) -> Recipe:
+    return Recipe(
+        epochs=config.teacher_epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        augment=kind == "image",
+    )
+
+
+def prepare(config: StudyConfig) -> Session:
+    """Validate everything before any work, then load data, teacher, and the study."""
+    sampler = make_sampler(config.sampler, len(config.objectives), config.seed)
+    space = sparsity_space(config)
+    device = resolve_device(config.device)
+    check_storage_url(config.storage)
+    data_dir = Path(config.data_dir) if config.data_dir else None
+    data = on_device(load_dataset(config.dataset, data_dir=data_dir, seed=config.seed), device)
+    resolved = resolve_config(config, data, device)
+    spec = get_preset(resolved.model)
+    teacher_file = Path(resolved.teacher) if resolved.teacher else None
+    if teacher_file is not None:  # refuse a mismatched file before the storage is touched
+        load_state_dict_file(build_model(spec, data.input_shape, data.n_outputs), teacher_file)
+    storage = open_storage(resolved.storage, heartbeat=resolved.heartbeat)
+    existing = _existing_config(storage, resolved.study)
+    if existing is not None and not resolved.force_config:
+        differences = config_differences(existing, resolved.stored())
+        if differences:
+            raise UsageError(
+                f"study {resolved.study!r} exists with a different config ("
+                + "; ".join(differences)
+                + "); use another --study name, or --force-config to continue it anyway"
+            )
+    files = storage_dir(resolved.storage)
+    logger.info("teacher: %s on %s (%s) ...", resolved.model, data.name, device.type)
+    try:
+        teacher, teacher_scores, trained = obtain_teacher(
+            data,
+            spec,
+            teacher_recipe(resolved, data.kind),
+            seed=resolved.seed,
+            cache_dir=files / "teachers",
+            device=device,
+            teacher_file=teacher_file,
+        )
+    except TrainingDiverged as error:
+        raise UsageError(
+            f"the teacher's own training diverged ({error}) at --lr {resolved.lr:g}; "
+            "lower --lr, or pass a trained model with --teacher"
+        ) from error
+    logger.info(
+        "teacher %s: val AUC %.4f, val ACC %.4f",
+        "trained" if trained else "loaded",
+        teacher_scores.val_auc,
+        teacher_scores.val_acc,
+    )
+    reference = score_model(teacher, data, budget_for(resolved))
+    units = list(prunable_units(teacher, data.train.x[:2], space.pruning))
+    study = optuna.create_study(
+        study_name=resolved.study,
+        storage=storage,
+        sampler=sampler,
+        directions=resolved.directions,
+        load_if_exists=True,
+    )
+    if existing is None:  # all that can fail ran before create_study: no half-made study
+        _describe_new_study(study, resolved, data, teacher_scores, reference, units)
+        _enqueue_students(study, spec, resolved.method)
+        _enqueue_baselines(
+            study, space, units, min(resolved.baselines, resolved.trials), resolved.method
+        )
+    logger.info("study %s in %s", study.study_name, display_url(resolved.storage))
+    if resolved.sensitivity_drop is not None:
+        curves = study_curves(
+            study,
+            teacher,
+            data,
+            units,
+            teacher_auc=teacher_scores.val_auc,
+            criterion=space.criterion or "l1",
+            pruning=space.pruning,
+            seed=resolved.seed,
+        )
+        floor = min(DEFAULT_RATIOS)
+        ceilings = ceilings_from_curves(curves, resolved.sensitivity_drop, floor)
+        space = replace(space, ceilings=tuple(ceilings.items()))
+    return Session(
+        config=resolved,
+        data=data,
+        device=device,
+        teacher=teacher,
+        teacher_spec=spec,
+        teacher_scores=teacher_scores,
+        teacher_flops=reference.flops,
+        unit_names=units,
+        study=study,
+        storage=storage,
+        artifacts=artifact_store(files),
+        space=space,
+    )
+
+
+def _describe_new_study(
+    study: optuna.Study,
+    config: ResolvedConfig,
+    data: Dataset,
+    teacher: TeacherScores,
+    reference: Scores,
+    units: list[str],
+) -> None:
+    """What readers of the study need: its config, data, teacher scores and groups."""
+    with warnings.catch_warnings():  # experimental in name only; the dashboard reads it
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(config.objectives))
+    study.set_user_attr("config", config.stored())
+    study.set_user_attr("dataset", {"name": data.name, "task": data.task, "source": data.source})
+    sizes = {
+        "flops": reference.flops,
+        "sparse_flops": reference.sparse_flops,
+        "params": reference.params,
+        "latency_ms": reference.latency_ms,
+    }
+    study.set_user_attr("teacher", {**asdict(teacher), **sizes})
+    study.set_user_attr("units", units)
+
+
+def _existing_config(storage: BaseStorage, name: str) -> dict[str, Any] | None:
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+    stored: dict[str, Any] | None = study.user_attrs.get("config")
+    return stored
+
+
+def _enqueue_baselines(
+    study: optuna.Study, space: SparsitySpace, units: list[str], count: int, method: Method
+) -> None:
+    """Uniform ratios first, so the front always shows what the search gained over them."""
+    if count <= 0 or method == "distill":
+        return
+    prefix = {"method": "prune"} if method == "both" else {}
+    for ratio in uniform_ratios(space, count):
+        study.enqueue_trial(
+            {**prefix, **uniform_params(space, units, ratio)},
+            user_attrs={"baseline": "uniform"},
+            skip_if_exists=True,
+        )
+
+
+def student_seeds(teacher: ModelSpec, method: Method) -> list[dict[str, Any]]:
+    """Trial parameters of the scaled-down teacher copies, enqueued so the front has
+    students from the start."""
+    space = StudentSpace.for_teacher(teacher)
+    prefix = {"method": "distill"} if method == "both" else {}
+    specs = dict.fromkeys(scaled_teacher(teacher, d, space) for d in SEED_DIVISORS)
+    return [{**prefix, **student_params(spec, DistillSettings())} for spec in specs]
+
+
+def _enqueue_students(study: optuna.Study, teacher: ModelSpec, method: Method) -> None:
+    """Scaled-down copies of the teacher, so the front holds students from the start."""
+    if method == "prune":
+        return
+    for params in student_seeds(teacher, method):
+        study.enqueue_trial(params, user_attrs={"baseline": "scaled"}, skip_if_exists=True)

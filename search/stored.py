@@ -1,0 +1,80 @@
+"""A stored study and where it lives: what every reader (re-scoring, report, export, the
+Python API) needs, found once from a storage URL and an optional study name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import optuna
+from medslim.search.config import ResolvedConfig
+from medslim.search.records import TARGET_ATTR
+from medslim.search.storage import display_url, open_storage, storage_dir, study_names
+from medslim.search.trial_models import artifact_store
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from medslim.errors import StorageError, UsageError
+
+
+@dataclass(frozen=True)
+class StudyRef:
+    """An Optuna study of medslim's, with its storage URL and storage."""
+
+    study: optuna.Study
+    url: str
+    storage: BaseStorage
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    @property
+    def files_dir(self) -> Path:
+        """The study's files (teachers, logits, models): beside a SQLite or journal file."""
+        return storage_dir(self.url)
+
+    @cached_property
+    def artifacts(self) -> FileSystemArtifactStore:
+        return artifact_store(self.files_dir)
+
+    def config(self) -> ResolvedConfig:
+        """The config the study was run with (an older study's missing settings default);
+        its target is the last run's, else the trials it holds."""
+        stored = self.study.user_attrs.get("config")
+        if stored is None:
+            raise UsageError(f"study {self.name!r} stores no medslim config; was it made by run?")
+        target = self.study.user_attrs.get(TARGET_ATTR) or max(1, len(self.study.trials))
+        return ResolvedConfig.from_stored(stored, storage=self.url, study=self.name, trials=target)
+
+    def finished_trial(self, number: int) -> FrozenTrial:
+        """Trial `number`, which must have finished (COMPLETE)."""
+        trials = self.study.get_trials(deepcopy=False)
+        if 0 <= number < len(trials) and trials[number].state == TrialState.COMPLETE:
+            return trials[number]
+        finished = [t.number for t in trials if t.state == TrialState.COMPLETE]
+        raise UsageError(
+            f"no finished trial {number} in study {self.name!r}; "
+            f"finished: {', '.join(map(str, finished)) or 'none'}"
+        )
+
+
+def open_study(url: str, name: str | None = None) -> StudyRef:
+    """The study `name` in the storage at `url`; without a name, the storage's only study."""
+    storage = open_storage(url)
+    names = study_names(storage)
+    shown = display_url(url)
+    if name is None:
+        if len(names) != 1:
+            listing = ", ".join(names) if names else "none"
+            raise StorageError(
+                f"{shown} holds {len(names)} studies ({listing}); pick one with --study"
+            )
+        name = names[0]
+    if name not in names:
+        raise StorageError(
+            f"no study {name!r} in {shown}; studies there: {', '.join(names) or 'none'}"
+        )
+    return StudyRef(optuna.load_study(study_name=name, storage=storage), url, storage)

@@ -1,0 +1,227 @@
+"""Model families and named presets: one record per family, registered by name.
+
+A family says which spec type describes it, which data it takes, how a spec becomes a
+module, which modules are its stages (whose outputs a feature loss can match), and, if it
+may be searched as a distillation student, how a trial samples its spec. Adding a family is
+one spec dataclass, one builder and one `register_family` line.
+
+Torch-free at import: builders load the networks on first use, so listing families and
+presets (`medslim list`) stays quick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from medslim.spaces.specs import MLPSpec, MobileNetSpec, ModelSpec, ResNetSpec
+
+from medslim.errors import UsageError
+from medslim.kinds import DataKind
+
+if TYPE_CHECKING:
+    from medslim.spaces.students import StudentSpace
+    from torch import nn
+
+Builder = Callable[[Any, tuple[int, ...], int], "nn.Module"]
+"""(spec, one sample's shape (C, H, W) or (F,), number of outputs) → an untrained module."""
+
+
+@dataclass(frozen=True)
+class StudentUse:
+    """How a distillation trial samples a spec of this family, and the trial parameters
+    that reproduce a given spec (so scaled-down teachers can be enqueued as seeds)."""
+
+    sample: Callable[[Any, StudentSpace], Any]
+    params: Callable[[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family: its spec type, the data it takes, its builder and stages, and
+    whether (and how) the student search may use it."""
+
+    spec_type: type
+    input_kind: DataKind
+    build: Builder
+    stages: Callable[[nn.Module], list[nn.Module]]
+    student: StudentUse | None = None
+
+
+FAMILIES: dict[str, Family] = {}
+PRESETS: dict[str, ModelSpec] = {}
+
+
+def register_family(name: str, family: Family) -> None:
+    """Add a model family under `name` (the `family` field of its specs); names are unique."""
+    if name in FAMILIES:
+        raise ValueError(f"model family {name!r} is already registered")
+    FAMILIES[name] = family
+
+
+def register_preset(name: str, spec: ModelSpec) -> None:
+    """Add a named teacher preset (`--model NAME`); its family must be registered."""
+    if name in PRESETS:
+        raise ValueError(f"model preset {name!r} is already registered")
+    get_family(spec.family)
+    PRESETS[name] = spec
+
+
+def get_family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError as error:
+        raise UsageError(
+            f"unknown model family {name!r}; registered: {', '.join(FAMILIES)}"
+        ) from error
+
+
+def student_family_names(kind: DataKind) -> list[str]:
+    """Families the student search may build for `kind` data, in registration order."""
+    return [n for n, f in FAMILIES.items() if f.student is not None and f.input_kind == kind]
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS)
+
+
+def get_preset(name: str) -> ModelSpec:
+    try:
+        return PRESETS[name]
+    except KeyError as error:
+        raise UsageError(
+            f"unknown model {name!r}; valid models: {', '.join(preset_names())}"
+        ) from error
+
+
+def input_kind(spec: ModelSpec) -> DataKind:
+    """Which data a spec's family accepts ("image" or "tabular")."""
+    return get_family(spec.family).input_kind
+
+
+def build_model(spec: ModelSpec, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    """An untrained model for one sample shape (C, H, W) or (F,) and `n_outputs` logits."""
+    return get_family(spec.family).build(spec, input_shape, n_outputs)
+
+
+def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
+    """JSON-ready description: enough to rebuild the spec with `spec_from_dict`."""
+    return asdict(spec)  # type: ignore[call-overload]  # every spec is a dataclass
+
+
+def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
+    fields = dict(data)
+    family = get_family(fields.pop("family"))
+    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    spec: ModelSpec = family.spec_type(**converted)
+    return spec
+
+
+# The built-in families. Builders import the networks (and torch) on first use.
+
+
+def _build_mlp(spec: MLPSpec, shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    from medslim.spaces.architectures import MLP
+
+    return MLP(spec, shape[0], n_outputs)
+
+
+def _build_resnet(spec: ResNetSpec, shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    from medslim.spaces.architectures import ResNet
+
+    return ResNet(spec, shape[0], n_outputs)
+
+
+def _build_mobilenet(spec: MobileNetSpec, shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    from medslim.spaces.architectures import MobileNet
+
+    return MobileNet(spec, shape[0], n_outputs)
+
+
+def _conv_stages(model: nn.Module) -> list[nn.Module]:
+    return list(model.get_submodule("layers"))
+
+
+def _mlp_stages(model: nn.Module) -> list[nn.Module]:
+    from torch import nn
+
+    return [m for m in model.get_submodule("body") if isinstance(m, nn.Dropout)]
+
+
+def _sample_widths(trial: Any, space: StudentSpace) -> tuple[int, ...]:
+    stages = trial.suggest_int("student.stages", 1, space.max_stages)
+    return tuple(
+        trial.suggest_categorical(f"student.stage{i}.width", space.widths)
+        for i in range(1, stages + 1)
+    )
+
+
+def _sample_blocks(trial: Any, space: StudentSpace, stages: int) -> tuple[int, ...]:
+    return tuple(
+        trial.suggest_int(f"student.stage{i}.blocks", 1, space.max_blocks)
+        for i in range(1, stages + 1)
+    )
+
+
+def _sample_resnet(trial: Any, space: StudentSpace) -> ResNetSpec:
+    widths = _sample_widths(trial, space)
+    blocks = _sample_blocks(trial, space, len(widths))
+    return ResNetSpec(widths, blocks, trial.suggest_categorical("student.kernel", space.kernels))
+
+
+def _sample_mobilenet(trial: Any, space: StudentSpace) -> MobileNetSpec:
+    widths = _sample_widths(trial, space)
+    blocks = _sample_blocks(trial, space, len(widths))
+    kernel = trial.suggest_categorical("student.kernel", space.kernels)
+    expansion = trial.suggest_categorical("student.expansion", space.expansions)
+    return MobileNetSpec(widths, blocks, kernel, expansion)
+
+
+def _sample_mlp(trial: Any, space: StudentSpace) -> MLPSpec:
+    return MLPSpec(hidden=_sample_widths(trial, space))
+
+
+def _width_params(widths: tuple[int, ...]) -> dict[str, Any]:
+    params: dict[str, Any] = {"student.stages": len(widths)}
+    params.update({f"student.stage{i}.width": w for i, w in enumerate(widths, 1)})
+    return params
+
+
+def _conv_params(spec: ResNetSpec | MobileNetSpec) -> dict[str, Any]:
+    params = _width_params(spec.widths)
+    params.update({f"student.stage{i}.blocks": b for i, b in enumerate(spec.blocks, 1)})
+    params["student.kernel"] = spec.kernel
+    if isinstance(spec, MobileNetSpec):
+        params["student.expansion"] = spec.expansion
+    return params
+
+
+def _mlp_params(spec: MLPSpec) -> dict[str, Any]:
+    return _width_params(spec.hidden)
+
+
+register_family(
+    "resnet",
+    Family(
+        ResNetSpec, "image", _build_resnet, _conv_stages, StudentUse(_sample_resnet, _conv_params)
+    ),
+)
+register_family(
+    "mobilenet",
+    Family(
+        MobileNetSpec,
+        "image",
+        _build_mobilenet,
+        _conv_stages,
+        StudentUse(_sample_mobilenet, _conv_params),
+    ),
+)
+register_family(
+    "mlp",
+    Family(MLPSpec, "tabular", _build_mlp, _mlp_stages, StudentUse(_sample_mlp, _mlp_params)),
+)
+
+register_preset("mlp", MLPSpec())
+register_preset("resnet8", ResNetSpec(widths=(32, 64, 128), blocks=(1, 1, 1)))
+register_preset("resnet18", ResNetSpec())

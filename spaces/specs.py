@@ -1,0 +1,47 @@
+"""Model specs: small frozen dataclasses that describe a network as plain data.
+
+A spec round-trips through JSON (`spec_to_dict` / `spec_from_dict` in `families`), so a
+trial's model can be rebuilt exactly from what the study stores. Torch-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class ModelSpec(Protocol):
+    """What every spec has: the name of its family (the key of `families.FAMILIES`)."""
+
+    @property
+    def family(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    """A multilayer perceptron for tabular data."""
+
+    hidden: tuple[int, ...] = (256, 128, 64)
+    dropout: float = 0.1
+    family: str = field(default="mlp", init=False)
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    """A ResNet of basic blocks; 3×3 stem and no max-pool, as MedMNIST uses at 28 px."""
+
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    blocks: tuple[int, ...] = (2, 2, 2, 2)
+    kernel: int = 3
+    family: str = field(default="resnet", init=False)
+
+
+@dataclass(frozen=True)
+class MobileNetSpec:
+    """A MobileNetV2-style net: inverted residuals (1×1 expand, k×k depthwise, 1×1 project)."""
+
+    widths: tuple[int, ...] = (16, 32, 64)
+    blocks: tuple[int, ...] = (1, 2, 2)
+    kernel: int = 3
+    expansion: int = 4
+    family: str = field(default="mobilenet", init=False)
