@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 
 import optuna
-from common import SHARED_DATA, add_cache_argument
+from common import SHARED_DATA, add_cache_argument, show_progress
+from scipy.stats import spearmanr
+
 from medslim.objectives.crossval import cross_validate, cv_folds
 from medslim.objectives.evaluate import evaluate_pruning
 from medslim.search.config import StudyConfig
-from medslim.search.study import budget_for, prepare
+from medslim.search.session import budget_for, prepare
 from medslim.spaces.sparsity import PruningPlan
-from scipy.stats import spearmanr
 
 BUDGETS = (0.25, 0.5, 0.75, 1.0)
 
@@ -59,9 +60,9 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cache = args.cache
     cache.mkdir(parents=True, exist_ok=True)
+    show_progress()
     session = prepare(
-        StudyConfig(dataset=args.dataset, storage=f"sqlite:///{cache / 'teachers.db'}"),
-        log=lambda m: print(f"  {m}"),
+        StudyConfig(dataset=args.dataset, storage=f"sqlite:///{cache / 'teachers.db'}")
     )
     budget = budget_for(session.config)
     print(

@@ -26,14 +26,16 @@ from pathlib import Path
 
 import optuna
 import torch
-from common import SHARED_DATA, add_cache_argument
+from common import SHARED_DATA, add_cache_argument, show_progress
+
 from medslim.objectives.evaluate import evaluate_pruning
 from medslim.objectives.training import BatchLoss
 from medslim.search.config import DEFAULT_SCREEN_MARGIN, StudyConfig
+from medslim.search.loop import run_trials
 from medslim.search.methods import kd_finetune_loss
 from medslim.search.records import trial_record
 from medslim.search.screening import screened_out
-from medslim.search.study import Session, budget_for, prepare, run_study, sparsity_space
+from medslim.search.session import Session, budget_for, prepare, sparsity_space
 from medslim.spaces.sparsity import PruningPlan, uniform_ratios
 
 DATASETS = {
@@ -136,10 +138,9 @@ def medslim_search(config: StudyConfig, teacher_file: Path, workdir: Path, tag: 
                 trials=trials,
                 storage=f"sqlite:///{workdir / f'{tag}-{seed}.db'}",
                 study=f"{tag}-{seed}",
-            ),
-            log=lambda _: None,
+            )
         )
-        run_study(fresh, progress=False)
+        run_trials(fresh, progress=False)
         if config.screen is not None:
             print(f"    {tag}: {screened_out(fresh.study)} candidates screened out", flush=True)
         return [
@@ -167,7 +168,8 @@ def benchmark_dataset(
         epochs=epochs,
         storage=f"sqlite:///{cache / 'teachers.db'}",  # teachers cached beside it, reused
     )
-    session = prepare(config, log=lambda m: print(f"  {m}"))
+    show_progress()
+    session = prepare(config)
     teacher_file = workdir / "teacher.pt"
     torch.save(session.teacher.state_dict(), teacher_file)
     methods = {

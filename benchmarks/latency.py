@@ -23,15 +23,17 @@ from typing import Any
 
 import optuna
 import torch
-from common import SHARED_DATA, add_cache_argument
+from common import SHARED_DATA, add_cache_argument, show_progress
+from torch import nn
+
 from medslim.objectives.metrics import count_flops, measure_latency_ms
-from medslim.search.cli import load_existing_study
 from medslim.search.config import StudyConfig
 from medslim.search.inspection.pareto import compute_front
 from medslim.search.inspection.reopen import reopen
-from medslim.search.study import prepare, run_study
+from medslim.search.loop import run_trials
+from medslim.search.session import prepare
+from medslim.search.stored import StudyRef, open_study
 from medslim.search.trial_models import load_trial_model
-from torch import nn
 
 PNEUMONIA = SHARED_DATA / "pneumoniamnist.npz"
 BATCHES = (1, 64)
@@ -43,6 +45,7 @@ def build_small_study(cache: Path, trials: int) -> tuple[str, str]:
     name = "latency-pneumoniamnist" if PNEUMONIA.is_file() else "latency-breast-cancer"
     storage = f"sqlite:///{cache / 'latency.db'}"
     print(f"building study {name} ({trials} trials) in {storage} ...", flush=True)
+    show_progress()
     session = prepare(
         StudyConfig(
             dataset=dataset,
@@ -50,10 +53,9 @@ def build_small_study(cache: Path, trials: int) -> tuple[str, str]:
             baselines=max(1, trials - 2),
             storage=storage,
             study=name,
-        ),
-        log=lambda m: print(f"  {m}", flush=True),
+        )
     )
-    run_study(session, progress=False)
+    run_trials(session, progress=False)
     return storage, name
 
 
@@ -74,19 +76,15 @@ def paired_latencies(
     return (timed[0], timed[1]) if teacher_first else (timed[1], timed[0])
 
 
-def measure(
-    study: optuna.Study, storage: str, rounds: int, repeats: dict[int, int]
-) -> dict[str, Any]:
-    opened = reopen(study, storage)
+def measure(ref: StudyRef, rounds: int, repeats: dict[int, int]) -> dict[str, Any]:
+    study = ref.study
+    opened = reopen(ref)
     shape = opened.data.input_shape
     teacher = opened.teacher.eval()
     teacher_flops = count_flops(teacher, shape)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     front = compute_front(study)
-    members = [
-        (member, load_trial_model(study, trials[member.trial], storage))
-        for member in front.members
-    ]
+    members = [(member, load_trial_model(ref, trials[member.trial])) for member in front.members]
     timings: dict[int, dict[int, list[tuple[float, float]]]] = {
         m.trial: {b: [] for b in BATCHES} for m, _ in members
     }
@@ -183,10 +181,10 @@ def main() -> None:
     if storage is None:
         args.cache.mkdir(parents=True, exist_ok=True)
         storage, name = build_small_study(args.cache, args.trials)
-    study = load_existing_study(storage, name)
+    ref = open_study(storage, name)
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
-    report = measure(study, storage, args.rounds, {1: args.repeats_b1, 64: args.repeats_b64})
+    report = measure(ref, args.rounds, {1: args.repeats_b1, 64: args.repeats_b64})
     report.update(
         threads=torch.get_num_threads(),
         cpu_cores=os.cpu_count(),

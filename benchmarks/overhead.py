@@ -5,9 +5,10 @@ seed) over the same space (global ratio + bounded per-group offsets, the same un
 baselines enqueued first), so they pick the same ratios; then prune a copy of the same
 teacher, the same BN recalibration and fine-tuning (`objectives.training`), and the same
 scores (val AUC/ACC, FLOPs with FlopCounterMode, batch-1 latency). medslim runs
-`search.study.prepare` + `run_study` (what `medslim run` does, less the closing front table
-and dashboard figures) on a fresh SQLite file; the hand-written loop is plain Optuna +
-torch-pruning's MetaPruner, no medslim `search/` or `spaces/sparsity` code, on the same
+`session.prepare` + `loop.run_trials`, the one study loop of `medslim run`, `medslim
+worker` and `medslim.run` (less the closing front table and dashboard figures) on a fresh
+SQLite file; the hand-written loop is plain Optuna + torch-pruning's BasePruner, no medslim
+`search/` or `spaces/sparsity` code, on the same
 kind of SQLite file and/or in memory. Arms alternate order over the repeats, so machine
 load falls on both alike.
 
@@ -35,15 +36,17 @@ from typing import Any
 import optuna
 import torch
 import torch_pruning as tp
-from common import add_cache_argument
+from common import add_cache_argument, show_progress
+from optuna.trial import TrialState
+
 from medslim.objectives.data import load_dataset
 from medslim.objectives.metrics import acc_score, auc_score, count_flops, measure_latency_ms
 from medslim.objectives.training import Recipe, predict_scores, recalibrate_batchnorm, train
 from medslim.search.config import StudyConfig
+from medslim.search.loop import run_trials
 from medslim.search.records import trial_record
-from medslim.search.study import prepare, run_study
-from medslim.spaces.architectures import build_model, get_preset
-from optuna.trial import TrialState
+from medslim.search.session import prepare
+from medslim.spaces.families import build_model, get_preset
 
 TARGET = 1.05
 
@@ -60,11 +63,9 @@ class Setup:
 def run_medslim(setup: Setup, storage: str) -> dict[str, Any]:
     """`medslim run` on a fresh storage: prepare (data, teacher, study, baselines), optimise."""
     start = time.perf_counter()
-    session = prepare(
-        setup.config.with_overrides(storage=storage, study="overhead"), log=lambda _: None
-    )
+    session = prepare(setup.config.with_overrides(storage=storage, study="overhead"))
     ready = time.perf_counter()
-    run_study(session, progress=False)
+    run_trials(session, progress=False)
     done = time.perf_counter()
     trials = session.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return {
@@ -78,7 +79,7 @@ def run_medslim(setup: Setup, storage: str) -> dict[str, Any]:
 
 
 def run_hand_written(setup: Setup, storage: str | None) -> dict[str, Any]:
-    """The loop a user would write: Optuna, MetaPruner, recalibrate, fine-tune, score."""
+    """The loop a user would write: Optuna, BasePruner, recalibrate, fine-tune, score."""
     config = setup.config
     start = time.perf_counter()
     data = load_dataset(config.dataset, seed=config.seed)
@@ -108,7 +109,7 @@ def run_hand_written(setup: Setup, storage: str | None) -> dict[str, Any]:
         seed = config.seed + trial.number  # medslim's seeds, so fine-tuning is the same
         torch.manual_seed(seed)
         model = copy.deepcopy(teacher)
-        pruner = tp.pruner.MetaPruner(
+        pruner = tp.pruner.BasePruner(
             model,
             example,
             importance=tp.importance.GroupMagnitudeImportance(p=1),
@@ -153,6 +154,7 @@ def make_setup(args: argparse.Namespace, workdir: Path) -> tuple[Setup, dict[str
     """Train (or load the cached) teacher once, save its state dict, and do medslim's first
     run (repeat 0's medslim arm, the reference for the same-work check)."""
     args.cache.mkdir(parents=True, exist_ok=True)
+    show_progress()
     session = prepare(
         StudyConfig(
             dataset=args.dataset,
@@ -162,7 +164,6 @@ def make_setup(args: argparse.Namespace, workdir: Path) -> tuple[Setup, dict[str
             kd=False,  # the hand-written loop fine-tunes on the task loss alone
             force_config=True,
         ),
-        log=lambda m: print(f"  {m}", flush=True),
     )
     teacher_file = workdir / "teacher.pt"
     torch.save(session.teacher.state_dict(), teacher_file)
@@ -200,7 +201,7 @@ SUSPECTS = [
     ("count_flops", "metrics.py", {"count_flops"}),
     ("sparse_flops", "metrics.py", {"sparse_flops"}),
     ("prunable_units (dependency graph)", "sparsity.py", {"prunable_units"}),
-    ("MetaPruner.__init__", "base_pruner.py", {"__init__"}),
+    ("BasePruner.__init__", "base_pruner.py", {"__init__"}),
     ("recalibrate_batchnorm", "training.py", {"recalibrate_batchnorm"}),
     ("train (fine-tune)", "training.py", {"train"}),
     ("study.tell", "_tell.py", {"_tell_with_warning"}),

@@ -29,7 +29,16 @@ from optuna.trial import TrialState
 def measure(folder: Path, workers: int, repeat: int, args: argparse.Namespace) -> dict:
     storage = f"sqlite:///{folder / f'workers-{workers}-{repeat}.db'}"
     command = [
-        *(sys.executable, "-m", "medslim.search.cli", "run", "--storage", storage, "--study", "bench"),
+        *(
+            sys.executable,
+            "-m",
+            "medslim.search.cli",
+            "run",
+            "--storage",
+            storage,
+            "--study",
+            "bench",
+        ),
         *("--dataset", args.dataset, "--trials", str(args.trials), "--workers", str(workers)),
         *("--epochs", "1", "--teacher-epochs", str(args.teacher_epochs)),
         *("--baselines", "2", "--seed", "0", "--no-progress"),

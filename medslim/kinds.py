@@ -30,7 +30,8 @@ METHODS: tuple[Method, ...] = get_args(Method)
 
 Objective = Literal["val_auc", "val_acc", "flops"]
 OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
-DIRECTIONS: dict[Objective, str] = {
+Direction = Literal["minimize", "maximize"]
+DIRECTIONS: dict[Objective, Direction] = {
     "val_auc": "maximize",
     "val_acc": "maximize",
     "flops": "minimize",

@@ -21,7 +21,7 @@ from medslim.kinds import BINARY, MULTI_LABEL, Task
 CHUNK = 100
 """Resamples scored per vectorised batch, to bound memory on large test sets."""
 
-BatchedMetric = Callable[[np.ndarray, np.ndarray, str], np.ndarray]
+BatchedMetric = Callable[[np.ndarray, np.ndarray, Task], np.ndarray]
 
 
 class Interval(NamedTuple):

@@ -12,13 +12,13 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from medslim.objectives.data import Dataset, Split
-from medslim.objectives.evaluate import Scores
 from sklearn.model_selection import KFold, StratifiedKFold
 from torch import nn
 
 from medslim.errors import UsageError
 from medslim.kinds import MULTI_LABEL
+from medslim.objectives.data import Dataset, Split
+from medslim.objectives.evaluate import Scores
 
 
 def cv_folds(data: Dataset, k: int, seed: int) -> list[Dataset]:

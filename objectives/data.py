@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 import torch
-from medslim.objectives import medmnist, npz
-from medslim.objectives.medmnist import MedMNISTInfo
 
 from medslim.errors import DataError, UsageError
 from medslim.kinds import BINARY, MULTI_LABEL, DataKind, Task
+from medslim.objectives import medmnist, npz
+from medslim.objectives.medmnist import MedMNISTInfo
 
 DATA_DIR_ENV = "MEDSLIM_DATA_DIR"
 _STD_FLOOR = 1e-6

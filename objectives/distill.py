@@ -17,6 +17,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from medslim.kinds import MULTI_LABEL, Task
 from medslim.objectives.data import Dataset
 from medslim.objectives.evaluate import Budget, Scores, score_model
 from medslim.objectives.teacher import data_fingerprint
@@ -24,9 +27,6 @@ from medslim.objectives.training import Recipe, predict_logits, task_loss, train
 from medslim.spaces.families import build_model
 from medslim.spaces.specs import ModelSpec
 from medslim.spaces.students import DistillSettings, feature_stages
-from torch import nn
-
-from medslim.kinds import MULTI_LABEL, Task
 
 _LOGITS: dict[str, torch.Tensor] = {}  # the in-memory cache, one entry per teacher and data
 

@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from torch import nn
+
+from medslim.kinds import Task
 from medslim.objectives.data import Dataset, Split
 from medslim.objectives.metrics import (
     acc_score,
@@ -29,9 +32,6 @@ from medslim.objectives.training import (
     train,
 )
 from medslim.spaces.sparsity import PruningPlan, make_masks_permanent, prune_in_steps, pruned_copy
-from torch import nn
-
-from medslim.kinds import Task
 
 Screen = Callable[[nn.Module], None]
 """Looks at a pruned, not yet fine-tuned model; raises to stop spending on it."""

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from torch import nn
+
+from medslim.kinds import Pruning
 from medslim.objectives.data import Dataset
 from medslim.objectives.evaluate import Budget, prune_model, split_scores
 from medslim.objectives.training import Recipe
 from medslim.spaces.sparsity import PruningPlan
-from torch import nn
 
 DEFAULT_RATIOS = (0.25, 0.5, 0.75, 0.9)
 
@@ -34,7 +36,7 @@ def sensitivity_curves(
     *,
     teacher_auc: float,
     criterion: str = "l1",
-    pruning: str = "structured",
+    pruning: Pruning = "structured",
     ratios: Sequence[float] = DEFAULT_RATIOS,
     budget: Budget | None = None,
     seed: int = 0,

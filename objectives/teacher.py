@@ -10,14 +10,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
+
+from medslim.errors import UsageError
 from medslim.objectives.data import Dataset
 from medslim.objectives.evaluate import split_scores
 from medslim.objectives.training import Recipe, train
 from medslim.spaces.families import build_model, spec_to_dict
 from medslim.spaces.specs import ModelSpec
-from torch import nn
-
-from medslim.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -18,20 +18,20 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medslim.errors import MedslimError, StudyInterrupted, UsageError
 from medslim.search.config import StudyConfig
 from medslim.search.storage import display_url
 from medslim.search.stored import StudyRef, open_study
 
-from medslim.errors import MedslimError, StudyInterrupted, UsageError
-
 if TYPE_CHECKING:
     import optuna
     import pandas
+    from torch import nn
+
     from medslim.objectives.sensitivity import SensitivityCurve
     from medslim.search.inspection.export import OnnxCheck
     from medslim.search.inspection.pareto import Front
     from medslim.search.inspection.rescore import Rescored
-    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +129,7 @@ class StoredStudy:
         (val_auc, val_acc, flops, flops_ratio, params, latency_ms, ...), the global ratio,
         criterion and `ratio.<group>` of pruned trials, `student.<field>` of students."""
         import pandas
+
         from medslim.search.records import flat_record
 
         return pandas.DataFrame.from_records([flat_record(t) for t in self.study.trials])

@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from medslim.errors import UsageError
 from medslim.kinds import (
@@ -18,6 +18,7 @@ from medslim.kinds import (
     METHODS,
     OBJECTIVES,
     PRUNING_KINDS,
+    Direction,
     Method,
     Objective,
     Pruning,
@@ -27,6 +28,8 @@ DEFAULT_OBJECTIVES: tuple[Objective, ...] = OBJECTIVES
 DEFAULT_STORAGE = "sqlite:///medslim.db"
 DEFAULT_SCREEN_MARGIN = 0.02
 """`--screen` given without a margin."""
+
+ConfigT = TypeVar("ConfigT", bound="StudyConfig")
 
 # Settings that do not change what a trial computes, so they may differ between runs.
 RUN_ONLY = frozenset(
@@ -78,7 +81,7 @@ class StudyConfig:
             raise UsageError(problems[0])
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         return [DIRECTIONS[o] for o in self.objectives]
 
     def with_overrides(self, **changes: Any) -> StudyConfig:
@@ -101,7 +104,7 @@ class StudyConfig:
         return f"{stem}-{self.model}-{space}-{digest[:6]}"
 
     @classmethod
-    def from_stored(cls, stored: dict[str, Any], **run_settings: Any) -> StudyConfig:
+    def from_stored(cls: type[ConfigT], stored: dict[str, Any], **run_settings: Any) -> ConfigT:
         """The config a study stores (an older study may lack newer settings: they take their
         defaults), plus this run's settings that are never stored."""
         known = {f.name for f in fields(cls)}

@@ -24,11 +24,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
+
 from medslim.search.objective import make_objective
 from medslim.search.records import trial_record
 from medslim.search.screening import was_screened_out
 from medslim.search.session import Session
-from optuna.trial import FrozenTrial, TrialState
 
 logger = logging.getLogger(__name__)
 
@@ -135,30 +136,33 @@ def _run(
     try:
         while ran < attempts:
             interrupts.check()
-            complete, running = _count(study)
-            bar.update(complete - bar.n)
-            if complete >= target:
-                break
-            if complete + running >= target:
-                if not heartbeats:  # a dead worker's trial would never be released
+            if not gate.room:  # else the last trial's gate saw room for this one already
+                complete, running = _count(study)
+                bar.update(complete - bar.n)
+                if complete >= target:
                     break
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(study)
-                with interrupts.allowed():
-                    time.sleep(poll)
-                continue
-            gate.surplus = False
-            study.optimize(gate, n_trials=1, catch=(Exception,))
+                if complete + running >= target:
+                    if not heartbeats:  # a dead worker's trial would never be released
+                        break
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        optuna.storages.fail_stale_trials(study)
+                    with interrupts.allowed():
+                        time.sleep(poll)
+                    continue
+            study.optimize(gate, n_trials=1, catch=(Exception,), callbacks=[gate.finished])
             if gate.surplus:  # another worker started at the same moment: back off, look again
                 with interrupts.allowed():
                     time.sleep(random.uniform(0, 2 * poll))
                 continue
             ran += 1
-            trial = gate.last_trial(study)
+            trial = gate.trial
+            if trial is None:  # Optuna calls its callbacks for every trial it ran
+                raise RuntimeError("study.optimize returned without running a trial")
             screened += was_screened_out(trial)
             if trial.state == TrialState.COMPLETE:
                 note = f", {screened} screened out" if screened else ""
+                bar.update(1)
                 bar.set_postfix_str(_postfix(trial) + note, refresh=False)
             if on_trial is not None:
                 on_trial(trial)
@@ -171,7 +175,12 @@ def _run(
 class _Gate:
     """The objective, run only if this trial is not one too many: after it is RUNNING,
     finished + running trials must not exceed the target. Two trials started at once may
-    both step back (then both try again), but never both run past the target."""
+    both step back (then both try again), but never both run past the target.
+
+    It also remembers what the loop needs next: whether this trial stepped back (`surplus`),
+    whether its check left room for another trial (`room`: then the loop starts the next
+    one without counting again; a trial that finds the room taken steps back), and the
+    finished trial itself (`finished`, Optuna's callback)."""
 
     def __init__(
         self, objective: Callable[[optuna.Trial], Any], target: int, interrupts: Interrupts
@@ -180,11 +189,12 @@ class _Gate:
         self.target = target
         self.interrupts = interrupts
         self.surplus = False
-        self.number = -1
+        self.room = False
+        self.trial: FrozenTrial | None = None
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, trial: optuna.Trial) -> Any:
-        self.number = trial.number
+        self.surplus = self.room = False
         self.interrupts.check()  # Ctrl-C while the trial was asked for: recorded as FAIL
         live = trial.study.get_trials(
             deepcopy=False,
@@ -198,13 +208,13 @@ class _Gate:
             _requeue(trial.study, next(t for t in live if t.number == trial.number))
             trial.set_user_attr("surplus", True)
             raise optuna.TrialPruned("not needed: the study holds enough trials")
+        self.room = len(live) < self.target
         trial.set_user_attr("worker", self.worker)
         with self.interrupts.allowed():
             return self.objective(trial)
 
-    def last_trial(self, study: optuna.Study) -> FrozenTrial:
-        """The trial this gate ran last, as stored (finished, failed or pruned)."""
-        return study.get_trials(deepcopy=False)[self.number]
+    def finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.trial = trial
 
 
 def _is_retry(trial: FrozenTrial) -> bool:

@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import optuna
+from torch import nn
+
+from medslim.kinds import TRIAL_METHODS, Method, TrialMethod
 from medslim.objectives.distill import (
     Distiller,
     TeacherSignal,
@@ -30,9 +33,6 @@ from medslim.spaces.students import (
     sample_student,
     structural_problem,
 )
-from torch import nn
-
-from medslim.kinds import Method, TrialMethod
 
 KD_FINETUNE = DistillSettings(temperature=4.0, alpha=0.5)
 """The soft-label term `--kd` adds to the fine-tuning of pruned models."""
@@ -41,8 +41,8 @@ KD_FINETUNE = DistillSettings(temperature=4.0, alpha=0.5)
 def sample_method(trial: optuna.Trial, method: Method) -> TrialMethod:
     """The study's method, or the trial's first choice when the study runs both."""
     if method == "both":
-        choice: TrialMethod = trial.suggest_categorical("method", ["prune", "distill"])
-        return choice
+        chosen = trial.suggest_categorical("method", TRIAL_METHODS)
+        return "distill" if chosen == "distill" else "prune"
     return method
 
 

@@ -8,6 +8,8 @@ from functools import partial
 from typing import Any
 
 import optuna
+from torch import nn
+
 from medslim.objectives.crossval import cross_validate, cv_folds
 from medslim.objectives.data import Dataset
 from medslim.objectives.evaluate import Budget, Scores, evaluate_pruning
@@ -17,7 +19,6 @@ from medslim.search.screening import Screen
 from medslim.search.session import Session, budget_for
 from medslim.search.trial_models import save_trial_model
 from medslim.spaces.sparsity import PruningPlan, sample_plan
-from torch import nn
 
 
 def make_objective(session: Session) -> Callable[[optuna.Trial], tuple[float, ...]]:

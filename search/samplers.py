@@ -54,9 +54,11 @@ def _optuna(class_name: str, **settings: object) -> Callable[[int], optuna.sampl
     def build(seed: int) -> optuna.samplers.BaseSampler:
         import optuna
 
-        sampler: optuna.samplers.BaseSampler = getattr(optuna.samplers, class_name)(
-            seed=seed, **settings
-        )
+        with warnings.catch_warnings():  # QMC is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler: optuna.samplers.BaseSampler = getattr(optuna.samplers, class_name)(
+                seed=seed, **settings
+            )
         return sampler
 
     return build

@@ -12,12 +12,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import optuna
+from optuna.trial import TrialState
+from torch import nn
+
 from medslim.objectives.data import Dataset
 from medslim.objectives.evaluate import split_scores
 from medslim.objectives.metrics import flops_by_module, sparse_flops
 from medslim.search.records import trial_record
-from optuna.trial import TrialState
-from torch import nn
 
 PROXY_KEY = "proxy"
 

@@ -7,9 +7,11 @@ import logging
 from dataclasses import asdict
 
 import optuna
+from torch import nn
+
+from medslim.kinds import Pruning
 from medslim.objectives.data import Dataset
 from medslim.objectives.sensitivity import DEFAULT_RATIOS, SensitivityCurve, sensitivity_curves
-from torch import nn
 
 ATTR = "sensitivity"
 logger = logging.getLogger(__name__)
@@ -23,7 +25,7 @@ def study_curves(
     *,
     teacher_auc: float,
     criterion: str,
-    pruning: str,
+    pruning: Pruning,
     seed: int,
 ) -> list[SensitivityCurve]:
     """The study's stored curves, or computed now (prune one group, BN-recalibrate, no
@@ -50,11 +52,15 @@ def study_curves(
 def stored_curves(study: optuna.Study) -> list[SensitivityCurve]:
     """The curves kept in the study (empty when no sensitivity analysis ran)."""
     stored = study.user_attrs.get(ATTR, [])
-    return [SensitivityCurve(**{k: _tuple(v) for k, v in c.items()}) for c in stored]
-
-
-def _tuple(value: object) -> object:
-    return tuple(value) if isinstance(value, list) else value
+    return [
+        SensitivityCurve(
+            unit=str(c["unit"]),
+            ratios=tuple(c["ratios"]),
+            val_auc=tuple(c["val_auc"]),
+            auc_drop=tuple(c["auc_drop"]),
+        )
+        for c in stored
+    ]
 
 
 def format_curves(curves: list[SensitivityCurve], ceilings: dict[str, float] | None) -> str:

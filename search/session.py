@@ -15,6 +15,12 @@ from typing import Any
 
 import optuna
 import torch
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.storages import BaseStorage
+from torch import nn
+
+from medslim.errors import TrainingDiverged, UsageError
+from medslim.kinds import DataKind, Method
 from medslim.objectives.data import Dataset, load_dataset
 from medslim.objectives.evaluate import Budget, Scores, score_model
 from medslim.objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
@@ -29,12 +35,6 @@ from medslim.spaces.families import build_model, get_preset, input_kind
 from medslim.spaces.sparsity import SparsitySpace, prunable_units, uniform_params, uniform_ratios
 from medslim.spaces.specs import ModelSpec
 from medslim.spaces.students import DistillSettings, StudentSpace, scaled_teacher, student_params
-from optuna.artifacts import FileSystemArtifactStore
-from optuna.storages import BaseStorage
-from torch import nn
-
-from medslim.errors import TrainingDiverged, UsageError
-from medslim.kinds import DataKind, Method
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +218,7 @@ def prepare(config: StudyConfig) -> Session:
         load_if_exists=True,
     )
     if existing is None:  # all that can fail ran before create_study: no half-made study
+        # (seeds are enqueued once, when the study is made, so none can be there already)
         _describe_new_study(study, resolved, data, teacher_scores, reference, units)
         _enqueue_students(study, spec, resolved.method)
         _enqueue_baselines(
@@ -298,7 +299,6 @@ def _enqueue_baselines(
         study.enqueue_trial(
             {**prefix, **uniform_params(space, units, ratio)},
             user_attrs={"baseline": "uniform"},
-            skip_if_exists=True,
         )
 
 
@@ -316,4 +316,4 @@ def _enqueue_students(study: optuna.Study, teacher: ModelSpec, method: Method) -
     if method == "prune":
         return
     for params in student_seeds(teacher, method):
-        study.enqueue_trial(params, user_attrs={"baseline": "scaled"}, skip_if_exists=True)
+        study.enqueue_trial(params, user_attrs={"baseline": "scaled"})

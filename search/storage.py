@@ -54,14 +54,15 @@ def open_storage(url: str, *, heartbeat: int | None = None) -> BaseStorage:
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            liveness = {}
-            if heartbeat is not None:
-                liveness = {
-                    "heartbeat_interval": heartbeat,
-                    "grace_period": GRACE_HEARTBEATS * heartbeat,
-                    "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(MAX_RETRY),
-                }
-            storage = RDBStorage(url, engine_kwargs=engine_kwargs, **liveness)
+            storage = RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat,
+                grace_period=None if heartbeat is None else GRACE_HEARTBEATS * heartbeat,
+                heartbeat_stale_trial_callback=(
+                    None if heartbeat is None else RetryHeartbeatStaleTrialCallback(MAX_RETRY)
+                ),
+            )
     except Exception as error:  # sqlalchemy raises several types for a bad URL or driver
         raise _cannot_open(url, error) from error
     if url.startswith("sqlite"):

@@ -8,15 +8,15 @@ from functools import cached_property
 from pathlib import Path
 
 import optuna
-from medslim.search.config import ResolvedConfig
-from medslim.search.records import TARGET_ATTR
-from medslim.search.storage import display_url, open_storage, storage_dir, study_names
-from medslim.search.trial_models import artifact_store
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from medslim.errors import StorageError, UsageError
+from medslim.search.config import ResolvedConfig
+from medslim.search.records import TARGET_ATTR
+from medslim.search.storage import display_url, open_storage, storage_dir, study_names
+from medslim.search.trial_models import artifact_store
 
 
 @dataclass(frozen=True)

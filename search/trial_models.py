@@ -18,9 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
-from medslim.search.records import trial_record
-from medslim.spaces.families import build_model, get_preset, spec_from_dict, spec_to_dict
-from medslim.spaces.specs import ModelSpec
 from optuna.artifacts import (
     FileSystemArtifactStore,
     download_artifact,
@@ -31,6 +28,9 @@ from optuna.storages import BaseStorage
 from torch import nn
 
 from medslim.errors import UsageError
+from medslim.search.records import trial_record
+from medslim.spaces.families import build_model, get_preset, spec_from_dict, spec_to_dict
+from medslim.spaces.specs import ModelSpec
 
 if TYPE_CHECKING:
     from medslim.search.stored import StudyRef
@@ -107,10 +107,10 @@ def _resize(model: nn.Module, name: str, widths: list[int]) -> None:
         new = nn.Conv2d(
             widths[0],
             widths[1],
-            old.kernel_size,
-            old.stride,
-            old.padding,
-            old.dilation,
+            _pair(old.kernel_size),
+            _pair(old.stride),
+            old.padding if isinstance(old.padding, str) else _pair(old.padding),
+            _pair(old.dilation),
             old.groups,
             bias=old.bias is not None,
             padding_mode=old.padding_mode,
@@ -127,6 +127,11 @@ def _resize(model: nn.Module, name: str, widths: list[int]) -> None:
         raise UsageError(f"layer {name!r} is a {type(old).__name__}; it cannot be resized")
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+def _pair(value: tuple[int, ...]) -> tuple[int, int]:
+    """A 2-D convolution's (height, width) setting, as its constructor takes it."""
+    return value[0], value[1]
 
 
 # How each method's trials say which base model they started from (branch point by

@@ -17,14 +17,14 @@ from contextlib import closing
 from typing import Any, NamedTuple
 
 import optuna
+
+from medslim.errors import MedslimError, UsageError
 from medslim.search.config import StudyConfig
 from medslim.search.loop import finished_count, progress_bar, quiet_optuna, run_trials
 from medslim.search.records import TARGET_ATTR
 from medslim.search.samplers import make_sampler
 from medslim.search.session import Session, prepare
 from medslim.search.stored import open_study
-
-from medslim.errors import MedslimError, UsageError
 
 logger = logging.getLogger(__name__)
 

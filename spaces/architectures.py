@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from medslim.spaces.specs import MLPSpec, MobileNetSpec, ResNetSpec
 from torch import nn
 
 from medslim.errors import UsageError
+from medslim.spaces.specs import MLPSpec, MobileNetSpec, ResNetSpec
 
 
 class MLP(nn.Module):

@@ -64,6 +64,14 @@ def _lamp_score(weight: torch.Tensor, *_: torch.Tensor | None) -> torch.Tensor:
     return scores.view_as(weight)
 
 
+def _needed(gradient: torch.Tensor | None, criterion: str) -> torch.Tensor:
+    """The gradient statistic a criterion declared it needs (`gradients`), computed by the
+    pruning step before it asks for scores."""
+    if gradient is None:
+        raise RuntimeError(f"criterion {criterion!r} was asked for scores without gradients")
+    return gradient
+
+
 def _random_score(weight: torch.Tensor, *_: torch.Tensor | None) -> torch.Tensor:
     return weight.new_empty(weight.shape).uniform_()
 
@@ -99,7 +107,7 @@ register_criterion(
     Criterion(
         "taylor",
         lambda: _importance().GroupTaylorImportance(),
-        lambda w, g, f: (w.detach() * g).abs(),
+        lambda w, g, f: (w.detach() * _needed(g, "taylor")).abs(),
         gradients="batch",
         summary="|w·∂L/∂w|, first-order contribution",
     )
@@ -108,7 +116,7 @@ register_criterion(
     Criterion(
         "hessian",
         lambda: _importance().GroupHessianImportance(),
-        lambda w, g, f: 0.5 * f * w.detach() ** 2,
+        lambda w, g, f: 0.5 * _needed(f, "hessian") * w.detach() ** 2,
         gradients="per-sample",
         summary="½·h·w², second order (diagonal empirical Fisher)",
     )

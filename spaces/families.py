@@ -15,14 +15,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from medslim.spaces.specs import MLPSpec, MobileNetSpec, ModelSpec, ResNetSpec
-
 from medslim.errors import UsageError
 from medslim.kinds import DataKind
+from medslim.spaces.specs import MLPSpec, MobileNetSpec, ModelSpec, ResNetSpec
 
 if TYPE_CHECKING:
-    from medslim.spaces.students import StudentSpace
     from torch import nn
+
+    from medslim.spaces.students import StudentSpace
 
 Builder = Callable[[Any, tuple[int, ...], int], "nn.Module"]
 """(spec, one sample's shape (C, H, W) or (F,), number of outputs) → an untrained module."""
@@ -140,13 +140,13 @@ def _build_mobilenet(spec: MobileNetSpec, shape: tuple[int, ...], n_outputs: int
 
 
 def _conv_stages(model: nn.Module) -> list[nn.Module]:
-    return list(model.get_submodule("layers"))
+    return list(model.get_submodule("layers").children())
 
 
 def _mlp_stages(model: nn.Module) -> list[nn.Module]:
     from torch import nn
 
-    return [m for m in model.get_submodule("body") if isinstance(m, nn.Dropout)]
+    return [m for m in model.get_submodule("body").children() if isinstance(m, nn.Dropout)]
 
 
 def _sample_widths(trial: Any, space: StudentSpace) -> tuple[int, ...]:

@@ -14,12 +14,12 @@ from typing import Any
 
 import torch
 import torch_pruning as tp
-from medslim.spaces.criteria import Criterion, get_criterion, searchable_criteria
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from medslim.errors import UsageError
 from medslim.kinds import PRUNING_KINDS, Pruning
+from medslim.spaces.criteria import Criterion, get_criterion, searchable_criteria
 
 SampleLosses = Callable[[nn.Module], torch.Tensor]
 """Per-sample losses of a model on a fixed calibration batch (for gradient criteria)."""
@@ -192,15 +192,24 @@ def _prune_unstructured(
         fraction = (step + 1) / plan.iterative_steps
         for name, module in units.items():
             # Once masked, the trainable tensor is `weight_orig` and `weight` is derived.
-            param = getattr(module, "weight_orig", module.weight)
-            score = weight_score(module.weight, param.grad, fisher.get(param))
-            if hasattr(module, "weight_mask"):  # weights cut in an earlier step stay cut
-                score = score.masked_fill(module.weight_mask == 0, float("-inf"))
+            weight = _weight(module)
+            param: torch.Tensor = getattr(module, "weight_orig", weight)
+            score = weight_score(weight, param.grad, fisher.get(param))
+            mask_so_far: torch.Tensor | None = getattr(module, "weight_mask", None)
+            if mask_so_far is not None:  # weights cut in an earlier step stay cut
+                score = score.masked_fill(mask_so_far == 0, float("-inf"))
                 torch_prune.remove(module, "weight")
             mask = _keep_mask(score, plan.ratios[name] * fraction)
             torch_prune.custom_from_mask(module, "weight", mask)
         model.zero_grad(set_to_none=True)
         yield step
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    weight = module.weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(module).__name__} has no weight tensor to prune")
+    return weight
 
 
 def _keep_mask(score: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -218,7 +227,7 @@ def _prepare_gradients(
     criterion: Criterion,
     importance: Any,
     sample_losses: SampleLosses,
-) -> dict[nn.Parameter, torch.Tensor]:
+) -> dict[torch.Tensor, torch.Tensor]:
     """Fill `.grad` (first order) or return the diagonal empirical Fisher (second order)."""
     model.zero_grad(set_to_none=True)
     if criterion.gradients == "none":
@@ -226,7 +235,7 @@ def _prepare_gradients(
     was_training = model.training
     model.eval()
     losses = sample_losses(model)
-    fisher: dict[nn.Parameter, torch.Tensor] = {}
+    fisher: dict[torch.Tensor, torch.Tensor] = {}
     if criterion.gradients == "batch":
         losses.mean().backward()
     else:

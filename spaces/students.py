@@ -12,15 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from medslim.spaces.families import get_family, input_kind, student_family_names
-from medslim.spaces.specs import MLPSpec, ModelSpec
-
 from medslim.errors import UsageError
 from medslim.kinds import DataKind
+from medslim.spaces.families import get_family, input_kind, student_family_names
+from medslim.spaces.specs import MLPSpec, MobileNetSpec, ModelSpec, ResNetSpec
 
 if TYPE_CHECKING:
-    from medslim.spaces.families import StudentUse
     from torch import nn
+
+    from medslim.spaces.families import StudentUse
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,11 @@ class StudentSpace:
 
 
 def _widths(spec: ModelSpec) -> tuple[int, ...]:
-    widths: tuple[int, ...] = spec.hidden if isinstance(spec, MLPSpec) else spec.widths  # type: ignore[attr-defined]
-    return widths
+    if isinstance(spec, MLPSpec):
+        return spec.hidden
+    if isinstance(spec, ResNetSpec | MobileNetSpec):
+        return spec.widths
+    raise UsageError(f"students are sized from a teacher's stage widths; a {spec.family} has none")
 
 
 def sample_student(trial: Any, space: StudentSpace) -> tuple[ModelSpec, DistillSettings]:
@@ -93,6 +96,8 @@ def scaled_teacher(teacher: ModelSpec, divisor: int, space: StudentSpace) -> Mod
     widths = tuple(min(space.widths, key=lambda g: abs(g - w / divisor)) for w in _widths(teacher))
     if isinstance(teacher, MLPSpec):
         return replace(teacher, hidden=widths)
+    if not isinstance(teacher, ResNetSpec | MobileNetSpec):
+        raise UsageError(f"a {teacher.family} teacher has no scaled-down student of its family")
     kernel = teacher.kernel if teacher.kernel in space.kernels else space.kernels[0]
     return replace(teacher, widths=widths, kernel=kernel)
 
@@ -104,7 +109,7 @@ def structural_problem(
     downsamplings for the image size."""
     if input_kind(spec) != space.kind:
         return f"a {spec.family} student takes {input_kind(spec)} data, not {space.kind}"
-    if isinstance(spec, MLPSpec):
+    if not isinstance(spec, ResNetSpec | MobileNetSpec):
         return None
     if len(spec.widths) != len(spec.blocks):
         return f"{len(spec.widths)} widths but {len(spec.blocks)} block counts"

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+from medslim.errors import MedslimError, UsageError
 from medslim.search.cli.inspect_commands import add_inspect_commands
 from medslim.search.cli.listing import add_listing_commands
 from medslim.search.cli.study_commands import (
@@ -23,8 +24,6 @@ from medslim.search.cli.study_commands import (
     cmd_sensitivity,
     cmd_worker,
 )
-
-from medslim.errors import MedslimError, UsageError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

@@ -9,9 +9,8 @@ import logging
 import sys
 from pathlib import Path
 
-from medslim.search.cli.study_commands import add_storage
-
 from medslim.errors import ExportMismatch, UsageError
+from medslim.search.cli.study_commands import add_storage
 
 logger = logging.getLogger("medslim")
 EXIT_FAILED = 1

@@ -8,6 +8,8 @@ import argparse
 import logging
 import shlex
 
+from medslim.errors import UsageError
+from medslim.kinds import METHODS, OBJECTIVES, PRUNING_KINDS
 from medslim.search.config import (
     DEFAULT_OBJECTIVES,
     DEFAULT_SCREEN_MARGIN,
@@ -16,9 +18,6 @@ from medslim.search.config import (
 )
 from medslim.spaces.criteria import criterion_names
 from medslim.spaces.families import preset_names
-
-from medslim.errors import UsageError
-from medslim.kinds import METHODS, OBJECTIVES, PRUNING_KINDS
 
 logger = logging.getLogger("medslim")
 DEFAULTS = StudyConfig()
@@ -258,11 +257,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     stored = run(config_from_args(args), progress=False if args.no_progress else None)
     front = stored.front()
     print(format_front(front))
-    print(next_steps(stored.storage, stored.name, front.members[0].trial))
+    pick = front.smallest_within(0.01)
+    why = "the fewest FLOPs within 0.01 of the teacher's val AUC"
+    if pick is None:
+        pick, why = max(front.members, key=lambda m: m.val_auc), "the best val AUC"
+    print(next_steps(stored.storage, stored.name, pick.trial, why))
     return 0
 
 
-def next_steps(storage: str, study: str, trial: int) -> str:
+def next_steps(storage: str, study: str, trial: int, why: str) -> str:
     """The commands that come after a run, ready to paste (a password masked)."""
     from medslim.search.storage import display_url
 
@@ -273,7 +276,7 @@ def next_steps(storage: str, study: str, trial: int) -> str:
             "\nnext:",
             f"  medslim pareto{where}   # the front's test scores, 95% intervals",
             f"  medslim report{where} --out report.html",
-            f"  medslim export{where} --trial {trial} --format onnx --out model.onnx",
+            f"  medslim export{where} --trial {trial} --format onnx --out model.onnx   # {why}",
             f"  medslim dashboard{url}",
         ]
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 import optuna
 import optuna_dashboard
+
 from medslim.search.inspection.pareto import compute_front
 from medslim.search.inspection.report import (
     ReportData,

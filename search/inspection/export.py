@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from medslim.objectives.metrics import measure_latency_ms
-from medslim.search.stored import StudyRef
-from medslim.search.trial_models import ModelBundle, load_trial_bundle, rebuild
 from torch import nn
 
 from medslim.errors import ExportMismatch, UsageError
+from medslim.objectives.metrics import measure_latency_ms
+from medslim.search.stored import StudyRef
+from medslim.search.trial_models import ModelBundle, load_trial_bundle, rebuild
 
 FORMATS = ("pt", "onnx")
 ONNX_TOLERANCE = 1e-4

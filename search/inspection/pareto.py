@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+
 from medslim.search.config import OBJECTIVES
 from medslim.search.records import trial_record
 from medslim.spaces.students import describe_student
@@ -48,6 +49,13 @@ class Front:
     members: list[FrontMember]
     finished: int
     failed: int
+
+    def smallest_within(self, auc_drop: float = 0.01) -> FrontMember | None:
+        """The member with the fewest FLOPs whose val AUC is at most `auc_drop` below the
+        teacher's (None when none is, or the teacher's score is unknown)."""
+        floor = float(self.teacher.get("val_auc", float("inf"))) - auc_drop
+        close = [m for m in self.members if m.val_auc >= floor]
+        return min(close, key=lambda m: m.flops) if close else None
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
+
+from medslim.errors import UsageError
 from medslim.objectives.data import Dataset, load_dataset
 from medslim.objectives.teacher import obtain_teacher, teacher_key
 from medslim.search.config import ResolvedConfig
@@ -17,9 +20,6 @@ from medslim.search.session import teacher_recipe
 from medslim.search.stored import StudyRef
 from medslim.spaces.families import get_preset
 from medslim.spaces.specs import ModelSpec
-from torch import nn
-
-from medslim.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,12 @@ from typing import Any, NamedTuple
 
 import optuna
 import plotly.graph_objects as go
+from optuna.trial import TrialState
+
 from medslim.objectives.sensitivity import SensitivityCurve
 from medslim.search.inspection.pareto import compute_front, short_choices
 from medslim.search.records import trial_record
 from medslim.search.sensitivity import stored_curves
-from optuna.trial import TrialState
 
 MIN_IMPORTANCE_TRIALS = 4
 """Fewer finished trials than this make parameter importances meaningless (or fail)."""

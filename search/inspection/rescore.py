@@ -16,6 +16,10 @@ from typing import Any
 
 import numpy as np
 import optuna
+from torch import nn
+
+from medslim.errors import UsageError
+from medslim.kinds import BINARY, Task
 from medslim.objectives.bootstrap import (
     Interval,
     batched_acc,
@@ -33,10 +37,6 @@ from medslim.search.inspection.pareto import Front
 from medslim.search.inspection.reopen import Reopened, reopen
 from medslim.search.stored import StudyRef
 from medslim.search.trial_models import load_trial_model, model_artifact_id
-from torch import nn
-
-from medslim.errors import UsageError
-from medslim.kinds import BINARY, Task
 
 TEACHER_KEY = "test.teacher"
 LEVEL = 0.95
@@ -277,7 +277,9 @@ def format_tests(front: Front, rescored: Rescored, margin: float) -> str:
         f"{'trial':>7} {'val AUC':>8} {'test AUC [95% CI]':>24} {'test ACC [95% CI]':>24} "
         f"{'ΔAUC [95% CI]':>26}" + (f" {'sens':>6} {'spec':>6}" if binary else "") + "  verdict",
     ]
-    rows = [("teacher", front.teacher.get("val_auc", float("nan")), t, "reference")]
+    rows: list[tuple[str, float, TestScores | None, str]] = [
+        ("teacher", front.teacher.get("val_auc", float("nan")), t, "reference")
+    ]
     for member in front.members:
         scores = rescored.members.get(member.trial)
         if scores is None:

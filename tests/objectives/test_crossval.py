@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from medslim.objectives.crossval import cv_folds
-from medslim.objectives.data import load_dataset
 
 from medslim.errors import UsageError
+from medslim.objectives.crossval import cv_folds
+from medslim.objectives.data import load_dataset
 
 
 def test_folds_partition_train_plus_val_and_keep_test() -> None:

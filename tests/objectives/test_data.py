@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from medslim.objectives import data, medmnist
-from medslim.objectives.data import Dataset, default_data_dir, list_datasets, load_dataset
 
 from medslim.errors import UsageError
 from medslim.kinds import TASKS
+from medslim.objectives import data, medmnist
+from medslim.objectives.data import Dataset, default_data_dir, list_datasets, load_dataset
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SPLITS = ("train", "val", "test")

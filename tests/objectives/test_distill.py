@@ -4,10 +4,12 @@ import copy
 import math
 from pathlib import Path
 
-import medslim.objectives.distill as distill
 import pytest
 import torch
 import torch.nn.functional as F
+
+import medslim.objectives.distill as distill
+from medslim.kinds import MULTI_LABEL
 from medslim.objectives.data import load_dataset
 from medslim.objectives.distill import (
     Distiller,
@@ -21,8 +23,6 @@ from medslim.objectives.training import Recipe, predict_logits, train
 from medslim.spaces.families import build_model
 from medslim.spaces.specs import MLPSpec, ResNetSpec
 from medslim.spaces.students import DistillSettings
-
-from medslim.kinds import MULTI_LABEL
 
 TEACHER = MLPSpec(hidden=(16, 8))
 

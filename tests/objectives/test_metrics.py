@@ -3,6 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from medslim.objectives.metrics import (
     acc_score,
     auc_score,
@@ -12,7 +14,6 @@ from medslim.objectives.metrics import (
     measure_latency_ms,
     sparse_flops,
 )
-from torch import nn
 
 
 def test_binary_auc_and_acc_match_a_hand_computation() -> None:

@@ -5,6 +5,8 @@ from dataclasses import replace
 
 import pytest
 import torch
+from torch import nn
+
 from medslim.objectives import training
 from medslim.objectives.training import (
     Recipe,
@@ -13,7 +15,6 @@ from medslim.objectives.training import (
     task_loss,
     train,
 )
-from torch import nn
 
 RECIPE = Recipe(epochs=8, batch_size=32, lr=1e-2)
 TASK = "binary-class"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import torch
+
 from medslim.objectives.data import load_dataset
 from medslim.objectives.evaluate import split_scores
 from medslim.objectives.sensitivity import (

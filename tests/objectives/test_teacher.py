@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from medslim.errors import UsageError
 from medslim.objectives.data import load_dataset
 from medslim.objectives.teacher import obtain_teacher, teacher_key
 from medslim.objectives.training import Recipe
 from medslim.spaces.families import build_model
 from medslim.spaces.specs import MLPSpec
-
-from medslim.errors import UsageError
 
 SPEC = MLPSpec(hidden=(16,))
 RECIPE = Recipe(epochs=20, batch_size=64)

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+
 from medslim.objectives.training import (
     Recipe,
     TrainingDiverged,
@@ -10,7 +12,6 @@ from medslim.objectives.training import (
     task_loss,
     train,
 )
-from torch import nn
 
 
 def _blobs(n: int = 200) -> tuple[torch.Tensor, torch.Tensor]:

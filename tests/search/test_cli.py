@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+
 from medslim.search.cli import main
 from medslim.search.records import trial_record
 

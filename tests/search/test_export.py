@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+import medslim
 from medslim.objectives.data import load_dataset
 from medslim.objectives.evaluate import split_scores
 from medslim.search.api import StoredStudy
@@ -16,8 +18,6 @@ from medslim.search.records import trial_record
 from medslim.search.trial_models import ModelBundle, bundle_model, rebuild
 from medslim.spaces.families import build_model, get_preset
 from medslim.spaces.sparsity import PruningPlan, prunable_units, prune_in_steps
-
-import medslim
 
 
 def _study(folder: Path) -> tuple[str, StoredStudy]:

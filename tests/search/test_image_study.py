@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from medslim.search.cli import main
 
 PNEUMONIA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pneumoniamnist.npz"

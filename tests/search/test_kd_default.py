@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+
 from medslim.search.config import StudyConfig
 from medslim.search.session import resolve_config
 

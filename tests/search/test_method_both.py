@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import medslim.objectives.distill as distill
 import optuna
 import pytest
+from optuna.trial import TrialState
+
+import medslim.objectives.distill as distill
+from medslim.errors import UsageError
 from medslim.search.config import StudyConfig
 from medslim.search.inspection.pareto import compute_front, format_front
 from medslim.search.loop import run_trials
 from medslim.search.records import trial_record
 from medslim.search.session import prepare
 from medslim.spaces.families import build_model, spec_from_dict
-from optuna.trial import TrialState
-
-from medslim.errors import UsageError
 
 FAST = {"teacher_epochs": 20, "epochs": 1, "student_epochs": 3, "baselines": 2}
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from medslim.search.records import trial_record
 from optuna.trial import TrialState
+
+from medslim.search.records import trial_record
 
 psycopg2 = pytest.importorskip("psycopg2", reason="psycopg2 is needed to reach PostgreSQL")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 import optuna_dashboard
 import pytest
+
 from medslim.search.cli import main
 from medslim.search.inspection.pareto import compute_front
 from medslim.search.inspection.report import figures, report_data

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+
 from medslim.objectives.bootstrap import (
     batched_acc,
     batched_auc,

@@ -8,6 +8,8 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from optuna.trial import TrialState
+
 from medslim.objectives.data import load_dataset
 from medslim.objectives.evaluate import Budget, prune_model
 from medslim.objectives.metrics import flops_by_module
@@ -17,7 +19,6 @@ from medslim.search.records import trial_record
 from medslim.search.screening import PROXY_KEY, Proxy
 from medslim.spaces.families import build_model, get_preset
 from medslim.spaces.sparsity import PruningPlan
-from optuna.trial import TrialState
 
 FAST = ["--teacher-epochs", "20", "--epochs", "1", "--baselines", "3"]
 

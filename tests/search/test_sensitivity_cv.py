@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+
 from medslim.search.cli import main
 from medslim.search.records import trial_record
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from medslim.search.cli import main
 from optuna.trial import TrialState
+
+from medslim.search.cli import main
 
 
 def _study(storage: str) -> optuna.Study:
@@ -82,7 +83,6 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(
     medslim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import medslim.search.objective as study_module
-
     from medslim.errors import TrainingDiverged
 
     original = study_module.evaluate_pruning

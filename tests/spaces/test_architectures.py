@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from medslim.errors import UsageError
 from medslim.objectives.metrics import count_flops
 from medslim.spaces.families import (
     build_model,
@@ -12,8 +14,6 @@ from medslim.spaces.families import (
     spec_to_dict,
 )
 from medslim.spaces.specs import MLPSpec, ResNetSpec
-
-from medslim.errors import UsageError
 
 
 def _shape(spec) -> tuple[int, ...]:

@@ -4,6 +4,8 @@ import optuna
 import pytest
 import torch
 import torch.nn.functional as F
+
+from medslim.errors import UsageError
 from medslim.objectives.metrics import count_flops, count_params, flops_by_module, sparse_flops
 from medslim.spaces.criteria import criterion_names, get_criterion
 from medslim.spaces.families import build_model
@@ -19,8 +21,6 @@ from medslim.spaces.sparsity import (
     uniform_ratios,
 )
 from medslim.spaces.specs import MLPSpec, ResNetSpec
-
-from medslim.errors import UsageError
 
 FAMILIES = {
     "resnet": (ResNetSpec(widths=(8, 16), blocks=(1, 1)), (1, 16, 16)),

@@ -3,6 +3,7 @@ from __future__ import annotations
 import optuna
 import pytest
 import torch
+
 from medslim.objectives.metrics import count_flops
 from medslim.spaces.families import (
     FAMILIES,
