@@ -45,6 +45,9 @@ class Dataset:
     val: Split
     test: Split
     source: str
+    class_names: tuple[str, ...] = ()
+    """One name per output (class, or label column), as the data names them; empty when it
+    names none (then reports say `class 0`, `class 1`, ...)."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ def _image_dataset(path: Path, name: str, known: MedMNISTInfo | None) -> Dataset
         input_shape=(channels, height, width),
         kind="image",
         source=str(path),
+        class_names=known.labels if known else (),
         **splits,
     )
 
@@ -201,6 +205,7 @@ def _load_breast_cancer(data_dir: Path, seed: int) -> Dataset:
         val=split(x_val, y_val),
         test=split(x_test, y_test),
         source="scikit-learn",
+        class_names=("malignant", "benign"),  # scikit-learn's target_names, in label order
     )
 
 

@@ -268,7 +268,15 @@ def _describe_new_study(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(config.objectives))
     study.set_user_attr("config", config.stored())
-    study.set_user_attr("dataset", {"name": data.name, "task": data.task, "source": data.source})
+    study.set_user_attr(
+        "dataset",
+        {
+            "name": data.name,
+            "task": data.task,
+            "source": data.source,
+            "class_names": list(data.class_names),
+        },
+    )
     sizes = {
         "flops": reference.flops,
         "sparse_flops": reference.sparse_flops,
