@@ -29,10 +29,10 @@ class TeacherScores:
 
 
 def data_fingerprint(data: Dataset) -> str:
-    """A short hash of the training and validation tensors: the same data, the same key."""
+    """A short hash of the training and validation samples: the same data, the same key."""
     digest = hashlib.sha256()
-    for tensor in (data.train.x, data.train.y, data.val.x, data.val.y):
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for split in (data.train, data.val):
+        split.fingerprint(digest)
     return digest.hexdigest()[:16]
 
 
@@ -90,7 +90,7 @@ def obtain_teacher(
         else:
             torch.manual_seed(seed)
             model.to(device)
-            train(model, data.train.x, data.train.y, data.task, recipe, seed=seed)
+            train(model, data.train, data.task, recipe, seed=seed)
             cache_dir.mkdir(parents=True, exist_ok=True)
             partial = weights.with_suffix(".tmp")
             torch.save(model.state_dict(), partial)

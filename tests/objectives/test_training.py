@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from medslim.objectives.split import Split
 from medslim.objectives.training import (
     Recipe,
     TrainingDiverged,
@@ -28,7 +29,9 @@ def test_training_lowers_the_loss_and_is_deterministic() -> None:
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
         before = task_loss(model(x), y, "binary-class").mean().item()
-        train(model, x, y, "binary-class", Recipe(epochs=20, batch_size=32, lr=1e-2), seed=1)
+        train(
+            model, Split(x, y), "binary-class", Recipe(epochs=20, batch_size=32, lr=1e-2), seed=1
+        )
         return before, task_loss(model(x), y, "binary-class").mean().item()
 
     before, after = run()
@@ -41,7 +44,7 @@ def test_diverging_loss_raises() -> None:
     x[0, 0] = float("nan")
     model = nn.Sequential(nn.Linear(4, 2))
     with pytest.raises(TrainingDiverged, match="nan"):
-        train(model, x, y, "binary-class", Recipe(epochs=1, batch_size=len(x)))
+        train(model, Split(x, y), "binary-class", Recipe(epochs=1, batch_size=len(x)))
 
 
 def test_batchnorm_recalibration_matches_the_data_statistics() -> None:
@@ -49,7 +52,7 @@ def test_batchnorm_recalibration_matches_the_data_statistics() -> None:
     with torch.no_grad():
         model[0].weight.copy_(torch.eye(3))
     x = torch.randn(512, 3) * 3 + 5
-    recalibrate_batchnorm(model, x, batches=4, batch_size=128)
+    recalibrate_batchnorm(model, Split(x, torch.zeros(len(x))), batches=4, batch_size=128)
     bn = model[1]
     assert torch.allclose(bn.running_mean, x.mean(0), atol=1e-4)
     assert torch.allclose(bn.running_var, x.var(0), rtol=1e-2)
@@ -59,7 +62,7 @@ def test_batchnorm_recalibration_matches_the_data_statistics() -> None:
 def test_scores_are_probabilities_per_task() -> None:
     model = nn.Sequential(nn.Linear(4, 3))
     x = torch.randn(5, 4)
-    softmax = predict_scores(model, x, "multi-class")
+    softmax = predict_scores(model, Split(x, torch.zeros(5)), "multi-class")
     assert softmax.shape == (5, 3) and abs(softmax.sum(1) - 1).max() < 1e-5
-    sigmoid = predict_scores(model, x, "multi-label, binary-class")
+    sigmoid = predict_scores(model, Split(x, torch.zeros(5)), "multi-label, binary-class")
     assert ((sigmoid > 0) & (sigmoid < 1)).all() and abs(sigmoid.sum(1) - 1).max() > 1e-3
