@@ -207,12 +207,13 @@ def _npz_dataset(
     path: Path, name: str, known: MedMNISTInfo | None, request: DataRequest, spill: Path
 ) -> Dataset:
     raw = npz.read_npz(path, spill)
-    raw = _resized_npz(path, raw, request)
     if known is not None and request.task is None:
         task, n_outputs = known.task, len(known.labels)
     else:
         task, n_outputs = labels.infer_task(str(path), _labels_of(raw), request.task)
     names = known.labels if known else ()
+    labels.check_labels(str(path), _labels_of(raw), task, n_outputs, names)
+    raw = _resized_npz(path, raw, request)
     return image_dataset(
         raw,
         name=name,
@@ -266,6 +267,7 @@ def _load_files(
             raise DataError(f"{path}: the {split} split is empty; every split needs an image")
     split_labels = {split: listed.labels[rows[split]] for split in SPLITS}
     task, n_outputs = labels.infer_task(str(path), split_labels, request.task)
+    labels.check_labels(str(path), split_labels, task, n_outputs, listed.class_names)
     size = request.size or FILES_SIZE
     order = np.concatenate([rows[split] for split in SPLITS])
     key = decoded.manifest_key(listed, rows, size, request.channels)
@@ -319,8 +321,8 @@ def image_dataset(
     class_names: tuple[str, ...] = (),
     origin: dict[str, Any] | None = None,
 ) -> Dataset:
-    """uint8 splits checked and wrapped: labels validated, pixel scale from train."""
-    labels.check_labels(source, _labels_of(raw), task, n_outputs, class_names)
+    """uint8 splits (labels checked by `labels.check_labels`) wrapped, with the pixel
+    scale of the training images."""
     scale = PixelScale.of(raw["train"].images)
     splits = {
         split: Split(torch.from_numpy(r.images), _label_tensor(r.labels, task), scale)

@@ -37,8 +37,10 @@ class Manifest:
     splits: tuple[str, ...]
     class_names: tuple[str, ...]
     layout: str
+    declared: tuple[str, ...] = ("train",)
+    """Splits the data gives (a split folder, even an empty one, or a CSV's split values);
+    `assign_splits` carves the others out of train."""
     carved: tuple[str, ...] = ()
-    """Splits carved out of train by `assign_splits` (the data gave none)."""
 
     def split_rows(self) -> dict[str, np.ndarray]:
         return {s: np.flatnonzero(np.asarray(self.splits) == s) for s in SPLITS}
@@ -88,7 +90,13 @@ def read_folder(root: Path) -> Manifest:
             labels += [index] * len(found)
             splits += [split] * len(found)
     return Manifest(
-        root, tuple(files), np.asarray(labels, np.int64), tuple(splits), classes, "folder"
+        root,
+        tuple(files),
+        np.asarray(labels, np.int64),
+        tuple(splits),
+        classes,
+        "folder",
+        declared=tuple(by_split),
     )
 
 
@@ -118,7 +126,7 @@ def read_csv(path: Path) -> Manifest:
         )
     splits = tuple(_split_of(path, row, number) for number, row in enumerate(rows, 2))
     labels, names = _labels(path, rows, label_columns)
-    return Manifest(path, files, labels, splits, names, "csv")
+    return Manifest(path, files, labels, splits, names, "csv", declared=tuple(set(splits)))
 
 
 def assign_splits(manifest: Manifest, seed: int) -> Manifest:
@@ -127,8 +135,8 @@ def assign_splits(manifest: Manifest, seed: int) -> Manifest:
 
     splits = np.asarray(manifest.splits, dtype=object)
     pool = np.flatnonzero(splits == "train")
-    wanted = [s for s in ("test", "val") if not (splits == s).any()]
-    share = round(CARVED_SHARE * len(pool))
+    wanted = [s for s in ("test", "val") if s not in manifest.declared]
+    share = max(1, round(CARVED_SHARE * len(pool)))
     for split in wanted:
         rows = np.flatnonzero(splits == "train")
         labels = manifest.labels[rows]

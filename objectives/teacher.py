@@ -19,6 +19,10 @@ from medslim.objectives.training import Recipe, train
 from medslim.spaces.families import build_model, spec_to_dict
 from medslim.spaces.specs import ModelSpec
 
+SELECTION = "best val AUC over epochs"
+"""How a trained teacher's weights are chosen (part of its cache key): the epoch with the
+best validation AUC, so the test split never plays a part."""
+
 
 @dataclass(frozen=True)
 class TeacherScores:
@@ -42,6 +46,7 @@ def teacher_key(data: Dataset, spec: ModelSpec, recipe: Recipe, seed: int) -> st
         "task": data.task,
         "model": spec_to_dict(spec),
         "recipe": asdict(recipe),
+        "selection": SELECTION,
         "seed": seed,
     }
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:20]
@@ -63,6 +68,26 @@ def load_state_dict_file(model: nn.Module, path: Path, what: str = "teacher") ->
         first = str(error).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])
         raise UsageError(f"{what} file {path} does not match the model: {detail}") from error
+
+
+class BestOnVal:
+    """An `on_epoch` hook that keeps the weights of the epoch with the best val AUC."""
+
+    def __init__(self, data: Dataset) -> None:
+        self.data = data
+        self.auc = float("-inf")
+        self.epoch = -1
+        self.state: dict[str, torch.Tensor] = {}
+
+    def __call__(self, epoch: int, model: nn.Module) -> None:
+        auc, _ = split_scores(model, self.data.val, self.data.task)
+        if auc > self.auc:
+            self.auc, self.epoch = auc, epoch
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def restore(self, model: nn.Module) -> None:
+        if self.state:
+            model.load_state_dict(self.state)
 
 
 def obtain_teacher(
@@ -90,7 +115,9 @@ def obtain_teacher(
         else:
             torch.manual_seed(seed)
             model.to(device)
-            train(model, data.train, data.task, recipe, seed=seed)
+            best = BestOnVal(data)
+            train(model, data.train, data.task, recipe, seed=seed, on_epoch=best)
+            best.restore(model)
             cache_dir.mkdir(parents=True, exist_ok=True)
             partial = weights.with_suffix(".tmp")
             torch.save(model.state_dict(), partial)

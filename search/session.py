@@ -21,8 +21,10 @@ from torch import nn
 
 from medslim.errors import TrainingDiverged, UsageError
 from medslim.kinds import DataKind, Method
+from medslim.objectives import recipes
 from medslim.objectives.data import Dataset
 from medslim.objectives.evaluate import Budget, Scores, score_model
+from medslim.objectives.recipes import default_teacher_epochs
 from medslim.objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
 from medslim.objectives.teacher import (
     TeacherScores,
@@ -45,11 +47,12 @@ from medslim.spaces.students import DistillSettings, StudentSpace, scaled_teache
 
 logger = logging.getLogger(__name__)
 
-# Per data kind: (trials, fine-tune epochs per step, teacher epochs); about a minute on a
-# 2-core CPU for the tabular default, a few minutes for a 28-px image dataset.
-DATA_DEFAULTS: dict[DataKind, tuple[int, int, int]] = {
-    "tabular": (200, 3, 60),
-    "image": (30, 1, 10),
+# Per data kind: (trials, fine-tune epochs per step); about a minute on a 2-core CPU for
+# the tabular default, a few minutes for a 28-px image dataset. Teacher epochs follow from
+# the data's size (`objectives.recipes`).
+DATA_DEFAULTS: dict[DataKind, tuple[int, int]] = {
+    "tabular": (200, 3),
+    "image": (30, 1),
 }
 # Students start from scratch, so they train longer than a pruned model's fine-tuning.
 # Measured: a resnet 8-16-32 student (6% of resnet8's FLOPs) reaches val AUC 0.990 on
@@ -114,7 +117,8 @@ def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> 
         raise UsageError(
             f"model {model!r} takes {input_kind(spec)} data, but {config.dataset!r} is {data.kind}"
         )
-    trials, epochs, teacher_epochs = DATA_DEFAULTS[data.kind]
+    trials, epochs = DATA_DEFAULTS[data.kind]
+    teacher_epochs = default_teacher_epochs(data.kind, len(data.train), config.batch_size)
     filled = config.with_overrides(
         model=model,
         kd=default_kd(config, data.kind) if config.kd is None else config.kd,
@@ -154,12 +158,7 @@ def budget_for(config: ResolvedConfig) -> Budget:
 
 
 def teacher_recipe(config: ResolvedConfig, kind: DataKind) -> Recipe:
-    return Recipe(
-        epochs=config.teacher_epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        augment=kind == "image",
-    )
+    return recipes.teacher_recipe(kind, config.teacher_epochs, config.batch_size, config.lr)
 
 
 def prepare(config: StudyConfig) -> Session:

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 import medslim.objectives.distill as distill
-from medslim.objectives.split import Split
 from medslim.kinds import MULTI_LABEL
 from medslim.objectives.data import load_dataset
 from medslim.objectives.distill import (
@@ -20,6 +19,7 @@ from medslim.objectives.distill import (
     teacher_train_logits,
 )
 from medslim.objectives.evaluate import Budget
+from medslim.objectives.split import Split
 from medslim.objectives.training import Recipe, predict_logits, train
 from medslim.spaces.families import build_model
 from medslim.spaces.specs import MLPSpec, ResNetSpec

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from medslim.objectives.split import Split
 from medslim.objectives import training
+from medslim.objectives.split import Split
 from medslim.objectives.training import (
     Recipe,
     predict_logits,
