@@ -132,6 +132,11 @@ def load_dataset(
     if path.is_dir():
         return _load_files(path, request, manifest.read_folder)
     entry = _REGISTRY.get(name_or_path)
+    if entry is None and (path.exists() or os.sep in name_or_path):
+        raise DataError(
+            f"{path}: no such file or folder (or not an image folder, .csv or .npz); "
+            "check the path"
+        )
     if entry is None:
         raise UsageError(
             f"unknown dataset {name_or_path!r}; choose one of {', '.join(dataset_names())}, "
@@ -188,9 +193,9 @@ def _load_npz_path(path: Path, request: DataRequest) -> Dataset:
             f"{path}: no such file; check the path, or use a dataset name "
             f"({', '.join(dataset_names())})"
         )
-    known = medmnist.by_md5(medmnist.md5(path))
-    spill = request.directory / "decoded" / f"{path.stem}-{medmnist.md5(path)[:12]}"
-    return _npz_dataset(path, path.stem, known, request, spill)
+    digest = medmnist.md5(path)
+    spill = request.directory / "decoded" / f"{path.stem}-{digest[:12]}"
+    return _npz_dataset(path, path.stem, medmnist.by_md5(digest), request, spill, digest)
 
 
 def _load_medmnist(info: MedMNISTInfo, request: DataRequest) -> Dataset:
@@ -199,12 +204,18 @@ def _load_medmnist(info: MedMNISTInfo, request: DataRequest) -> Dataset:
     info.file(size)  # a size the dataset does not come in fails before any download
     path = medmnist.fetch(info, request.directory, size)
     spill = request.directory / "decoded" / path.stem
-    dataset = _npz_dataset(path, info.name, info, replace(request, size=size), spill)
+    digest = info.file(size).md5
+    dataset = _npz_dataset(path, info.name, info, replace(request, size=size), spill, digest)
     return replace(dataset, origin={**dataset.origin, "layout": "medmnist"})
 
 
 def _npz_dataset(
-    path: Path, name: str, known: MedMNISTInfo | None, request: DataRequest, spill: Path
+    path: Path,
+    name: str,
+    known: MedMNISTInfo | None,
+    request: DataRequest,
+    spill: Path,
+    digest: str,
 ) -> Dataset:
     raw = npz.read_npz(path, spill)
     if known is not None and request.task is None:
@@ -213,7 +224,7 @@ def _npz_dataset(
         task, n_outputs = labels.infer_task(str(path), _labels_of(raw), request.task)
     names = known.labels if known else ()
     labels.check_labels(str(path), _labels_of(raw), task, n_outputs, names)
-    raw = _resized_npz(path, raw, request)
+    raw = _resized_npz(path, digest, raw, request)
     return image_dataset(
         raw,
         name=name,
@@ -226,7 +237,7 @@ def _npz_dataset(
 
 
 def _resized_npz(
-    path: Path, raw: dict[str, RawSplit], request: DataRequest
+    path: Path, digest: str, raw: dict[str, RawSplit], request: DataRequest
 ) -> dict[str, RawSplit]:
     """The file's images at `request.size` (square) and channels, resized once into the
     cache; as they are when neither was asked for or both already match."""
@@ -238,7 +249,7 @@ def _resized_npz(
         None,
     ):
         return raw
-    key = decoded.cache_key([str(path.resolve()), medmnist.md5(path)], size, want)
+    key = decoded.cache_key([digest], size, want)
     folder = request.directory / "decoded" / f"{path.stem}-{key}"
 
     def plan() -> tuple[tuple[int, int, int], decoded.Fill]:

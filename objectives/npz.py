@@ -57,27 +57,29 @@ def read_npz(path: Path, spill_dir: Path | None = None) -> dict[str, RawSplit]:
         if missing:
             raise DataError(f"{path}: missing arrays {', '.join(missing)}; {_LAYOUT}")
         spill = (
-            spill_dir if spill_dir is not None and _image_bytes(archive) > memory_limit() else None
+            spill_dir if spill_dir is not None and _image_bytes(path) > memory_limit() else None
         )
         splits = {split: _read_split(path, archive, split, spill) for split in SPLITS}
     _check_same_shapes(path, splits)
     return splits
 
 
-def _image_bytes(archive: np.lib.npyio.NpzFile) -> int:
-    members = archive.zip.infolist()  # type: ignore[attr-defined]
+def _image_bytes(path: Path) -> int:
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
     return sum(m.file_size for m in members if m.filename.endswith("_images.npy"))
 
 
-def _mapped(archive: np.lib.npyio.NpzFile, key: str, spill_dir: Path) -> np.ndarray:
+def _mapped(path: Path, key: str, spill_dir: Path) -> np.ndarray:
     """`key` memory-mapped (copy-on-write: the file is never changed) from an .npy copy,
     streamed out of the archive once."""
     target = spill_dir / f"{key}.npy"
     if not target.is_file():
         spill_dir.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".tmp")
-        with archive.zip.open(f"{key}.npy") as member, partial.open("wb") as out:  # type: ignore[attr-defined]
-            shutil.copyfileobj(member, out, _CHUNK)
+        with zipfile.ZipFile(path) as zipped, zipped.open(f"{key}.npy") as member:
+            with partial.open("wb") as out:
+                shutil.copyfileobj(member, out, _CHUNK)
         os.replace(partial, target)
     return np.load(target, mmap_mode="c", allow_pickle=False)
 
@@ -96,7 +98,7 @@ def _read_split(
     key = f"{split}_images"
     try:
         labels = archive[f"{split}_labels"]
-        images = archive[key] if spill_dir is None else _mapped(archive, key, spill_dir)
+        images = archive[key] if spill_dir is None else _mapped(path, key, spill_dir)
     except _READ_ERRORS as err:
         raise _unreadable(path, err) from err
     if len(images) != len(labels):

@@ -116,7 +116,7 @@ class Split:
             array = tensor.detach().contiguous().numpy()
             flat = array.reshape(-1).view(np.uint8)
             for start in range(0, flat.size, 1 << 26):
-                digest.update(memoryview(flat[start : start + (1 << 26)]))
+                digest.update(flat[start : start + (1 << 26)].data)
 
 
 def _on(index: torch.Tensor | slice, device: torch.device) -> torch.Tensor | slice:

@@ -99,8 +99,9 @@ def on_device(data: Dataset, device: torch.device) -> Dataset:
     """The same dataset with its batches computed on `device` (see `Split.to`)."""
     if device.type == "cpu":
         return data
-    moved = {name: data.split(name).to(device) for name in ("train", "val", "test")}
-    return replace(data, **moved)
+    return replace(
+        data, train=data.train.to(device), val=data.val.to(device), test=data.test.to(device)
+    )
 
 
 def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> ResolvedConfig:

@@ -3,12 +3,11 @@ sizes; the decoded-image cache; and every refusal as one line naming the input."
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,64 +18,9 @@ from medslim.errors import UsageError
 from medslim.objectives import medmnist
 from medslim.objectives.data import list_datasets, load_dataset, local_sources
 
-CLASSES = ("effusion", "normal")
 
-
-def pattern(label: int, index: int, size: tuple[int, int] = (40, 36)) -> np.ndarray:
-    """Grey pixels a small CNN can tell apart: class 1 bright on top, class 0 at the bottom."""
-    rng = np.random.default_rng(index)
-    pixels = rng.integers(0, 80, size=(size[1], size[0]), dtype=np.uint8)
-    half = size[1] // 2
-    if label:
-        pixels[:half] += 150
-    else:
-        pixels[half:] += 150
-    return pixels
-
-
-def write_png(path: Path, label: int, index: int, mode: str = "L") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pattern(label, index)).convert(mode).save(path)
-    return path
-
-
-def class_folder(root: Path, per_class: int = 20, mode: str = "L") -> Path:
-    """root/<class>/*.png, no splits given."""
-    for label, name in enumerate(CLASSES):
-        for i in range(per_class):
-            write_png(root / name / f"{name}{i}.png", label, 100 * label + i, mode)
-    return root
-
-
-def split_folder(root: Path) -> Path:
-    """root/{train,val,test}/<class>/*.png."""
-    for split, n in (("train", 12), ("val", 4), ("test", 4)):
-        for label, name in enumerate(CLASSES):
-            for i in range(n):
-                write_png(root / split / name / f"{i}.jpg", label, 1000 * label + i, "L")
-    return root
-
-
-def manifest(root: Path, *, with_split: bool, names: bool = False) -> Path:
-    """labels.csv beside images/*.png, labels as 0/1 (or as class names)."""
-    rows = []
-    for i in range(40):
-        label = i % 2
-        write_png(root / "images" / f"{i}.png", label, i)
-        row = {"path": f"images/{i}.png", "label": CLASSES[label] if names else label}
-        if with_split:
-            row["split"] = "train" if i < 24 else "val" if i < 32 else "test"
-        rows.append(row)
-    path = root / "labels.csv"
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def test_class_folder_is_split_stratified_by_seed_and_resized(tmp_path: Path) -> None:
-    root = class_folder(tmp_path / "xrays")
+def test_class_folder_is_split_stratified_by_seed_and_resized(tmp_path: Path, images: Any) -> None:
+    root = images.class_folder(tmp_path / "xrays")
     data = load_dataset(str(root), data_dir=tmp_path / "cache", size=16, seed=0)
     assert (data.name, data.task, data.n_outputs, data.kind) == (
         "xrays",
@@ -84,7 +28,7 @@ def test_class_folder_is_split_stratified_by_seed_and_resized(tmp_path: Path) ->
         2,
         "image",
     )
-    assert data.input_shape == (1, 16, 16) and data.class_names == CLASSES
+    assert data.input_shape == (1, 16, 16) and data.class_names == images.classes
     assert [len(data.train), len(data.val), len(data.test)] == [28, 6, 6]
     for split in (data.train, data.val, data.test):
         assert split.x.dtype == torch.uint8 and split.y.bincount().tolist()[0] == len(split) // 2
@@ -96,20 +40,22 @@ def test_class_folder_is_split_stratified_by_seed_and_resized(tmp_path: Path) ->
     assert torch.equal(again.val.x, data.val.x)
 
 
-def test_split_folders_are_used_as_given(tmp_path: Path) -> None:
-    data = load_dataset(str(split_folder(tmp_path / "xr")), data_dir=tmp_path, size=16)
+def test_split_folders_are_used_as_given(tmp_path: Path, images: Any) -> None:
+    data = load_dataset(str(images.split_folder(tmp_path / "xr")), data_dir=tmp_path, size=16)
     assert [len(data.train), len(data.val), len(data.test)] == [24, 8, 8]
     assert data.origin["split"] == "given"
 
 
-def test_folder_default_size_is_224(tmp_path: Path) -> None:
-    root = class_folder(tmp_path / "big", per_class=10)
+def test_folder_default_size_is_224(tmp_path: Path, images: Any) -> None:
+    root = images.class_folder(tmp_path / "big", per_class=10)
     assert load_dataset(str(root), data_dir=tmp_path).input_shape == (1, 224, 224)
 
 
 @pytest.mark.parametrize("with_split", [True, False])
-def test_csv_manifest_with_and_without_split(tmp_path: Path, with_split: bool) -> None:
-    path = manifest(tmp_path, with_split=with_split)
+def test_csv_manifest_with_and_without_split(
+    tmp_path: Path, with_split: bool, images: Any
+) -> None:
+    path = images.manifest(tmp_path, with_split=with_split)
     data = load_dataset(str(path), data_dir=tmp_path / "cache", size=20)
     assert data.name == "labels" and data.task == "binary-class"
     assert data.input_shape == (1, 20, 20)
@@ -120,16 +66,16 @@ def test_csv_manifest_with_and_without_split(tmp_path: Path, with_split: bool) -
         assert np.array_equal(data.train.x[0, :, :, 0].numpy(), expected)
 
 
-def test_csv_class_names_and_task_override(tmp_path: Path) -> None:
-    path = manifest(tmp_path, with_split=True, names=True)
+def test_csv_class_names_and_task_override(tmp_path: Path, images: Any) -> None:
+    path = images.manifest(tmp_path, with_split=True, names=True)
     data = load_dataset(str(path), data_dir=tmp_path, size=16, task="ordinal-regression")
-    assert data.class_names == CLASSES and data.task == "ordinal-regression"
+    assert data.class_names == images.classes and data.task == "ordinal-regression"
 
 
-def test_multi_label_csv(tmp_path: Path) -> None:
+def test_multi_label_csv(tmp_path: Path, images: Any) -> None:
     rows = []
     for i in range(40):
-        write_png(tmp_path / f"{i}.png", i % 2, i)
+        images.write_png(tmp_path / f"{i}.png", i % 2, i)
         split = "train" if i < 24 else "val" if i < 32 else "test"
         rows.append(f"{i}.png,{i % 2},{(i // 2) % 2},{split}")
     path = tmp_path / "multi.csv"
@@ -143,20 +89,20 @@ def test_multi_label_csv(tmp_path: Path) -> None:
     assert data.train.y.dtype == torch.float32 and data.train.y.shape == (24, 2)
 
 
-def test_rgb_images_stay_rgb_and_mixed_ones_need_channels(tmp_path: Path) -> None:
-    root = class_folder(tmp_path / "rgb", per_class=10, mode="RGB")
+def test_rgb_images_stay_rgb_and_mixed_ones_need_channels(tmp_path: Path, images: Any) -> None:
+    root = images.class_folder(tmp_path / "rgb", per_class=10, mode="RGB")
     assert load_dataset(str(root), data_dir=tmp_path, size=16).input_shape == (3, 16, 16)
-    write_png(root / "normal" / "grey.png", 1, 999, "L")
+    images.write_png(root / "normal" / "grey.png", 1, 999, "L")
     with pytest.raises(UsageError, match="mixed grey and colour images .* --channels"):
         load_dataset(str(root), data_dir=tmp_path, size=16)
     grey = load_dataset(str(root), data_dir=tmp_path, size=16, channels=1)
     assert grey.input_shape == (1, 16, 16)
 
 
-def test_second_load_decodes_nothing(tmp_path: Path) -> None:
+def test_second_load_decodes_nothing(tmp_path: Path, images: Any) -> None:
     """After the first load every image file is overwritten with garbage (same length and
     modification time): a second load that decoded anything would fail."""
-    root = class_folder(tmp_path / "xr", per_class=10)
+    root = images.class_folder(tmp_path / "xr", per_class=10)
     first = load_dataset(str(root), data_dir=tmp_path / "cache", size=16)
     for path in root.rglob("*.png"):
         status = path.stat()
@@ -169,40 +115,13 @@ def test_second_load_decodes_nothing(tmp_path: Path) -> None:
         load_dataset(str(root), data_dir=tmp_path / "cache", size=20)
 
 
-def write_dicom(path: Path, values: np.ndarray, photometric: str, window: tuple[int, int]) -> Path:
-    from pydicom.dataset import Dataset as DicomDataset
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = DicomDataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CR"
-    ds.Rows, ds.Columns = values.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-    ds.PixelRepresentation = 0
-    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
-    ds.WindowCenter, ds.WindowWidth = window
-    ds.PixelData = values.astype(np.uint16).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
-def test_dicom_window_and_monochrome1(tmp_path: Path) -> None:
+def test_dicom_window_and_monochrome1(tmp_path: Path, images: Any) -> None:
     pytest.importorskip("pydicom")
     from medslim.objectives.imagefiles import decode
 
     ramp = np.tile(np.linspace(0, 4000, 32), (32, 1))  # 12-bit values, left to right
-    plain = write_dicom(tmp_path / "m2.dcm", ramp, "MONOCHROME2", (2000, 1000))
-    inverted = write_dicom(tmp_path / "m1.dcm", ramp, "MONOCHROME1", (2000, 1000))
+    plain = images.write_dicom(tmp_path / "m2.dcm", ramp, "MONOCHROME2", (2000, 1000))
+    inverted = images.write_dicom(tmp_path / "m1.dcm", ramp, "MONOCHROME1", (2000, 1000))
     m2 = decode(plain, 32, 1)[..., 0].astype(int)
     m1 = decode(inverted, 32, 1)[..., 0].astype(int)
     # the window 1500..2500 spans the full 0..255; values outside it saturate
@@ -211,14 +130,14 @@ def test_dicom_window_and_monochrome1(tmp_path: Path) -> None:
     assert np.abs(m1 + m2 - 255).max() <= 1  # MONOCHROME1 is the inverse
 
 
-def test_dicom_folder_trains_like_any_other(tmp_path: Path) -> None:
+def test_dicom_folder_trains_like_any_other(tmp_path: Path, images: Any) -> None:
     pytest.importorskip("pydicom")
     root = tmp_path / "scans"
-    for label, name in enumerate(CLASSES):
+    for label, name in enumerate(images.classes):
         for i in range(10):
-            values = pattern(label, 10 * label + i, (24, 24)).astype(np.float64) * 16
+            values = images.pattern(label, 10 * label + i, (24, 24)).astype(np.float64) * 16
             photometric = "MONOCHROME1" if i % 2 else "MONOCHROME2"
-            write_dicom(root / name / f"{i}.dcm", values, photometric, (2000, 4000))
+            images.write_dicom(root / name / f"{i}.dcm", values, photometric, (2000, 4000))
     data = load_dataset(str(root), data_dir=tmp_path, size=16)
     assert data.input_shape == (1, 16, 16) and len(data.train) == 14
     broken = root / "normal" / "broken.dcm"
@@ -239,43 +158,6 @@ def test_dicom_without_pydicom_says_how_to_install(
         load_dataset(str(tmp_path / "a"), data_dir=tmp_path, size=16)
 
 
-def plus_file(folder: Path, name: str, size: int) -> Path:
-    """A MedMNIST+ layout file at `size` px: the shared 28-px images are not needed, the
-    pixels are generated (6/4/4 per class)."""
-    arrays = {}
-    for split, n in (("train", 12), ("val", 8), ("test", 8)):
-        labels = np.arange(n) % 2
-        images = np.stack([pattern(int(lab), i, (size, size)) for i, lab in enumerate(labels)])
-        arrays[f"{split}_images"] = images
-        arrays[f"{split}_labels"] = labels.reshape(-1, 1).astype(np.uint8)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    np.savez_compressed(path, **arrays)
-    return path
-
-
-@pytest.fixture
-def official_64(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[], Path]:
-    """breastmnist_64.npz in a data dir, with its md5 made the official one."""
-
-    def make() -> Path:
-        path = plus_file(tmp_path / "data", "breastmnist_64.npz", 64)
-        info = medmnist.DATASETS["breastmnist"]
-        files = {**info.files, 64: medmnist.FileInfo(info.files[64].url, medmnist.md5(path))}
-        monkeypatch.setitem(medmnist.DATASETS, "breastmnist", replace(info, files=files))
-        from medslim.objectives import data
-
-        entry = data._REGISTRY["breastmnist"]
-        loader = entry.load.func  # type: ignore[attr-defined]
-        new = replace(
-            entry, load=lambda request: loader(medmnist.DATASETS["breastmnist"], request)
-        )
-        monkeypatch.setitem(data._REGISTRY, "breastmnist", new)
-        return path
-
-    return make
-
-
 def test_medmnist_plus_by_name_and_size(official_64: Callable[[], Path], tmp_path: Path) -> None:
     path = official_64()
     data = load_dataset("breastmnist", data_dir=path.parent, size=64)
@@ -288,74 +170,76 @@ def test_medmnist_plus_by_name_and_size(official_64: Callable[[], Path], tmp_pat
         load_dataset("breastmnist", data_dir=path.parent, size=100)
 
 
-def test_local_npz_is_resized_once_and_listed(tmp_path: Path) -> None:
-    path = plus_file(tmp_path / "data", "mine.npz", 28)
+def test_local_npz_is_resized_once_and_listed(tmp_path: Path, images: Any) -> None:
+    path = images.plus_file(tmp_path / "data", "mine.npz", 28)
     data = load_dataset(str(path), data_dir=tmp_path / "data", size=64)
     assert data.input_shape == (1, 64, 64)
     assert load_dataset(str(path), data_dir=tmp_path / "data").input_shape == (1, 28, 28)
     assert ("mine.npz", "MedMNIST-layout .npz") in local_sources(tmp_path / "data")
 
 
-def test_a_big_npz_is_memory_mapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_big_npz_is_memory_mapped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, images: Any
+) -> None:
     monkeypatch.setenv("MEDSLIM_MEMORY_LIMIT", "1000")
-    path = plus_file(tmp_path, "big.npz", 32)
+    path = images.plus_file(tmp_path, "big.npz", 32)
     data = load_dataset(str(path), data_dir=tmp_path / "cache")
     inside = np.load(path)
     assert np.array_equal(data.train.x.numpy()[..., 0], inside["train_images"])
     assert len(list((tmp_path / "cache" / "decoded").glob("big-*/*_images.npy"))) == 3
 
 
-def labels_csv(tmp_path: Path, labels: list[int]) -> Path:
+def labels_csv(tmp_path: Path, labels: list[int], images: Any) -> Path:
     lines = []
     for i, label in enumerate(labels):
-        write_png(tmp_path / f"{i}.png", label % 2, i)
+        images.write_png(tmp_path / f"{i}.png", label % 2, i)
         lines.append(f"{i}.png,{label}")
     path = tmp_path / "l.csv"
     path.write_text("path,label\n" + "\n".join(lines) + "\n")
     return path
 
 
-def bad_labels(tmp_path: Path) -> str:
-    return str(labels_csv(tmp_path, [0, 1, 1000] * 14))
+def bad_labels(tmp_path: Path, images: Any) -> str:
+    return str(labels_csv(tmp_path, [0, 1, 1000] * 14, images))
 
 
-def one_class_train(tmp_path: Path) -> str:
-    path = labels_csv(tmp_path, [0] * 20)
+def one_class_train(tmp_path: Path, images: Any) -> str:
+    path = labels_csv(tmp_path, [0] * 20, images)
     return str(path)
 
 
-def empty_folder(tmp_path: Path) -> str:
+def empty_folder(tmp_path: Path, images: Any) -> str:
     (tmp_path / "empty").mkdir()
     return str(tmp_path / "empty")
 
 
-def class_without_images(tmp_path: Path) -> str:
-    root = class_folder(tmp_path / "x", per_class=5)
+def class_without_images(tmp_path: Path, images: Any) -> str:
+    root = images.class_folder(tmp_path / "x", per_class=5)
     (root / "ghost").mkdir()
     return str(root)
 
 
-def unreadable_image(tmp_path: Path) -> str:
-    root = class_folder(tmp_path / "x", per_class=8)
+def unreadable_image(tmp_path: Path, images: Any) -> str:
+    root = images.class_folder(tmp_path / "x", per_class=8)
     (root / "normal" / "bad.png").write_bytes(b"not a png")
     return str(root)
 
 
-def missing_column(tmp_path: Path) -> str:
+def missing_column(tmp_path: Path, images: Any) -> str:
     path = tmp_path / "m.csv"
     path.write_text("file,label\na.png,0\n")
     return str(path)
 
 
-def missing_files(tmp_path: Path) -> str:
+def missing_files(tmp_path: Path, images: Any) -> str:
     path = tmp_path / "m.csv"
     rows = "".join(f"gone{i}.png,{i % 2}\n" for i in range(5))
     path.write_text("path,label\n" + rows)
     return str(path)
 
 
-def empty_val(tmp_path: Path) -> str:
-    root = split_folder(tmp_path / "x")
+def empty_val(tmp_path: Path, images: Any) -> str:
+    root = images.split_folder(tmp_path / "x")
     for path in (root / "val").rglob("*.jpg"):
         path.unlink()
     return str(root)
@@ -375,9 +259,9 @@ BAD = {
 
 @pytest.mark.parametrize(("build", "fragments"), BAD.values(), ids=BAD.keys())
 def test_bad_sources_are_one_line_usage_errors(
-    tmp_path: Path, build: Callable[[Path], str], fragments: list[str]
+    tmp_path: Path, build: Callable[[Path, Any], str], fragments: list[str], images: Any
 ) -> None:
-    source = build(tmp_path)
+    source = build(tmp_path, images)
     with pytest.raises(UsageError) as err:
         load_dataset(source, data_dir=tmp_path / "cache", size=16)
     message = str(err.value)
