@@ -52,9 +52,6 @@ class Dataset:
     """Where the data came from, as plain data a study stores: layout, size, how it was
     split (and a digest of the split, so a worker can tell it sees the same one)."""
 
-    def split(self, name: str) -> Split:
-        return {"train": self.train, "val": self.val, "test": self.test}[name]
-
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -123,7 +120,12 @@ def load_dataset(
 ) -> Dataset:
     """A registry name, a MedMNIST-layout .npz, a CSV manifest or an image folder (a path
     wins even if named like a dataset)."""
-    request = DataRequest(name_or_path, data_dir, seed, size, task, channels)
+    return load_request(DataRequest(name_or_path, data_dir, seed, size, task, channels))
+
+
+def load_request(request: DataRequest) -> Dataset:
+    """The dataset a `DataRequest` describes (see `load_dataset`)."""
+    name_or_path = request.source
     path = Path(name_or_path).expanduser()
     if path.suffix.lower() == ".npz" or (path.is_file() and path.suffix.lower() != ".csv"):
         return _load_npz_path(path, request)

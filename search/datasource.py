@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from medslim.errors import DataError
-from medslim.objectives.data import DataRequest, Dataset, load_dataset
+from medslim.objectives.data import DataRequest, Dataset, load_request
 from medslim.search.config import StudyConfig
 
 ATTR = "dataset"
@@ -34,15 +34,7 @@ def data_request(config: StudyConfig, stored: dict[str, Any] | None = None) -> D
 
 def load_study_data(config: StudyConfig, stored: dict[str, Any] | None = None) -> Dataset:
     """The study's data, checked against what the study stored about it."""
-    request = data_request(config, stored)
-    data = load_dataset(
-        request.source,
-        data_dir=request.data_dir,
-        seed=request.seed,
-        size=request.size,
-        task=request.task,
-        channels=request.channels,
-    )
+    data = load_request(data_request(config, stored))
     check_same_data(data, stored)
     return data
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,21 @@ def test_bad_data_flags_are_one_line_and_touch_nothing(
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "s.db").exists() and not (tmp_path / "d").exists()
     assert not os.path.exists(tmp_path / ".medslim")
+
+
+def test_a_study_from_before_the_data_source_was_stored_still_opens_in_pareto(
+    tiny_study_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An older study stores no data source and no teacher file name, and its cached
+    teacher has another key (older recipe and data fingerprint): it is found by its val AUC."""
+    folder = shutil.copytree(tiny_study_dir, tmp_path / "old")
+    storage = f"sqlite:///{folder / 'm.db'}"
+    study = only_study(storage)
+    teacher = dict(study.user_attrs["teacher"])
+    cached = folder / ".medslim" / "teachers" / teacher.pop("cache_file")
+    cached.rename(cached.with_name("teacher-0123456789abcdef0123.pt"))
+    study.set_user_attr("teacher", teacher)
+    old = {"name": "breast-cancer", "task": "binary-class", "source": "scikit-learn"}
+    study.set_user_attr("dataset", old)  # as studies stored it before
+    front = pareto_json(storage, capsys)
+    assert front["teacher"]["test_auc"] == pytest.approx(teacher["test_auc"])
