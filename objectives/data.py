@@ -5,6 +5,7 @@ image folder, a CSV manifest; DICOM inside either). Images stay uint8 in their `
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,7 @@ from medslim.objectives.split import PixelScale, Split
 
 __all__ = ["DataRequest", "Dataset", "DatasetInfo", "Split", "load_dataset", "register_dataset"]
 
+logger = logging.getLogger(__name__)
 DATA_DIR_ENV = "MEDSLIM_DATA_DIR"
 FILES_SIZE = 224
 """Default `--size` of image folders and CSV manifests (files come in any size)."""
@@ -282,6 +284,8 @@ def _load_files(
     task, n_outputs = labels.infer_task(str(path), split_labels, request.task)
     labels.check_labels(str(path), split_labels, task, n_outputs, listed.class_names)
     size = request.size or FILES_SIZE
+    if request.size is None:
+        logger.info("%s: images resized to %d px (the default; --size changes it)", path, size)
     order = np.concatenate([rows[split] for split in SPLITS])
     key = decoded.manifest_key(listed, rows, size, request.channels)
     folder = request.directory / "decoded" / f"{path.stem}-{key}"

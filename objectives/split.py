@@ -48,6 +48,8 @@ class PixelScale:
         return cls(torch.from_numpy(mean * 255).float(), torch.from_numpy(std * 255).float())
 
     def to(self, device: torch.device) -> PixelScale:
+        if self.mean.device == device:
+            return self
         return PixelScale(self.mean.to(device), self.std.to(device))
 
 
