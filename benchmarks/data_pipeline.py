@@ -124,8 +124,19 @@ def speed(source: Path, sizes: list[int], batch: int, cache: Path) -> list[dict[
     return rows
 
 
-MEMORY_PROBE = """
-import resource, sys, torch
+STATUS = (
+    "def status(key):\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith(key + ':'):\n"
+    "            return int(line.split()[1])\n"
+)
+"""VmHWM (peak) and VmRSS (now) in KiB: unlike ru_maxrss they start afresh at exec, while
+ru_maxrss of a child keeps its parent's peak from before the fork."""
+
+MEMORY_PROBE = (
+    STATUS
+    + """
+import torch
 from medslim.objectives.data import load_dataset
 from medslim.objectives.training import Recipe, train
 from medslim.objectives.split import Split
@@ -138,11 +149,12 @@ if {with_data}:
     split = Split(data.train.x[:n], data.train.y[:n], data.train.scale)
 else:
     split = Split(torch.randn(n, *shape), torch.randint(0, 2, (n,)))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = status("VmRSS")
 model = build_model(get_preset({model!r}), shape, 2)
 train(model, split, "binary-class", Recipe(epochs=1, batch_size={batch}, augment=True))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, before)
+print(status("VmHWM"), before)
 """
+)
 
 
 def peak_rss_mib(
@@ -193,10 +205,7 @@ def memory(source: Path, batch: int, threads: int, cache: Path) -> dict[str, Any
 
 
 def bare_rss_mib() -> float:
-    code = (
-        "import resource, torch, medslim.objectives.data;"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-    )
+    code = STATUS + "import torch, medslim.objectives.data\nprint(status('VmHWM'))\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout) / 1024
 

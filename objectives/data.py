@@ -154,8 +154,9 @@ def list_datasets(data_dir: Path | None = None) -> list[DatasetInfo]:
     rows = []
     for entry in _REGISTRY.values():
         cached = tuple(s for s, file in entry.files.items() if (directory / file).is_file())
+        sizes = tuple(s for s in cached if s in entry.info.sizes)
         rows.append(
-            replace(entry.info, cached=not entry.files or bool(cached), cached_sizes=cached)
+            replace(entry.info, cached=not entry.files or bool(cached), cached_sizes=sizes)
         )
     return rows
 
