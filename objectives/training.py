@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from medslim.errors import TrainingDiverged
 from medslim.kinds import MULTI_LABEL, Task
@@ -25,7 +26,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 class Recipe:
     """How to train: epochs, batch size, AdamW learning rate and weight decay, augmentation,
     label smoothing (cross-entropy tasks), linear warm-up epochs before the cosine decay,
-    and the precision of the forward pass (one of `PRECISIONS`)."""
+    an exponential moving average of the weights (its decay per step; None: off), and the
+    precision of the forward pass (one of `PRECISIONS`)."""
 
     epochs: int = 10
     batch_size: int = 128
@@ -35,6 +37,7 @@ class Recipe:
     precision: str = "auto"
     label_smoothing: float = 0.0
     warmup_epochs: int = 0
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -138,7 +141,9 @@ def train(
     `loss` replaces the task loss, so distillation can add a teacher's soft targets; when it
     is a module, its own parameters (feature adapters) are trained along with the model. Both
     run under `recipe.precision`; parameters and the loss stay fp32. `on_epoch` sees the
-    model after every epoch (a teacher keeps its best checkpoint on val that way).
+    model after every epoch (a teacher keeps its best checkpoint on val that way). With
+    `recipe.ema_decay` the weights' moving average (batch-norm statistics included) is what
+    `on_epoch` sees and what the model holds at the end.
     """
     if recipe.epochs <= 0:
         return model
@@ -156,6 +161,7 @@ def train(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine(step, warmup, total_steps)
     )
+    average = moving_average(model, recipe.ema_decay)
     for epoch in range(recipe.epochs):
         model.train()
         order = torch.randperm(n, generator=generator)
@@ -178,10 +184,21 @@ def train(
             value.backward()
             optimizer.step()
             schedule.step()
+            if average is not None:
+                average.update_parameters(model)
         model.eval()
         if on_epoch is not None:
-            on_epoch(epoch, model)
+            on_epoch(epoch, average.module.eval() if average is not None else model)
+    if average is not None:
+        model.load_state_dict(average.module.state_dict())
     return model
+
+
+def moving_average(model: nn.Module, decay: float | None) -> AveragedModel | None:
+    """An exponential moving average of `model`'s weights and buffers, or None."""
+    if decay is None:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
