@@ -33,12 +33,13 @@ PAPER_RESNET18_28 = {"pneumoniamnist": (0.944, 0.854), "breastmnist": (0.901, 0.
 """(test AUC, test ACC) of ResNet-18 (28) in the MedMNIST v2 paper."""
 
 
-def measure(path: Path, model: str | None, seed: int, cache: Path) -> dict[str, Any]:
+def measure(
+    path: Path, model: str | None, epochs: int | None, seed: int, cache: Path
+) -> dict[str, Any]:
     name = path.stem
     data = load_dataset(str(path), seed=seed)
-    config = resolve_config(
-        StudyConfig(dataset=str(path), model=model, seed=seed), data, torch.device("cpu")
-    )
+    settings = StudyConfig(dataset=str(path), model=model, teacher_epochs=epochs, seed=seed)
+    config = resolve_config(settings, data, torch.device("cpu"))
     recipe = teacher_recipe(config, data.kind)
     start = time.perf_counter()
     _, scores, trained = obtain_teacher(
@@ -75,6 +76,7 @@ def main() -> int:
     )
     parser.add_argument("--model", help="teacher preset (default: medslim's CPU default)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--teacher-epochs", type=int, help="(default: medslim's default)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--fresh", action="store_true", help="retrain cached teachers")
     parser.add_argument("--out", type=Path, default=Path("teacher_quality.json"))
@@ -95,7 +97,7 @@ def main() -> int:
             print(f"{name}: {path} is absent; skipped")
             continue
         for seed in (int(s) for s in args.seeds.split(",")):
-            row = measure(path, args.model, seed, cache)
+            row = measure(path, args.model, args.teacher_epochs, seed, cache)
             rows.append(row)
             took = "cached" if row["seconds"] is None else f"{row['seconds']:.0f}"
             print(

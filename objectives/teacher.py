@@ -101,6 +101,7 @@ def obtain_teacher(
     teacher_file: Path | None = None,
 ) -> tuple[nn.Module, TeacherScores, bool]:
     """The teacher model on `device`, its scores, and whether it was trained just now."""
+    torch.manual_seed(seed)  # the same initial weights for the same seed, in any process
     model = build_model(spec, data.input_shape, data.n_outputs)
     trained = False
     if teacher_file is not None:
@@ -113,7 +114,6 @@ def obtain_teacher(
             model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             model.to(device)
         else:
-            torch.manual_seed(seed)
             model.to(device)
             best = BestOnVal(data)
             train(model, data.train, data.task, recipe, seed=seed, on_epoch=best)
