@@ -96,7 +96,7 @@ def run_hand_written(setup: Setup, storage: str | None) -> dict[str, Any]:
     for i in range(config.baselines):  # uniform ratios first, as medslim does
         ratio = round(config.max_ratio * (i + 1) / config.baselines, 4)
         study.enqueue_trial({"sparsity.global": ratio, **{f"sparsity.{u}": 0.0 for u in units}})
-    example = data.train.x[:2]
+    example = data.train.batch(slice(0, 2))
     ready = time.perf_counter()
 
     def objective(trial: optuna.Trial) -> tuple[float, float, float]:
@@ -118,10 +118,10 @@ def run_hand_written(setup: Setup, storage: str | None) -> dict[str, Any]:
             ignored_layers=[model.get_submodule("head")],
         )
         pruner.step()
-        recalibrate_batchnorm(model, data.train.x, 8)
-        train(model, data.train.x, data.train.y, data.task, recipe, seed=seed)
+        recalibrate_batchnorm(model, data.train, 8)
+        train(model, data.train, data.task, recipe, seed=seed)
         model.eval()
-        y_score = predict_scores(model, data.val.x, data.task)
+        y_score = predict_scores(model, data.val, data.task)
         y_true = data.val.y.numpy()
         auc, acc = auc_score(y_true, y_score, data.task), acc_score(y_true, y_score, data.task)
         flops = count_flops(model, data.input_shape)

@@ -13,6 +13,10 @@ BINARY: Task = "binary-class"
 MULTI_CLASS: Task = "multi-class"
 MULTI_LABEL: Task = "multi-label, binary-class"
 ORDINAL: Task = "ordinal-regression"
+TASK_ALIASES: dict[str, Task] = {"multi-label": MULTI_LABEL}
+"""Short names accepted for a task (`--task multi-label`) besides MedMNIST's own."""
+TASK_CHOICES = ("binary-class", "multi-class", "multi-label", "ordinal-regression")
+"""The task names `--task` offers."""
 
 DataKind = Literal["image", "tabular"]
 DATA_KINDS: tuple[DataKind, ...] = get_args(DataKind)

@@ -25,9 +25,8 @@ def cv_folds(data: Dataset, k: int, seed: int) -> list[Dataset]:
     """K stratified folds (plain K-fold for multi-label data) of the pooled train+val split."""
     if k < 2:
         raise UsageError(f"--cv needs at least 2 folds, got {k}")
-    x = torch.cat([data.train.x, data.val.x])
-    y = torch.cat([data.train.y, data.val.y])
-    labels = y.cpu().numpy()
+    pooled = pool(data.train, data.val)
+    labels = pooled.y.cpu().numpy()
     if data.task == MULTI_LABEL:
         splitter = KFold(n_splits=k, shuffle=True, random_state=seed).split(labels)
     else:
@@ -42,16 +41,15 @@ def cv_folds(data: Dataset, k: int, seed: int) -> list[Dataset]:
         )
     folds = []
     for train_index, val_index in splitter:
-        train_at = torch.as_tensor(train_index, device=x.device)
-        val_at = torch.as_tensor(val_index, device=x.device)
-        folds.append(
-            replace(
-                data,
-                train=Split(x[train_at], y[train_at]),
-                val=Split(x[val_at], y[val_at]),
-            )
-        )
+        train_rows, val_rows = torch.as_tensor(train_index), torch.as_tensor(val_index)
+        folds.append(replace(data, train=pooled.take(train_rows), val=pooled.take(val_rows)))
     return folds
+
+
+def pool(first: Split, second: Split) -> Split:
+    """Both splits' samples in one (the first's pixel scale: the train statistics)."""
+    x = torch.cat([first.x, second.x])
+    return Split(x, torch.cat([first.y, second.y]).cpu(), first.scale).to(first.device)
 
 
 def cross_validate(

@@ -1,12 +1,17 @@
-"""Dataset registry and loaders: every dataset arrives as normalised float tensors in 3 splits."""
+"""Datasets by name or by shape, ready to train: a registry (scikit-learn's breast-cancer,
+every 2D MedMNIST+ dataset at 28–224 px) and local sources (a MedMNIST-layout .npz, an
+image folder, a CSV manifest; DICOM inside either). Images stay uint8 in their `Split`s.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import platformdirs
@@ -14,22 +19,19 @@ import torch
 
 from medslim.errors import DataError, UsageError
 from medslim.kinds import BINARY, MULTI_LABEL, DataKind, Task
-from medslim.objectives import medmnist, npz
+from medslim.objectives import decoded, imagefiles, labels, manifest, medmnist, npz
 from medslim.objectives.medmnist import MedMNISTInfo
+from medslim.objectives.npz import RawSplit
+from medslim.objectives.split import PixelScale, Split
 
+__all__ = ["DataRequest", "Dataset", "DatasetInfo", "Split", "load_dataset", "register_dataset"]
+
+logger = logging.getLogger(__name__)
 DATA_DIR_ENV = "MEDSLIM_DATA_DIR"
+FILES_SIZE = 224
+"""Default `--size` of image folders and CSV manifests (files come in any size)."""
 _STD_FLOOR = 1e-6
-
-
-@dataclass(frozen=True)
-class Split:
-    """x: float32 N×C×H×W or N×F, normalised on train statistics; y: int64 (N,) or float (N, L)."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.y)
+SPLITS = npz.SPLITS
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class Dataset:
     class_names: tuple[str, ...] = ()
     """One name per output (class, or label column), as the data names them; empty when it
     names none (then reports say `class 0`, `class 1`, ...)."""
+    origin: dict[str, Any] = field(default_factory=dict)
+    """Where the data came from, as plain data a study stores: layout, size, how it was
+    split (and a digest of the split, so a worker can tell it sees the same one)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,31 @@ class DatasetInfo:
     n_outputs: int
     cached: bool
     description: str
+    sizes: tuple[int, ...] = ()
+    """Image sizes the dataset comes in (empty: tabular, or one size only)."""
+    cached_sizes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """What to load: a registered name or a path, and how (size, task, channels)."""
+
+    source: str = "breast-cancer"
+    data_dir: Path | None = None
+    seed: int = 0
+    size: int | None = None
+    task: Task | None = None
+    channels: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.size is not None and not 8 <= self.size <= 2048:
+            raise UsageError(f"--size must be between 8 and 2048 pixels, got {self.size}")
+        if self.channels not in (None, 1, 3):
+            raise UsageError(f"--channels must be 1 (grey) or 3 (RGB), got {self.channels}")
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.data_dir) if self.data_dir is not None else default_data_dir()
 
 
 Loader = Callable[[Path, int], Dataset]
@@ -69,8 +99,8 @@ Loader = Callable[[Path, int], Dataset]
 @dataclass(frozen=True)
 class _Entry:
     info: DatasetInfo  # `cached` is filled in per data dir by list_datasets
-    load: Loader
-    file: str | None  # the file it needs in the data dir; None when shipped with a package
+    load: Callable[[DataRequest], Dataset]
+    files: dict[int, str]  # file per size needed in the data dir; empty: shipped with a package
 
 
 def default_data_dir() -> Path:
@@ -81,61 +111,239 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_cache_dir("medslim")) / "data"
 
 
-def load_dataset(name_or_path: str, *, data_dir: Path | None = None, seed: int = 0) -> Dataset:
-    """A registry name, or a MedMNIST-layout .npz path (a path wins even if named like one)."""
+def load_dataset(
+    name_or_path: str,
+    *,
+    data_dir: Path | None = None,
+    seed: int = 0,
+    size: int | None = None,
+    task: Task | None = None,
+    channels: int | None = None,
+) -> Dataset:
+    """A registry name, a MedMNIST-layout .npz, a CSV manifest or an image folder (a path
+    wins even if named like a dataset)."""
+    return load_request(DataRequest(name_or_path, data_dir, seed, size, task, channels))
+
+
+def load_request(request: DataRequest) -> Dataset:
+    """The dataset a `DataRequest` describes (see `load_dataset`)."""
+    name_or_path = request.source
     path = Path(name_or_path).expanduser()
-    if name_or_path.endswith(".npz") or path.is_file():
-        return _load_npz_path(path)
+    if path.suffix.lower() == ".npz" or (path.is_file() and path.suffix.lower() != ".csv"):
+        return _load_npz_path(path, request)
+    if path.suffix.lower() == ".csv":
+        return _load_files(_existing(path, "CSV manifest"), request, manifest.read_csv)
+    if path.is_dir():
+        return _load_files(path, request, manifest.read_folder)
     entry = _REGISTRY.get(name_or_path)
+    if entry is None and (path.exists() or os.sep in name_or_path):
+        raise DataError(
+            f"{path}: no such file or folder (or not an image folder, .csv or .npz); "
+            "check the path"
+        )
     if entry is None:
         raise UsageError(
             f"unknown dataset {name_or_path!r}; choose one of {', '.join(dataset_names())}, "
-            "or give a path to a MedMNIST-layout .npz file"
+            "or give a path to an image folder, a CSV manifest or a MedMNIST-layout .npz"
         )
-    return entry.load(_data_dir(data_dir), seed)
+    return entry.load(request)
 
 
 def list_datasets(data_dir: Path | None = None) -> list[DatasetInfo]:
-    directory = _data_dir(data_dir)
-    return [
-        replace(entry.info, cached=_is_cached(entry, directory)) for entry in _REGISTRY.values()
-    ]
+    directory = Path(data_dir) if data_dir is not None else default_data_dir()
+    rows = []
+    for entry in _REGISTRY.values():
+        cached = tuple(s for s, file in entry.files.items() if (directory / file).is_file())
+        sizes = tuple(s for s in cached if s in entry.info.sizes)
+        rows.append(
+            replace(entry.info, cached=not entry.files or bool(cached), cached_sizes=sizes)
+        )
+    return rows
+
+
+def local_sources(data_dir: Path | None = None) -> list[tuple[str, str]]:
+    """(file or folder, what it is) for what `--dataset` could read in the data dir, besides
+    the registered datasets' own files."""
+    directory = Path(data_dir) if data_dir is not None else default_data_dir()
+    if not directory.is_dir():
+        return []
+    known = {file for entry in _REGISTRY.values() for file in entry.files.values()}
+    found = []
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith(".") or path.name in known or path.name == "decoded":
+            continue
+        if path.suffix.lower() == ".npz":
+            found.append((path.name, "MedMNIST-layout .npz"))
+        elif path.suffix.lower() == ".csv":
+            found.append((path.name, "CSV manifest"))
+        elif path.is_dir():
+            found.append((f"{path.name}/", "image folder"))
+    return found
 
 
 def dataset_names() -> list[str]:
     return list(_REGISTRY)
 
 
-def _data_dir(data_dir: Path | None) -> Path:
-    return Path(data_dir) if data_dir is not None else default_data_dir()
+def _existing(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise DataError(f"{path}: no such {what}; check the path")
+    return path
 
 
-def _is_cached(entry: _Entry, data_dir: Path) -> bool:
-    return entry.file is None or (data_dir / entry.file).is_file()
-
-
-def _load_npz_path(path: Path) -> Dataset:
+def _load_npz_path(path: Path, request: DataRequest) -> Dataset:
     """A local file keeps the true task of the MedMNIST dataset whose md5 it has."""
     if not path.is_file():
         raise DataError(
             f"{path}: no such file; check the path, or use a dataset name "
             f"({', '.join(dataset_names())})"
         )
-    return _image_dataset(path, path.stem, medmnist.by_md5(medmnist.md5(path)))
+    digest = medmnist.md5(path)
+    spill = request.directory / "decoded" / f"{path.stem}-{digest[:12]}"
+    return _npz_dataset(path, path.stem, medmnist.by_md5(digest), request, spill, digest)
 
 
-def _load_medmnist(info: MedMNISTInfo, data_dir: Path, seed: int) -> Dataset:
-    """Official fixed splits, so the seed plays no part."""
-    return _image_dataset(medmnist.fetch(info, data_dir), info.name, info)
+def _load_medmnist(info: MedMNISTInfo, request: DataRequest) -> Dataset:
+    """Official fixed splits (the seed plays no part), at the requested size's own file."""
+    size = request.size or medmnist.NATIVE_SIZE
+    info.file(size)  # a size the dataset does not come in fails before any download
+    path = medmnist.fetch(info, request.directory, size)
+    spill = request.directory / "decoded" / path.stem
+    digest = info.file(size).md5
+    dataset = _npz_dataset(path, info.name, info, replace(request, size=size), spill, digest)
+    return replace(dataset, origin={**dataset.origin, "layout": "medmnist"})
 
 
-def _image_dataset(path: Path, name: str, known: MedMNISTInfo | None) -> Dataset:
-    raw = npz.read_npz(path)
-    task, n_outputs = (known.task, len(known.labels)) if known else npz.infer_task(path, raw)
-    npz.check_label_values(path, raw, task, n_outputs)
-    mean, std = _channel_stats(raw["train"].images)
+def _npz_dataset(
+    path: Path,
+    name: str,
+    known: MedMNISTInfo | None,
+    request: DataRequest,
+    spill: Path,
+    digest: str,
+) -> Dataset:
+    raw = npz.read_npz(path, spill)
+    if known is not None and request.task is None:
+        task, n_outputs = known.task, len(known.labels)
+    else:
+        task, n_outputs = labels.infer_task(str(path), _labels_of(raw), request.task)
+    names = known.labels if known else ()
+    labels.check_labels(str(path), _labels_of(raw), task, n_outputs, names)
+    raw = _resized_npz(path, digest, raw, request)
+    return image_dataset(
+        raw,
+        name=name,
+        source=str(path),
+        task=task,
+        n_outputs=n_outputs,
+        class_names=names,
+        origin={"layout": "npz", "split": "given"},
+    )
+
+
+def _resized_npz(
+    path: Path, digest: str, raw: dict[str, RawSplit], request: DataRequest
+) -> dict[str, RawSplit]:
+    """The file's images at `request.size` (square) and channels, resized once into the
+    cache; as they are when neither was asked for or both already match."""
+    height, width, channels = raw["train"].images.shape[1:]
+    size = request.size or max(height, width)
+    want = request.channels or channels
+    if (height, width, channels) == (size, size, want) or (request.size, request.channels) == (
+        None,
+        None,
+    ):
+        return raw
+    key = decoded.cache_key([digest], size, want)
+    folder = request.directory / "decoded" / f"{path.stem}-{key}"
+
+    def plan() -> tuple[tuple[int, int, int], decoded.Fill]:
+        def fill(target: np.ndarray) -> None:
+            start = 0
+            for split in SPLITS:
+                for image in raw[split].images:
+                    target[start] = imagefiles.resize_array(image, size, want)
+                    start += 1
+
+        return (size, size, want), fill
+
+    counts = {split: len(r.images) for split, r in raw.items()}
+    images = decoded.cached_images(folder, counts, plan)
+    return {split: RawSplit(images[split], raw[split].labels) for split in SPLITS}
+
+
+def _load_files(
+    path: Path, request: DataRequest, read: Callable[[Path], manifest.Manifest]
+) -> Dataset:
+    """An image folder or a CSV manifest: files listed, split, decoded once into the cache."""
+    listed = manifest.assign_splits(read(path), request.seed)
+    rows = listed.split_rows()
+    for split in SPLITS:
+        if len(rows[split]) == 0:
+            raise DataError(f"{path}: the {split} split is empty; every split needs an image")
+    split_labels = {split: listed.labels[rows[split]] for split in SPLITS}
+    task, n_outputs = labels.infer_task(str(path), split_labels, request.task)
+    labels.check_labels(str(path), split_labels, task, n_outputs, listed.class_names)
+    size = request.size or FILES_SIZE
+    if request.size is None:
+        logger.info("%s: images resized to %d px (the default; --size changes it)", path, size)
+    order = np.concatenate([rows[split] for split in SPLITS])
+    key = decoded.manifest_key(listed, rows, size, request.channels)
+    folder = request.directory / "decoded" / f"{path.stem}-{key}"
+    counts = {split: len(rows[split]) for split in SPLITS}
+
+    def plan() -> tuple[tuple[int, int, int], decoded.Fill]:
+        channels = request.channels or _common_channels(listed, order)
+        return (size, size, channels), decoded.decode_files(listed, order, size, channels)
+
+    images = decoded.cached_images(folder, counts, plan)
+    raw = {split: RawSplit(images[split], split_labels[split]) for split in SPLITS}
+    carved = "/".join(listed.carved)
+    return image_dataset(
+        raw,
+        name=path.stem if path.is_file() else path.name,
+        source=str(path.resolve()),
+        task=task,
+        n_outputs=n_outputs,
+        class_names=listed.class_names,
+        origin={
+            "layout": listed.layout,
+            "split_digest": listed.digest(),
+            "files": len(listed.files),
+            "split": f"{carved} carved from train, seed {request.seed}" if carved else "given",
+        },
+    )
+
+
+def _common_channels(listed: manifest.Manifest, order: np.ndarray) -> int:
+    """1 or 3 when every file agrees; mixed files need --channels."""
+    seen: dict[int, Path] = {}
+    for row in order:
+        file = listed.files[row]
+        seen.setdefault(imagefiles.probe_channels(file), file)
+        if len(seen) > 1:
+            raise DataError(
+                f"{listed.source}: mixed grey and colour images ({seen[1]} is grey, {seen[3]} "
+                "is RGB); pass --channels 1 or --channels 3"
+            )
+    return next(iter(seen))
+
+
+def image_dataset(
+    raw: dict[str, RawSplit],
+    *,
+    name: str,
+    source: str,
+    task: Task,
+    n_outputs: int,
+    class_names: tuple[str, ...] = (),
+    origin: dict[str, Any] | None = None,
+) -> Dataset:
+    """uint8 splits (labels checked by `labels.check_labels`) wrapped, with the pixel
+    scale of the training images."""
+    scale = PixelScale.of(raw["train"].images)
     splits = {
-        split: Split(_image_tensor(r.images, mean, std), _label_tensor(r.labels, task))
+        split: Split(torch.from_numpy(r.images), _label_tensor(r.labels, task), scale)
         for split, r in raw.items()
     }
     height, width, channels = raw["train"].images.shape[1:]
@@ -145,36 +353,20 @@ def _image_dataset(path: Path, name: str, known: MedMNISTInfo | None) -> Dataset
         n_outputs=n_outputs,
         input_shape=(channels, height, width),
         kind="image",
-        source=str(path),
-        class_names=known.labels if known else (),
+        source=source,
+        class_names=class_names,
+        origin={**(origin or {}), "size": height if height == width else [height, width]},
         **splits,
     )
 
 
-def _channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact per-channel mean/std on the [0,1] scale from uint8 value counts: no float copy."""
-    levels = np.arange(256) / 255.0
-    counts = np.stack(
-        [np.bincount(images[..., c].ravel(), minlength=256) for c in range(images.shape[-1])]
-    )
-    weights = counts / counts.sum(axis=1, keepdims=True)
-    mean = weights @ levels
-    variance = np.maximum(weights @ levels**2 - mean**2, 0.0)
-    return mean, np.maximum(np.sqrt(variance), _STD_FLOOR)
+def _labels_of(raw: dict[str, RawSplit]) -> dict[str, np.ndarray]:
+    return {split: r.labels for split, r in raw.items()}
 
 
-def _image_tensor(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
-    """uint8 N×H×W×C to contiguous float32 N×C×H×W, (x/255 - mean)/std done in place."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2)
-    x = x.to(torch.float32, memory_format=torch.contiguous_format)
-    shape = (1, -1, 1, 1)
-    x.sub_(torch.from_numpy(mean * 255).float().view(shape))
-    return x.div_(torch.from_numpy(std * 255).float().view(shape))
-
-
-def _label_tensor(labels: np.ndarray, task: Task) -> torch.Tensor:
+def _label_tensor(values: np.ndarray, task: Task) -> torch.Tensor:
     dtype = torch.float32 if task == MULTI_LABEL else torch.int64
-    return torch.from_numpy(labels).to(dtype)
+    return torch.from_numpy(np.ascontiguousarray(values)).to(dtype)
 
 
 def _load_breast_cancer(data_dir: Path, seed: int) -> Dataset:
@@ -206,6 +398,7 @@ def _load_breast_cancer(data_dir: Path, seed: int) -> Dataset:
         test=split(x_test, y_test),
         source="scikit-learn",
         class_names=("malignant", "benign"),  # scikit-learn's target_names, in label order
+        origin={"layout": "registry", "split": "seeded 60/20/20"},
     )
 
 
@@ -219,9 +412,23 @@ def register_dataset(info: DatasetInfo, load: Loader, *, file: str | None = None
     whether it is cached); leave it None for data that ships with a package. A name is
     registered once: a second registration is a bug, so it raises.
     """
+
+    def load_request(request: DataRequest) -> Dataset:
+        dataset = load(request.directory, request.seed)
+        size = request.size
+        if size is not None and tuple(dataset.input_shape[1:]) != (size, size):
+            raise UsageError(f"{info.name} comes in one size only; drop --size {size}")
+        return dataset
+
+    _register(info, load_request, {0: file} if file else {})
+
+
+def _register(
+    info: DatasetInfo, load: Callable[[DataRequest], Dataset], files: dict[int, str]
+) -> None:
     if info.name in _REGISTRY:
         raise ValueError(f"dataset {info.name!r} is already registered")
-    _REGISTRY[info.name] = _Entry(info, load, file)
+    _REGISTRY[info.name] = _Entry(info, load, files)
 
 
 def _register_medmnist(info: MedMNISTInfo) -> None:
@@ -232,8 +439,10 @@ def _register_medmnist(info: MedMNISTInfo) -> None:
         n_outputs=len(info.labels),
         cached=False,
         description=info.description,
+        sizes=info.sizes,
     )
-    register_dataset(summary, partial(_load_medmnist, info), file=f"{info.name}.npz")
+    files = {size: info.file_name(size) for size in info.sizes}
+    _register(summary, partial(_load_medmnist, info), files)
 
 
 _BREAST_CANCER = DatasetInfo(

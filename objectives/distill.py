@@ -88,12 +88,12 @@ def teacher_train_logits(teacher: nn.Module, data: Dataset, cache_dir: Path) -> 
         if path.is_file():
             logits = torch.load(path, map_location="cpu", weights_only=True)
         else:
-            logits = predict_logits(teacher, data.train.x).cpu()
+            logits = predict_logits(teacher, data.train).cpu()
             cache_dir.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(".tmp")
             torch.save(logits, partial)
             os.replace(partial, path)  # another worker never reads half a file
-        _LOGITS[key] = logits.to(data.train.x.device)
+        _LOGITS[key] = logits.to(data.train.device)
     return _LOGITS[key]
 
 
@@ -167,7 +167,8 @@ class Distiller(nn.Module):
             with torch.no_grad():  # fp32 like the cached logits, whatever the autocast
                 teacher_logits = self._signal.model(inputs).float()
         else:
-            teacher_logits = self._signal.train_logits[index]
+            logits_at = self._signal.train_logits
+            teacher_logits = logits_at[index.to(logits_at.device)]
         loss = kd_loss(logits, teacher_logits, targets, self.task, self.settings)
         if self.adapters:
             loss = loss + self.settings.feature_weight * self._feature_loss()
@@ -199,11 +200,11 @@ def evaluate_student(
 ) -> tuple[nn.Module, Scores]:
     """Train a fresh student with the KD loss for `recipe.epochs`, then score it on val."""
     torch.manual_seed(seed)
-    model = build_model(spec, data.input_shape, data.n_outputs).to(data.train.x.device)
+    model = build_model(spec, data.input_shape, data.n_outputs).to(data.train.device)
     loss = Distiller(signal, settings, data.task, augment=recipe.augment)
-    loss.match_features(model, spec, data.train.x[:2])
+    loss.match_features(model, spec, data.train.batch(slice(0, 2)))
     try:
-        train(model, data.train.x, data.train.y, data.task, recipe, seed=seed, loss=loss)
+        train(model, data.train, data.task, recipe, seed=seed, loss=loss)
     finally:
         loss.remove_hooks()
     model.eval()

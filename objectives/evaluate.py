@@ -63,7 +63,7 @@ class Scores:
 
 def split_scores(model: nn.Module, split: Split, task: Task) -> tuple[float, float]:
     """(AUC, ACC) of a model on one split."""
-    y_score = predict_scores(model, split.x, task)
+    y_score = predict_scores(model, split, task)
     if not np.isfinite(y_score).all():  # finite losses, then weights too large to evaluate
         raise TrainingDiverged("the model's predictions are not finite")
     y_true = split.y.cpu().numpy()
@@ -90,7 +90,7 @@ def calibration_batch(split: Split, size: int, seed: int) -> tuple[torch.Tensor,
     """A fixed random subset of the training split for gradient-based criteria."""
     generator = torch.Generator().manual_seed(seed)
     index = torch.randperm(len(split), generator=generator)[: min(size, len(split))]
-    return split.x[index.to(split.x.device)], split.y[index.to(split.y.device)]
+    return split.batch(index), split.labels(index)
 
 
 def evaluate_pruning(
@@ -124,20 +124,19 @@ def prune_model(
     there by raising."""
     torch.manual_seed(seed)
     model = pruned_copy(teacher)
-    example = data.train.x[:2]
+    example = data.train.batch(slice(0, 2))
     calib_x, calib_y = calibration_batch(data.train, budget.calibration_size, seed)
 
     def sample_losses(m: nn.Module) -> torch.Tensor:
         return task_loss(m(calib_x), calib_y, data.task)
 
     for step in prune_in_steps(model, plan, example, sample_losses):
-        recalibrate_batchnorm(model, data.train.x, budget.bn_batches)
+        recalibrate_batchnorm(model, data.train, budget.bn_batches)
         if screen is not None and step == plan.iterative_steps - 1:
             screen(model)
         train(
             model,
-            data.train.x,
-            data.train.y,
+            data.train,
             data.task,
             budget.finetune,
             seed=seed + step,

@@ -1,7 +1,14 @@
-"""Read and check a MedMNIST-layout .npz, so every bad file fails with one clear line."""
+"""Read and check a MedMNIST-layout .npz, so every bad file fails with one clear line.
+
+Images larger than the memory limit (`$MEDSLIM_MEMORY_LIMIT` bytes, default a quarter of
+the machine's memory) are copied once, in chunks, out of the archive into uncompressed
+.npy files and memory-mapped from there: a 224-px MedMNIST+ file never has to fit in RAM.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -10,12 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from medslim.errors import DataError
-from medslim.kinds import BINARY, MULTI_CLASS, MULTI_LABEL, Task
 
 SPLITS = ("train", "val", "test")
 KEYS = tuple(f"{split}_{part}" for split in SPLITS for part in ("images", "labels"))
 _LAYOUT = "a MedMNIST-layout .npz holds " + ", ".join(KEYS)
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError)
+MEMORY_ENV = "MEDSLIM_MEMORY_LIMIT"
+_CHUNK = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -26,8 +34,18 @@ class RawSplit:
     labels: np.ndarray
 
 
-def read_npz(path: Path) -> dict[str, RawSplit]:
-    """All three splits, checked for keys, dtypes, ranks, lengths and matching shapes."""
+def memory_limit() -> int:
+    """Bytes of images kept in memory; above it they are memory-mapped."""
+    given = os.environ.get(MEMORY_ENV)
+    if given:
+        return int(float(given))
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
+
+
+def read_npz(path: Path, spill_dir: Path | None = None) -> dict[str, RawSplit]:
+    """All three splits, checked for keys, dtypes, ranks, lengths and matching shapes.
+    With `spill_dir`, images above `memory_limit()` are memory-mapped from .npy copies
+    kept there (made once)."""
     if not zipfile.is_zipfile(path):
         raise _unreadable(path, "not a zip archive")
     try:
@@ -38,9 +56,32 @@ def read_npz(path: Path) -> dict[str, RawSplit]:
         missing = [key for key in KEYS if key not in archive.files]
         if missing:
             raise DataError(f"{path}: missing arrays {', '.join(missing)}; {_LAYOUT}")
-        splits = {split: _read_split(path, archive, split) for split in SPLITS}
+        spill = (
+            spill_dir if spill_dir is not None and _image_bytes(path) > memory_limit() else None
+        )
+        splits = {split: _read_split(path, archive, split, spill) for split in SPLITS}
     _check_same_shapes(path, splits)
     return splits
+
+
+def _image_bytes(path: Path) -> int:
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+    return sum(m.file_size for m in members if m.filename.endswith("_images.npy"))
+
+
+def _mapped(path: Path, key: str, spill_dir: Path) -> np.ndarray:
+    """`key` memory-mapped (copy-on-write: the file is never changed) from an .npy copy,
+    streamed out of the archive once."""
+    target = spill_dir / f"{key}.npy"
+    if not target.is_file():
+        spill_dir.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".tmp")
+        with zipfile.ZipFile(path) as zipped, zipped.open(f"{key}.npy") as member:
+            with partial.open("wb") as out:
+                shutil.copyfileobj(member, out, _CHUNK)
+        os.replace(partial, target)
+    return np.load(target, mmap_mode="c", allow_pickle=False)
 
 
 def _unreadable(path: Path, err: Exception | str) -> DataError:
@@ -51,9 +92,13 @@ def _unreadable(path: Path, err: Exception | str) -> DataError:
     )
 
 
-def _read_split(path: Path, archive: np.lib.npyio.NpzFile, split: str) -> RawSplit:
+def _read_split(
+    path: Path, archive: np.lib.npyio.NpzFile, split: str, spill_dir: Path | None
+) -> RawSplit:
+    key = f"{split}_images"
     try:
-        images, labels = archive[f"{split}_images"], archive[f"{split}_labels"]
+        labels = archive[f"{split}_labels"]
+        images = archive[key] if spill_dir is None else _mapped(path, key, spill_dir)
     except _READ_ERRORS as err:
         raise _unreadable(path, err) from err
     if len(images) != len(labels):
@@ -110,38 +155,3 @@ def _check_same_shapes(path: Path, splits: dict[str, RawSplit]) -> None:
                     f"{path}: {split}_{part} has sample shape {got} but train_{part} has "
                     f"{want}; all splits must match"
                 )
-
-
-def infer_task(path: Path, splits: dict[str, RawSplit]) -> tuple[Task, int]:
-    """Several label columns: multi-label; else binary or multi-class from the largest label."""
-    labels = splits["train"].labels
-    if labels.ndim == 2:
-        return MULTI_LABEL, labels.shape[1]
-    n_classes = max(int(raw.labels.max()) for raw in splits.values()) + 1
-    if n_classes < 2:
-        raise DataError(
-            f"{path}: every label is {n_classes - 1} or less; a classifier needs labels "
-            "0..K-1 with at least K=2 classes"
-        )
-    return (BINARY if n_classes == 2 else MULTI_CLASS), n_classes
-
-
-def check_label_values(
-    path: Path, splits: dict[str, RawSplit], task: Task, n_outputs: int
-) -> None:
-    """Labels must index the model's outputs: 0..n-1 per class, or 0/1 per label column."""
-    multi = task == MULTI_LABEL
-    highest = 1 if multi else n_outputs - 1
-    for split, raw in splits.items():
-        want = (n_outputs,) if multi else ()
-        if raw.labels.shape[1:] != want:
-            raise DataError(
-                f"{path}: {split}_labels has shape {raw.labels.shape}; "
-                f"a {task} dataset needs {('N',) + want}"
-            )
-        low, high = int(raw.labels.min()), int(raw.labels.max())
-        if low < 0 or high > highest:
-            raise DataError(
-                f"{path}: {split}_labels has values {low}..{high}, outside 0..{highest} "
-                f"({task}, {n_outputs} outputs); fix the labels"
-            )

@@ -19,6 +19,10 @@ from medslim.objectives.training import Recipe, train
 from medslim.spaces.families import build_model, spec_to_dict
 from medslim.spaces.specs import ModelSpec
 
+SELECTION = "best val AUC over epochs"
+"""How a trained teacher's weights are chosen (part of its cache key): the epoch with the
+best validation AUC, so the test split never plays a part."""
+
 
 @dataclass(frozen=True)
 class TeacherScores:
@@ -29,10 +33,10 @@ class TeacherScores:
 
 
 def data_fingerprint(data: Dataset) -> str:
-    """A short hash of the training and validation tensors: the same data, the same key."""
+    """A short hash of the training and validation samples: the same data, the same key."""
     digest = hashlib.sha256()
-    for tensor in (data.train.x, data.train.y, data.val.x, data.val.y):
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for split in (data.train, data.val):
+        split.fingerprint(digest)
     return digest.hexdigest()[:16]
 
 
@@ -42,6 +46,7 @@ def teacher_key(data: Dataset, spec: ModelSpec, recipe: Recipe, seed: int) -> st
         "task": data.task,
         "model": spec_to_dict(spec),
         "recipe": asdict(recipe),
+        "selection": SELECTION,
         "seed": seed,
     }
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:20]
@@ -65,6 +70,26 @@ def load_state_dict_file(model: nn.Module, path: Path, what: str = "teacher") ->
         raise UsageError(f"{what} file {path} does not match the model: {detail}") from error
 
 
+class BestOnVal:
+    """An `on_epoch` hook that keeps the weights of the epoch with the best val AUC."""
+
+    def __init__(self, data: Dataset) -> None:
+        self.data = data
+        self.auc = float("-inf")
+        self.epoch = -1
+        self.state: dict[str, torch.Tensor] = {}
+
+    def __call__(self, epoch: int, model: nn.Module) -> None:
+        auc, _ = split_scores(model, self.data.val, self.data.task)
+        if auc > self.auc:
+            self.auc, self.epoch = auc, epoch
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def restore(self, model: nn.Module) -> None:
+        if self.state:
+            model.load_state_dict(self.state)
+
+
 def obtain_teacher(
     data: Dataset,
     spec: ModelSpec,
@@ -76,6 +101,7 @@ def obtain_teacher(
     teacher_file: Path | None = None,
 ) -> tuple[nn.Module, TeacherScores, bool]:
     """The teacher model on `device`, its scores, and whether it was trained just now."""
+    torch.manual_seed(seed)  # the same initial weights for the same seed, in any process
     model = build_model(spec, data.input_shape, data.n_outputs)
     trained = False
     if teacher_file is not None:
@@ -88,9 +114,10 @@ def obtain_teacher(
             model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             model.to(device)
         else:
-            torch.manual_seed(seed)
             model.to(device)
-            train(model, data.train.x, data.train.y, data.task, recipe, seed=seed)
+            best = BestOnVal(data)
+            train(model, data.train, data.task, recipe, seed=seed, on_epoch=best)
+            best.restore(model)
             cache_dir.mkdir(parents=True, exist_ok=True)
             partial = weights.with_suffix(".tmp")
             torch.save(model.state_dict(), partial)

@@ -18,10 +18,14 @@ from medslim.kinds import (
     METHODS,
     OBJECTIVES,
     PRUNING_KINDS,
+    TASK_ALIASES,
+    TASK_CHOICES,
+    TASKS,
     Direction,
     Method,
     Objective,
     Pruning,
+    Task,
 )
 
 DEFAULT_OBJECTIVES: tuple[Objective, ...] = OBJECTIVES
@@ -74,8 +78,13 @@ class StudyConfig:
     workers: int = 1
     heartbeat: int = 10
     force_config: bool = False
+    size: int | None = None  # None: the files' own size (npz), 224 for folders and CSVs
+    task: Task | None = None  # None: inferred from the labels
+    channels: int | None = None  # None: as the images are (mixed files need it)
 
     def __post_init__(self) -> None:
+        if self.task in TASK_ALIASES:  # store MedMNIST's name of the task
+            object.__setattr__(self, "task", TASK_ALIASES[self.task])
         problems = _problems(self)
         if problems:
             raise UsageError(problems[0])
@@ -95,10 +104,20 @@ class StudyConfig:
         data["objectives"] = list(self.objectives)
         if self.teacher is not None:
             data["teacher"] = str(Path(self.teacher).resolve())
+        if self.dataset_is_path:  # every reader finds it, from any working directory
+            data["dataset"] = str(Path(self.dataset).expanduser().resolve())
         return data
 
+    @property
+    def dataset_is_path(self) -> bool:
+        """A file or folder rather than a registered name."""
+        path = Path(self.dataset).expanduser()
+        return path.suffix.lower() in (".npz", ".csv") or path.exists() or "/" in self.dataset
+
     def default_study_name(self) -> str:
-        stem = Path(self.dataset).stem if self.dataset.endswith(".npz") else self.dataset
+        stem = Path(self.dataset).stem if self.dataset_is_path else self.dataset
+        if self.size is not None:
+            stem = f"{stem}-{self.size}px"
         digest = hashlib.sha256(json.dumps(self.stored(), sort_keys=True).encode()).hexdigest()
         space = self.pruning if self.method == "prune" else self.method
         return f"{stem}-{self.model}-{space}-{digest[:6]}"
@@ -189,6 +208,12 @@ def _problems(config: StudyConfig) -> list[str]:
         problems.append(f"--max-flops must be positive, got {config.max_flops}")
     if config.min_auc is not None and not 0.0 <= config.min_auc <= 1.0:
         problems.append(f"--min-auc must be in [0, 1], got {config.min_auc}")
+    if config.size is not None and not 8 <= config.size <= 2048:
+        problems.append(f"--size must be between 8 and 2048 pixels, got {config.size}")
+    if config.channels not in (None, 1, 3):
+        problems.append(f"--channels must be 1 (grey) or 3 (RGB), got {config.channels}")
+    if config.task is not None and config.task not in TASKS:
+        problems.append(f"unknown --task {config.task!r}; use one of {', '.join(TASK_CHOICES)}")
     return problems
 
 

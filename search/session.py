@@ -21,15 +21,24 @@ from torch import nn
 
 from medslim.errors import TrainingDiverged, UsageError
 from medslim.kinds import DataKind, Method
-from medslim.objectives.data import Dataset, load_dataset
+from medslim.objectives import recipes
+from medslim.objectives.data import Dataset
 from medslim.objectives.evaluate import Budget, Scores, score_model
+from medslim.objectives.recipes import default_teacher_epochs
 from medslim.objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
-from medslim.objectives.teacher import TeacherScores, load_state_dict_file, obtain_teacher
+from medslim.objectives.teacher import (
+    TeacherScores,
+    load_state_dict_file,
+    obtain_teacher,
+    teacher_key,
+)
 from medslim.objectives.training import Recipe
 from medslim.search.config import ResolvedConfig, StudyConfig, config_differences
+from medslim.search.datasource import check_same_data, describe, load_study_data
 from medslim.search.samplers import make_sampler
 from medslim.search.sensitivity import study_curves
 from medslim.search.storage import check_storage_url, display_url, open_storage, storage_dir
+from medslim.search.teacher_files import study_teacher_file
 from medslim.search.trial_models import artifact_store
 from medslim.spaces.families import build_model, get_preset, input_kind
 from medslim.spaces.sparsity import SparsitySpace, prunable_units, uniform_params, uniform_ratios
@@ -38,11 +47,12 @@ from medslim.spaces.students import DistillSettings, StudentSpace, scaled_teache
 
 logger = logging.getLogger(__name__)
 
-# Per data kind: (trials, fine-tune epochs per step, teacher epochs); about a minute on a
-# 2-core CPU for the tabular default, a few minutes for a 28-px image dataset.
-DATA_DEFAULTS: dict[DataKind, tuple[int, int, int]] = {
-    "tabular": (200, 3, 60),
-    "image": (30, 1, 10),
+# Per data kind: (trials, fine-tune epochs per step); about a minute on a 2-core CPU for
+# the tabular default, a few minutes for a 28-px image dataset. Teacher epochs follow from
+# the data's size (`objectives.recipes`).
+DATA_DEFAULTS: dict[DataKind, tuple[int, int]] = {
+    "tabular": (200, 3),
+    "image": (30, 1),
 }
 # Students start from scratch, so they train longer than a pruned model's fine-tuning.
 # Measured: a resnet 8-16-32 student (6% of resnet8's FLOPs) reaches val AUC 0.990 on
@@ -86,18 +96,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def on_device(data: Dataset, device: torch.device) -> Dataset:
-    """The same dataset with every split's tensors moved to `device` once."""
+    """The same dataset with its batches computed on `device` (see `Split.to`)."""
     if device.type == "cpu":
         return data
-    moved = {
-        name: replace(
-            getattr(data, name),
-            x=getattr(data, name).x.to(device),
-            y=getattr(data, name).y.to(device),
-        )
-        for name in ("train", "val", "test")
-    }
-    return replace(data, **moved)
+    return replace(
+        data, train=data.train.to(device), val=data.val.to(device), test=data.test.to(device)
+    )
 
 
 def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> ResolvedConfig:
@@ -114,7 +118,8 @@ def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> 
         raise UsageError(
             f"model {model!r} takes {input_kind(spec)} data, but {config.dataset!r} is {data.kind}"
         )
-    trials, epochs, teacher_epochs = DATA_DEFAULTS[data.kind]
+    trials, epochs = DATA_DEFAULTS[data.kind]
+    teacher_epochs = default_teacher_epochs(data.kind, len(data.train), config.batch_size)
     filled = config.with_overrides(
         model=model,
         kd=default_kd(config, data.kind) if config.kd is None else config.kd,
@@ -154,12 +159,7 @@ def budget_for(config: ResolvedConfig) -> Budget:
 
 
 def teacher_recipe(config: ResolvedConfig, kind: DataKind) -> Recipe:
-    return Recipe(
-        epochs=config.teacher_epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        augment=kind == "image",
-    )
+    return recipes.teacher_recipe(kind, config.teacher_epochs, config.batch_size, config.lr)
 
 
 def prepare(config: StudyConfig) -> Session:
@@ -168,15 +168,17 @@ def prepare(config: StudyConfig) -> Session:
     space = sparsity_space(config)
     device = resolve_device(config.device)
     check_storage_url(config.storage)
-    data_dir = Path(config.data_dir) if config.data_dir else None
-    data = on_device(load_dataset(config.dataset, data_dir=data_dir, seed=config.seed), device)
+    data = on_device(load_study_data(config), device)
     resolved = resolve_config(config, data, device)
     spec = get_preset(resolved.model)
     teacher_file = Path(resolved.teacher) if resolved.teacher else None
     if teacher_file is not None:  # refuse a mismatched file before the storage is touched
         load_state_dict_file(build_model(spec, data.input_shape, data.n_outputs), teacher_file)
     storage = open_storage(resolved.storage, heartbeat=resolved.heartbeat)
-    existing = _existing_config(storage, resolved.study)
+    attrs = _existing_attrs(storage, resolved.study)
+    existing = attrs.get("config") if attrs is not None else None
+    if attrs is not None:
+        check_same_data(data, attrs.get("dataset"))
     if existing is not None and not resolved.force_config:
         differences = config_differences(existing, resolved.stored())
         if differences:
@@ -186,12 +188,15 @@ def prepare(config: StudyConfig) -> Session:
                 + "); use another --study name, or --force-config to continue it anyway"
             )
     files = storage_dir(resolved.storage)
+    if attrs is not None and teacher_file is None:  # a resumed study keeps its own teacher
+        teacher_file = study_teacher_file(files / "teachers", attrs, data, spec)
     logger.info("teacher: %s on %s (%s) ...", resolved.model, data.name, device.type)
+    recipe = teacher_recipe(resolved, data.kind)
     try:
         teacher, teacher_scores, trained = obtain_teacher(
             data,
             spec,
-            teacher_recipe(resolved, data.kind),
+            recipe,
             seed=resolved.seed,
             cache_dir=files / "teachers",
             device=device,
@@ -209,7 +214,7 @@ def prepare(config: StudyConfig) -> Session:
         teacher_scores.val_acc,
     )
     reference = score_model(teacher, data, budget_for(resolved))
-    units = list(prunable_units(teacher, data.train.x[:2], space.pruning))
+    units = list(prunable_units(teacher, data.train.batch(slice(0, 2)), space.pruning))
     study = optuna.create_study(
         study_name=resolved.study,
         storage=storage,
@@ -219,7 +224,12 @@ def prepare(config: StudyConfig) -> Session:
     )
     if existing is None:  # all that can fail ran before create_study: no half-made study
         # (seeds are enqueued once, when the study is made, so none can be there already)
-        _describe_new_study(study, resolved, data, teacher_scores, reference, units)
+        cache_file = (
+            None
+            if teacher_file
+            else f"teacher-{teacher_key(data, spec, recipe, resolved.seed)}.pt"
+        )
+        _describe_new_study(study, resolved, data, teacher_scores, reference, units, cache_file)
         _enqueue_students(study, spec, resolved.method)
         _enqueue_baselines(
             study, space, units, min(resolved.baselines, resolved.trials), resolved.method
@@ -262,38 +272,31 @@ def _describe_new_study(
     teacher: TeacherScores,
     reference: Scores,
     units: list[str],
+    cache_file: str | None,
 ) -> None:
     """What readers of the study need: its config, data, teacher scores and groups."""
     with warnings.catch_warnings():  # experimental in name only; the dashboard reads it
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(config.objectives))
     study.set_user_attr("config", config.stored())
-    study.set_user_attr(
-        "dataset",
-        {
-            "name": data.name,
-            "task": data.task,
-            "source": data.source,
-            "class_names": list(data.class_names),
-        },
-    )
+    study.set_user_attr("dataset", describe(data, config))
     sizes = {
         "flops": reference.flops,
         "sparse_flops": reference.sparse_flops,
         "params": reference.params,
         "latency_ms": reference.latency_ms,
     }
-    study.set_user_attr("teacher", {**asdict(teacher), **sizes})
+    study.set_user_attr("teacher", {**asdict(teacher), **sizes, "cache_file": cache_file})
     study.set_user_attr("units", units)
 
 
-def _existing_config(storage: BaseStorage, name: str) -> dict[str, Any] | None:
+def _existing_attrs(storage: BaseStorage, name: str) -> dict[str, Any] | None:
+    """The user attrs of the study `name`, or None when there is none yet."""
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         return None
-    stored: dict[str, Any] | None = study.user_attrs.get("config")
-    return stored
+    return study.user_attrs
 
 
 def _enqueue_baselines(

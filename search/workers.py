@@ -134,6 +134,8 @@ def join_study(
     target = trials if trials is not None else study.user_attrs.get(TARGET_ATTR)
     if target is None:
         raise UsageError(f"study {study.study_name!r} stores no target; pass --trials")
+    if run_settings.get("data_dir") is None:  # the study's own data dir, unless given
+        run_settings["data_dir"] = study.user_attrs.get("dataset", {}).get("data_dir")
     config = StudyConfig.from_stored(
         stored, storage=storage, study=study.study_name, trials=target, **run_settings
     )

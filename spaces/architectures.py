@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from medslim.errors import UsageError
-from medslim.spaces.specs import MLPSpec, MobileNetSpec, ResNetSpec
+from medslim.spaces.specs import MLPSpec, MobileNetSpec, ResNetSpec, stem_factor
 
 
 class MLP(nn.Module):
@@ -81,13 +81,14 @@ BlockFactory = Callable[[int, int, int], nn.Module]
 
 
 class ConvNet(nn.Module):
-    """Stem, stages of blocks (stride 2 from the second stage on), pooling, `head`."""
+    """Stem (downsampling by `stem_factor` of the input size), stages of blocks (stride 2
+    from the second stage on), pooling, `head`."""
 
     def __init__(
         self,
         widths: tuple[int, ...],
         blocks: tuple[int, ...],
-        in_channels: int,
+        input_shape: tuple[int, ...],
         n_outputs: int,
         block: BlockFactory,
     ) -> None:
@@ -97,8 +98,10 @@ class ConvNet(nn.Module):
                 f"a {type(self).__name__} spec needs one width per stage: widths={widths}, "
                 f"blocks={blocks}"
             )
-        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        stem = stem_factor(min(input_shape[1:]))
+        self.conv1 = nn.Conv2d(input_shape[0], widths[0], 3, 1 if stem == 1 else 2, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
+        self.stem_pool: nn.Module = nn.MaxPool2d(3, 2, 1) if stem == 4 else nn.Identity()
         stages: list[nn.Module] = []
         width = widths[0]
         for index, (out, count) in enumerate(zip(widths, blocks, strict=True)):
@@ -112,19 +115,19 @@ class ConvNet(nn.Module):
         self.head = nn.Linear(width, n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.stem_pool(torch.relu(self.bn1(self.conv1(x))))
         x = self.pool(self.layers(x)).flatten(1)
         return self.head(x)
 
 
 class ResNet(ConvNet):
-    """Basic blocks; 3×3 stem and no max-pool, as MedMNIST uses at 28 px."""
+    """Basic blocks; 3×3 stem and no max-pool below 64 px, as MedMNIST uses at 28 px."""
 
-    def __init__(self, spec: ResNetSpec, in_channels: int, n_outputs: int) -> None:
+    def __init__(self, spec: ResNetSpec, input_shape: tuple[int, ...], n_outputs: int) -> None:
         super().__init__(
             spec.widths,
             spec.blocks,
-            in_channels,
+            input_shape,
             n_outputs,
             lambda c_in, c_out, stride: BasicBlock(c_in, c_out, stride, spec.kernel),
         )
@@ -133,11 +136,11 @@ class ResNet(ConvNet):
 class MobileNet(ConvNet):
     """Inverted residuals with depthwise convolutions: few FLOPs per channel."""
 
-    def __init__(self, spec: MobileNetSpec, in_channels: int, n_outputs: int) -> None:
+    def __init__(self, spec: MobileNetSpec, input_shape: tuple[int, ...], n_outputs: int) -> None:
         super().__init__(
             spec.widths,
             spec.blocks,
-            in_channels,
+            input_shape,
             n_outputs,
             lambda c_in, c_out, stride: InvertedResidual(
                 c_in, c_out, stride, spec.kernel, spec.expansion

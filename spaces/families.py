@@ -130,13 +130,13 @@ def _build_mlp(spec: MLPSpec, shape: tuple[int, ...], n_outputs: int) -> nn.Modu
 def _build_resnet(spec: ResNetSpec, shape: tuple[int, ...], n_outputs: int) -> nn.Module:
     from medslim.spaces.architectures import ResNet
 
-    return ResNet(spec, shape[0], n_outputs)
+    return ResNet(spec, shape, n_outputs)
 
 
 def _build_mobilenet(spec: MobileNetSpec, shape: tuple[int, ...], n_outputs: int) -> nn.Module:
     from medslim.spaces.architectures import MobileNet
 
-    return MobileNet(spec, shape[0], n_outputs)
+    return MobileNet(spec, shape, n_outputs)
 
 
 def _conv_stages(model: nn.Module) -> list[nn.Module]:

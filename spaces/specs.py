@@ -9,6 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+FIRST_STAGE_MIN = 28
+"""The CNN stem downsamples only while the first stage still sees at least this many px."""
+
+
+def stem_factor(size: int) -> int:
+    """How much the stem of medslim's CNNs downsamples an input of `size` px: 1 below 56 px
+    (MedMNIST's 28-px ResNet: 3×3 stem, no max-pool), 2 from 56 px (a stride-2 stem), 4
+    from 112 px (stride-2 stem and a 3×3 max-pool, as ImageNet ResNets): the first stage
+    sees 28–56 px, so a 224-px image costs ~4× a 28-px one, not 64×."""
+    return 4 if size >= 4 * FIRST_STAGE_MIN else 2 if size >= 2 * FIRST_STAGE_MIN else 1
+
 
 class ModelSpec(Protocol):
     """What every spec has: the name of its family (the key of `families.FAMILIES`)."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from medslim.errors import UsageError
 from medslim.kinds import DataKind
 from medslim.spaces.families import get_family, input_kind, student_family_names
-from medslim.spaces.specs import MLPSpec, MobileNetSpec, ModelSpec, ResNetSpec
+from medslim.spaces.specs import MLPSpec, MobileNetSpec, ModelSpec, ResNetSpec, stem_factor
 
 if TYPE_CHECKING:
     from torch import nn
@@ -113,7 +113,7 @@ def structural_problem(
         return None
     if len(spec.widths) != len(spec.blocks):
         return f"{len(spec.widths)} widths but {len(spec.blocks)} block counts"
-    size = min(input_shape[1:])
+    size = min(input_shape[1:]) // stem_factor(min(input_shape[1:]))
     for _ in spec.widths[1:]:
         size = (size + 1) // 2  # a stride-2 convolution padded by kernel // 2
     if size < space.min_resolution:

@@ -63,7 +63,9 @@ def add_inspect_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def add_data_dir(parser: argparse.ArgumentParser, why: str) -> None:
-    parser.add_argument("--data-dir", help=f"where this machine keeps MedMNIST files ({why})")
+    parser.add_argument(
+        "--data-dir", help=f"where this machine keeps the data ({why}; default: the study's)"
+    )
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:

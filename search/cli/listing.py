@@ -37,14 +37,26 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from medslim.objectives.data import list_datasets
+    from medslim.objectives.data import default_data_dir, list_datasets, local_sources
 
-    rows = list_datasets(Path(args.data_dir) if args.data_dir else None)
-    print(f"{'name':<16} {'task':<26} {'channels':>8} {'outputs':>7} {'cached':>6}  description")
+    directory = Path(args.data_dir) if args.data_dir else default_data_dir()
+    rows = list_datasets(directory)
+    print(f"data dir: {directory}")
+    print(
+        f"{'name':<16} {'task':<26} {'channels':>8} {'outputs':>7} {'sizes':<15} "
+        f"{'cached':<15} description"
+    )
     for row in rows:
         channels = "-" if row.channels is None else str(row.channels)
+        sizes = ",".join(map(str, row.sizes)) or "-"
+        cached = ",".join(map(str, row.cached_sizes)) or ("yes" if row.cached else "no")
         print(
-            f"{row.name:<16} {row.task:<26} {channels:>8} {row.n_outputs:>7} "
-            f"{'yes' if row.cached else 'no':>6}  {row.description}"
+            f"{row.name:<16} {row.task:<26} {channels:>8} {row.n_outputs:>7} {sizes:<15} "
+            f"{cached:<15} {row.description}"
         )
+    found = local_sources(directory)
+    if found:
+        print(f"\nalso in {directory} (use the path with --dataset):")
+        for name, kind in found:
+            print(f"  {name:<30} {kind}")
     return 0

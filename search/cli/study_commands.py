@@ -9,7 +9,7 @@ import logging
 import shlex
 
 from medslim.errors import UsageError
-from medslim.kinds import METHODS, OBJECTIVES, PRUNING_KINDS
+from medslim.kinds import METHODS, OBJECTIVES, PRUNING_KINDS, TASK_CHOICES
 from medslim.search.config import (
     DEFAULT_OBJECTIVES,
     DEFAULT_SCREEN_MARGIN,
@@ -39,12 +39,33 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         default=DEFAULTS.dataset,
-        help="a registered name (see `medslim datasets`) or a MedMNIST-layout "
-        ".npz path (default: %(default)s)",
+        help="a registered name (see `medslim datasets`), an image folder "
+        "(root/<class>/* or root/{train,val,test}/<class>/*), a CSV manifest "
+        "(path,label[,split]) or a MedMNIST-layout .npz (default: %(default)s)",
     )
     parser.add_argument(
         "--data-dir",
-        help="where MedMNIST files are cached (default: $MEDSLIM_DATA_DIR or the user cache)",
+        help="where MedMNIST files and decoded images are cached (default: "
+        "$MEDSLIM_DATA_DIR or the user cache)",
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        help="image size in pixels: 28, 64, 128 or 224 for MedMNIST+ names; folders, CSVs "
+        "and .npz files are resized (default: the file's size for .npz and MedMNIST, 224 "
+        "for folders and CSVs)",
+    )
+    parser.add_argument(
+        "--task",
+        choices=TASK_CHOICES,
+        help="the task of a folder, CSV or .npz (default: inferred from the labels)",
+    )
+    parser.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        help="convert every image to grey (1) or RGB (3); needed when files mix both "
+        "(default: as the images are)",
     )
     parser.add_argument(
         "--model",
@@ -247,6 +268,9 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         force_config=args.force_config,
         workers=args.workers,
         heartbeat=args.heartbeat,
+        size=args.size,
+        task=args.task,
+        channels=args.channels,
     )
 
 
@@ -288,7 +312,9 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         "--trials", type=int, help="finished trials to reach (default: the run's --trials)"
     )
     parser.add_argument("--device", default=DEFAULTS.device, help="auto, cpu or cuda")
-    parser.add_argument("--data-dir", help="where this machine keeps MedMNIST files")
+    parser.add_argument(
+        "--data-dir", help="where this machine keeps the data (default: the study's)"
+    )
     parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     parser.add_argument("--seed", type=int, help="sampler seed (default: random per worker)")
     add_quiet(parser)

@@ -51,13 +51,13 @@ def export_trial(
 
 def validation_inputs(ref: StudyRef, bundle: ModelBundle, data_dir: Path | None) -> torch.Tensor:
     """A batch of the study's validation inputs (the data the model was selected on)."""
-    from medslim.objectives.data import load_dataset
+    from medslim.search.inspection.reopen import study_data
 
     config = ref.config()
-    data = load_dataset(config.dataset, data_dir=data_dir, seed=config.seed)
+    data = study_data(ref, data_dir)
     if list(data.input_shape) != bundle.spec["input_shape"]:
         raise UsageError(f"dataset {config.dataset!r} no longer matches the stored model")
-    return data.val.x[:CHECK_BATCH].cpu()
+    return data.val.batch(slice(0, CHECK_BATCH)).cpu().contiguous()
 
 
 def export_onnx(model: nn.Module, inputs: torch.Tensor, out: Path) -> OnnxCheck:

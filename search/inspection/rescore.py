@@ -103,8 +103,8 @@ class Predictions:
 def model_predictions(model: nn.Module, data: Dataset) -> Predictions:
     """The one place a front member's model meets the test split."""
     return Predictions(
-        test=predict_scores(model, data.test.x, data.task),
-        val=predict_scores(model, data.val.x, data.task),
+        test=predict_scores(model, data.test, data.task),
+        val=predict_scores(model, data.val, data.task),
     )
 
 

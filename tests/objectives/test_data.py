@@ -88,8 +88,10 @@ def test_local_npz_infers_task_and_shapes(
         part = getattr(dataset, split)
         n = len(arrays[f"{split}_labels"])
         assert len(part) == n
-        assert part.x.shape == (n, channels, 6, 5)
-        assert part.x.dtype == torch.float32 and part.x.is_contiguous()
+        assert part.x.shape == (n, 6, 5, channels) and part.x.dtype == torch.uint8
+        inputs = part.batch(slice(None))
+        assert inputs.shape == (n, channels, 6, 5)
+        assert inputs.dtype == torch.float32 and inputs.is_contiguous()
         if task.startswith("multi-label"):
             assert part.y.dtype == torch.float32 and part.y.shape == (n, n_outputs)
         else:
@@ -103,22 +105,22 @@ def test_images_normalised_with_train_statistics(tmp_path: Path, rgb: bool) -> N
     arrays = make_arrays(four_classes, rgb=rgb)
     dataset = load_dataset(str(save(tmp_path / "norm.npz", arrays)))
 
-    train = dataset.train.x
+    train = dataset.train.batch(slice(None))
     assert torch.allclose(train.mean(dim=(0, 2, 3)), torch.zeros(train.shape[1]), atol=1e-5)
     assert torch.allclose(train.std(dim=(0, 2, 3), correction=0), torch.ones(train.shape[1]))
     scaled = arrays["train_images"].reshape(24, 6, 5, -1) / 255.0
     mean, std = scaled.mean(axis=(0, 1, 2)), scaled.std(axis=(0, 1, 2))
     val = (arrays["val_images"].reshape(10, 6, 5, -1) / 255.0 - mean) / std
     expected = torch.from_numpy(val.transpose(0, 3, 1, 2)).float()
-    assert torch.allclose(dataset.val.x, expected, atol=1e-5)
+    assert torch.allclose(dataset.val.batch(slice(None)), expected, atol=1e-5)
 
 
 def test_constant_channel_stays_finite(tmp_path: Path) -> None:
     arrays = make_arrays()
     arrays["train_images"][:] = 7
     dataset = load_dataset(str(save(tmp_path / "flat.npz", arrays)))
-    assert torch.all(dataset.train.x == 0)
-    assert torch.isfinite(dataset.val.x).all()
+    assert torch.all(dataset.train.batch(slice(None)) == 0)
+    assert torch.isfinite(dataset.val.batch(slice(None))).all()
 
 
 @pytest.fixture
@@ -127,7 +129,9 @@ def retina_md5(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[dic
 
     def make(arrays: dict[str, np.ndarray]) -> Path:
         path = save(tmp_path / "myretina.npz", arrays)
-        official = replace(medmnist.DATASETS["retinamnist"], md5=medmnist.md5(path))
+        retina = medmnist.DATASETS["retinamnist"]
+        files = {**retina.files, 28: medmnist.FileInfo(retina.url, medmnist.md5(path))}
+        official = replace(retina, files=files)
         monkeypatch.setitem(medmnist.DATASETS, "retinamnist", official)
         return path
 

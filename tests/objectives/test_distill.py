@@ -19,6 +19,7 @@ from medslim.objectives.distill import (
     teacher_train_logits,
 )
 from medslim.objectives.evaluate import Budget
+from medslim.objectives.split import Split
 from medslim.objectives.training import Recipe, predict_logits, train
 from medslim.spaces.families import build_model
 from medslim.spaces.specs import MLPSpec, ResNetSpec
@@ -36,7 +37,7 @@ def data():
 def teacher(data):
     torch.manual_seed(0)
     model = build_model(TEACHER, data.input_shape, data.n_outputs)
-    return train(model, data.train.x, data.train.y, data.task, Recipe(epochs=5, batch_size=64))
+    return train(model, data.train, data.task, Recipe(epochs=5, batch_size=64))
 
 
 def test_kd_loss_matches_a_hand_computation() -> None:
@@ -84,7 +85,7 @@ def test_multi_label_soft_loss_is_a_bernoulli_kl() -> None:
 def test_cached_teacher_logits_equal_fresh_ones(
     data, teacher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fresh = predict_logits(teacher, data.train.x)
+    fresh = predict_logits(teacher, data.train)
     first = teacher_train_logits(teacher, data, tmp_path)
     assert torch.equal(first, fresh)
     (file,) = tmp_path.glob("logits-*.pt")
@@ -104,22 +105,22 @@ def test_cached_teacher_logits_equal_fresh_ones(
 
 
 def test_distillation_without_soft_weight_trains_like_plain_training(data, teacher) -> None:
-    signal = TeacherSignal(teacher, TEACHER, predict_logits(teacher, data.train.x))
+    signal = TeacherSignal(teacher, TEACHER, predict_logits(teacher, data.train))
     recipe = Recipe(epochs=2, batch_size=64)
     torch.manual_seed(1)
     plain = build_model(MLPSpec(hidden=(8,)), data.input_shape, data.n_outputs)
     distilled = copy.deepcopy(plain)
     torch.manual_seed(2)  # the same dropout draws for both
-    train(plain, data.train.x, data.train.y, data.task, recipe)
+    train(plain, data.train, data.task, recipe)
     loss = Distiller(signal, DistillSettings(alpha=0.0), data.task, augment=False)
     torch.manual_seed(2)
-    train(distilled, data.train.x, data.train.y, data.task, recipe, loss=loss)
+    train(distilled, data.train, data.task, recipe, loss=loss)
     for a, b in zip(plain.state_dict().values(), distilled.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
 def test_student_with_feature_loss_trains_adapters_and_leaves_no_hooks(data, teacher) -> None:
-    signal = TeacherSignal(teacher, TEACHER, predict_logits(teacher, data.train.x))
+    signal = TeacherSignal(teacher, TEACHER, predict_logits(teacher, data.train))
     settings = DistillSettings(temperature=3.0, alpha=0.7, feature_weight=1.0)
     recipe = Recipe(epochs=20, batch_size=64)
     student, scores = evaluate_student(
@@ -136,7 +137,7 @@ def test_feature_adapters_match_channels_and_resolution() -> None:
     spec = ResNetSpec(widths=(8, 16, 32), blocks=(1, 1, 1))
     teacher = build_model(spec, shape, 2).eval()
     x = torch.randn(8, *shape)
-    signal = TeacherSignal(teacher, spec, predict_logits(teacher, x))
+    signal = TeacherSignal(teacher, spec, predict_logits(teacher, Split(x, torch.zeros(8))))
     student_spec = ResNetSpec(widths=(4, 8), blocks=(1, 1))
     student = build_model(student_spec, shape, 2)
     loss = Distiller(signal, DistillSettings(feature_weight=1.0), "binary-class", augment=False)

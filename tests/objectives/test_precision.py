@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from medslim.objectives import training
+from medslim.objectives.split import Split
 from medslim.objectives.training import (
     Recipe,
     predict_logits,
@@ -21,14 +22,14 @@ TASK = "binary-class"
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def _images(n: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+def _images(n: int = 128) -> Split:
     """Two separable classes of 3×8×8 images: bright top half or bright bottom half."""
     generator = torch.Generator().manual_seed(0)
     y = torch.randint(0, 2, (n,), generator=generator)
     x = torch.randn(n, 3, 8, 8, generator=generator) * 0.5
     x[y == 1, :, :4] += 1.0
     x[y == 0, :, 4:] += 1.0
-    return x, y
+    return Split(x, y)
 
 
 def _net() -> nn.Sequential:
@@ -44,8 +45,7 @@ def _net() -> nn.Sequential:
 
 
 def _trained(recipe: Recipe) -> nn.Module:
-    x, y = _images()
-    return train(_net(), x, y, TASK, recipe, seed=1)
+    return train(_net(), _images(), TASK, recipe, seed=1)
 
 
 def _conv_outputs(model: nn.Sequential) -> list[torch.Tensor]:
@@ -56,20 +56,21 @@ def _conv_outputs(model: nn.Sequential) -> list[torch.Tensor]:
 
 
 def test_bf16_training_on_the_cpu_learns_and_keeps_fp32_parameters() -> None:
-    x, y = _images()
+    data = _images()
+    x, y = data.x, data.y
     model = _net()
     before = task_loss(model(x), y, TASK).mean().item()
     outputs = _conv_outputs(model)
-    train(model, x, y, TASK, replace(RECIPE, precision="bf16"), seed=1)
+    train(model, data, TASK, replace(RECIPE, precision="bf16"), seed=1)
     assert outputs and all(out.dtype == torch.bfloat16 for out in outputs)  # autocast was on
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    logits = predict_logits(model, x, precision="fp32")
+    logits = predict_logits(model, data, precision="fp32")
     assert task_loss(logits, y, TASK).mean().item() < 0.2 * before
     assert (logits.argmax(1) == y).float().mean().item() > 0.95
 
 
 def test_bf16_logits_are_fp32_and_close_to_the_fp32_logits() -> None:
-    x, _ = _images()
+    x = _images()
     model = _trained(RECIPE)
     exact = predict_logits(model, x, precision="fp32")
     rounded = predict_logits(model, x, precision="bf16")
@@ -80,7 +81,7 @@ def test_bf16_logits_are_fp32_and_close_to_the_fp32_logits() -> None:
 
 
 def test_bf16_batchnorm_statistics_are_close_to_the_fp32_ones() -> None:
-    x, _ = _images()
+    x = _images()
     exact, rounded = _net(), _net()
     recalibrate_batchnorm(exact, x, batches=4, batch_size=32, precision="fp32")
     recalibrate_batchnorm(rounded, x, batches=4, batch_size=32, precision="bf16")
@@ -102,8 +103,10 @@ def test_auto_on_the_cpu_trains_exactly_as_fp32() -> None:
     "use",
     [
         lambda: Recipe(precision="fp16"),
-        lambda: predict_logits(nn.Linear(2, 2), torch.zeros(1, 2), precision="fp16"),
-        lambda: recalibrate_batchnorm(_net(), _images()[0], precision="fp16"),
+        lambda: predict_logits(
+            nn.Linear(2, 2), Split(torch.zeros(1, 2), torch.zeros(1)), precision="fp16"
+        ),
+        lambda: recalibrate_batchnorm(_net(), _images(), precision="fp16"),
     ],
 )
 def test_an_unknown_precision_is_refused_naming_the_valid_ones(use: Callable[[], object]) -> None:
@@ -112,13 +115,13 @@ def test_an_unknown_precision_is_refused_naming_the_valid_ones(use: Callable[[],
 
 
 def test_channels_last_batches_train_like_contiguous_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    x, y = _images()
-    assert not x.is_contiguous(memory_format=torch.channels_last)
+    x = _images()
+    assert not x.x.is_contiguous(memory_format=torch.channels_last)
     plain = _trained(RECIPE)
     monkeypatch.setattr(training, "channels_last_for", lambda batch: batch.dim() == 4)
     model = _net()
     outputs = _conv_outputs(model)
-    train(model, x, y, TASK, RECIPE, seed=1)
+    train(model, x, TASK, RECIPE, seed=1)
     logits = predict_logits(model, x)
     assert outputs and all(o.is_contiguous(memory_format=torch.channels_last) for o in outputs)
     assert all(p.is_contiguous() for p in model.parameters())  # the model keeps its layout
@@ -127,18 +130,18 @@ def test_channels_last_batches_train_like_contiguous_ones(monkeypatch: pytest.Mo
 
 def test_training_turns_cudnn_autotuning_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
-    x, y = _images(32)
-    train(_net(), x, y, TASK, replace(RECIPE, epochs=1), seed=1)
+    train(_net(), _images(32), TASK, replace(RECIPE, epochs=1), seed=1)
     assert torch.backends.cudnn.benchmark is False
 
 
 @needs_cuda
 def test_auto_on_cuda_trains_in_bf16_channels_last(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
-    x, y = (t.cuda() for t in _images())
+    x = _images().to(torch.device("cuda"))
+    y = x.y
     model = _net().cuda()
     outputs = _conv_outputs(model)
-    train(model, x, y, TASK, RECIPE, seed=1)  # a non-finite loss would raise
+    train(model, x, TASK, RECIPE, seed=1)  # a non-finite loss would raise
     assert all(o.dtype == torch.bfloat16 for o in outputs)
     assert all(o.is_contiguous(memory_format=torch.channels_last) for o in outputs)
     assert all(p.dtype == torch.float32 and p.is_contiguous() for p in model.parameters())

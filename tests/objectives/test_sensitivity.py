@@ -19,9 +19,9 @@ def test_curves_cover_every_unit_and_drop_relative_to_the_teacher() -> None:
     torch.manual_seed(0)
     data = load_dataset("breast-cancer", seed=0)
     teacher = build_model(MLPSpec(hidden=(32, 16)), data.input_shape, data.n_outputs)
-    train(teacher, data.train.x, data.train.y, data.task, Recipe(epochs=20, batch_size=64))
+    train(teacher, data.train, data.task, Recipe(epochs=20, batch_size=64))
     auc, _ = split_scores(teacher, data.val, data.task)
-    units = list(prunable_units(teacher, data.train.x[:2], "structured"))
+    units = list(prunable_units(teacher, data.train.batch(slice(0, 2)), "structured"))
     curves = sensitivity_curves(teacher, data, units, teacher_auc=auc, ratios=(0.0, 0.95))
     assert [c.unit for c in curves] == units
     for curve in curves:

@@ -7,8 +7,9 @@ import torch
 
 from medslim.errors import UsageError
 from medslim.objectives.data import load_dataset
-from medslim.objectives.teacher import obtain_teacher, teacher_key
-from medslim.objectives.training import Recipe
+from medslim.objectives.evaluate import split_scores
+from medslim.objectives.teacher import BestOnVal, obtain_teacher, teacher_key
+from medslim.objectives.training import Recipe, train
 from medslim.spaces.families import build_model
 from medslim.spaces.specs import MLPSpec
 
@@ -73,3 +74,18 @@ def test_teacher_file_is_loaded_and_a_mismatch_is_explained(tmp_path: Path) -> N
                 device=torch.device("cpu"),
                 teacher_file=bad,
             )
+
+
+def test_a_trained_teacher_keeps_its_best_val_epoch(tmp_path: Path) -> None:
+    data = load_dataset("breast-cancer", seed=0)
+    seen: list[float] = []
+    model = build_model(SPEC, data.input_shape, data.n_outputs)
+    best = BestOnVal(data)
+
+    def record(epoch: int, m: torch.nn.Module) -> None:
+        best(epoch, m)
+        seen.append(best.auc)
+
+    train(model, data.train, data.task, Recipe(epochs=15, batch_size=64, lr=5e-2), on_epoch=record)
+    best.restore(model)
+    assert split_scores(model, data.val, data.task)[0] == best.auc == max(seen)

@@ -1,0 +1,77 @@
+"""DICOM pixels as a viewer shows them (needs `pip install 'medslim[dicom]'`, pydicom):
+the modality LUT (rescale slope/intercept) and the VOI LUT or window applied, MONOCHROME1
+inverted so that bright means dense in every image, then scaled to 0–255. Pixel spacing
+is ignored (images are resized to the study's size like any other)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from medslim.errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+SUFFIXES = (".dcm", ".dicom")
+_INSTALL = "pip install 'medslim[dicom]'"
+
+
+def is_dicom(path: Path) -> bool:
+    return path.suffix.lower() in SUFFIXES
+
+
+def _pydicom() -> Any:
+    try:
+        import pydicom
+        import pydicom.pixels
+    except ImportError as error:
+        raise UsageError(f"reading DICOM files needs pydicom: {_INSTALL}") from error
+    return pydicom
+
+
+def channels(path: Path) -> int:
+    """1 or 3, from the header (SamplesPerPixel)."""
+    pydicom = _pydicom()
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+    except (OSError, pydicom.errors.InvalidDicomError) as error:
+        raise _undecodable(path, error) from error
+    return 3 if int(header.get("SamplesPerPixel", 1)) == 3 else 1
+
+
+def decode(path: Path) -> Image.Image:
+    """One 2D frame as a Pillow image (L, or RGB for colour files)."""
+    from PIL import Image
+
+    from medslim.objectives.imagefiles import to_uint8
+
+    pydicom = _pydicom()
+    try:
+        dataset = pydicom.dcmread(path)
+        pixels = dataset.pixel_array
+    except Exception as error:  # pydicom raises many kinds for data it cannot decode
+        raise _undecodable(path, error) from error
+    if int(dataset.get("NumberOfFrames", 1)) > 1:
+        raise DataError(
+            f"{path}: a multi-frame DICOM ({dataset.NumberOfFrames} frames); "
+            "medslim reads 2D images: export one frame per file"
+        )
+    if int(dataset.get("SamplesPerPixel", 1)) == 3:
+        return Image.fromarray(to_uint8(np.asarray(pixels, np.float64)), "RGB")
+    values = pydicom.pixels.apply_modality_lut(pixels, dataset)
+    values = pydicom.pixels.apply_voi_lut(values, dataset)
+    values = np.asarray(values, np.float64)
+    if dataset.get("PhotometricInterpretation") == "MONOCHROME1":
+        values = values.max() - values  # MONOCHROME1: low values are bright
+    return Image.fromarray(to_uint8(values), "L")
+
+
+def _undecodable(path: Path, error: Exception) -> DataError:
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return DataError(
+        f"{path}: pydicom cannot decode this file ({reason}); a compressed transfer syntax "
+        "may need pylibjpeg or gdcm installed, or convert the file"
+    )

@@ -1,0 +1,205 @@
+"""Image files with their labels and splits, read from a folder tree or a CSV manifest.
+
+Folder: `root/{train,val,test}/<class>/*` or `root/<class>/*` (torchvision's ImageFolder
+convention; classes in sorted name order). CSV: columns `path` (relative to the CSV),
+one label column (integers 0..K−1, or class names, sorted) or several 0/1 columns
+(multi-label), and optionally `split` (train/val/test). A split the data does not give is
+carved from train by `assign_splits`: stratified, seeded, 15% each.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from medslim.errors import DataError
+from medslim.objectives.imagefiles import IMAGE_SUFFIXES, is_image
+
+SPLITS = ("train", "val", "test")
+CARVED_SHARE = 0.15
+"""Share of the train pool that becomes val (and test) when the data gives none."""
+_SHOWN = 3
+_PATH, _SPLIT = "path", "split"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Every image file with its label row and its split ("train" until carved)."""
+
+    source: Path
+    files: tuple[Path, ...]
+    labels: np.ndarray
+    splits: tuple[str, ...]
+    class_names: tuple[str, ...]
+    layout: str
+    declared: tuple[str, ...] = ("train",)
+    """Splits the data gives (a split folder, even an empty one, or a CSV's split values);
+    `assign_splits` carves the others out of train."""
+    carved: tuple[str, ...] = ()
+
+    def split_rows(self) -> dict[str, np.ndarray]:
+        return {s: np.flatnonzero(np.asarray(self.splits) == s) for s in SPLITS}
+
+    def digest(self) -> str:
+        """Which file is in which split: the same digest, the same split."""
+        hasher = hashlib.sha256()
+        for file, split in zip(self.files, self.splits, strict=True):
+            hasher.update(f"{os.path.relpath(file, self.source.parent)}\0{split}\n".encode())
+        return hasher.hexdigest()[:16]
+
+
+def read_folder(root: Path) -> Manifest:
+    """`root/{train,val,test}/<class>/*`, or `root/<class>/*` (all train, carved later)."""
+    children = _subfolders(root)
+    if not children:
+        raise DataError(
+            f"{root}: no class folders; lay images out as {root}/<class>/*.png or "
+            f"{root}/train/<class>/*.png (and val/, test/)"
+        )
+    by_split = {name: root / name for name in SPLITS if (root / name).is_dir()}
+    if by_split and "train" not in by_split:
+        raise DataError(f"{root}: has {', '.join(by_split)}/ but no train/; add {root}/train")
+    if not by_split:
+        by_split = {"train": root}
+    classes = tuple(c.name for c in _subfolders(by_split["train"]))
+    if not classes:
+        raise DataError(f"{by_split['train']}: no class folders; put images in <class>/ folders")
+    files: list[Path] = []
+    labels: list[int] = []
+    splits: list[str] = []
+    for split, folder in by_split.items():
+        extra = sorted({c.name for c in _subfolders(folder)} - set(classes))
+        if extra:
+            raise DataError(
+                f"{folder}: class folders {', '.join(extra)} are not in {by_split['train']}; "
+                "every class needs training images"
+            )
+        for index, name in enumerate(classes):
+            found = _images_under(folder / name) if (folder / name).is_dir() else []
+            if not found and split == "train":
+                raise DataError(
+                    f"{folder / name}: class folder with no images "
+                    f"({', '.join(IMAGE_SUFFIXES)}); add images or remove the folder"
+                )
+            files += found
+            labels += [index] * len(found)
+            splits += [split] * len(found)
+    return Manifest(
+        root,
+        tuple(files),
+        np.asarray(labels, np.int64),
+        tuple(splits),
+        classes,
+        "folder",
+        declared=tuple(by_split),
+    )
+
+
+def read_csv(path: Path) -> Manifest:
+    """A CSV manifest: `path`, label column(s), optional `split`."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{path}: not a readable CSV file ({error})") from error
+    label_columns = [c for c in columns if c not in (_PATH, _SPLIT)]
+    if _PATH not in columns or not label_columns:
+        raise DataError(
+            f"{path}: columns are {', '.join(columns) or 'none'}; a manifest needs `path`, "
+            "one `label` column (or several 0/1 label columns) and optionally `split`"
+        )
+    if not rows:
+        raise DataError(f"{path}: no rows; list one image per row")
+    files = tuple((path.parent / row[_PATH]).resolve() for row in rows)
+    missing = [row[_PATH] for row, file in zip(rows, files, strict=True) if not file.is_file()]
+    if missing:
+        raise DataError(
+            f"{path}: {len(missing)} listed files do not exist: {_first(missing)} "
+            f"(paths are relative to {path.parent})"
+        )
+    splits = tuple(_split_of(path, row, number) for number, row in enumerate(rows, 2))
+    labels, names = _labels(path, rows, label_columns)
+    return Manifest(path, files, labels, splits, names, "csv", declared=tuple(set(splits)))
+
+
+def assign_splits(manifest: Manifest, seed: int) -> Manifest:
+    """Val and test carved out of train (stratified by label, seeded) where none is given."""
+    from sklearn.model_selection import train_test_split
+
+    splits = np.asarray(manifest.splits, dtype=object)
+    pool = np.flatnonzero(splits == "train")
+    wanted = [s for s in ("test", "val") if s not in manifest.declared]
+    share = max(1, round(CARVED_SHARE * len(pool)))
+    for split in wanted:
+        rows = np.flatnonzero(splits == "train")
+        labels = manifest.labels[rows]
+        try:
+            _, carved = train_test_split(
+                rows,
+                test_size=share,
+                random_state=seed,
+                stratify=labels if labels.ndim == 1 else None,
+            )
+        except ValueError as error:
+            raise DataError(
+                f"{manifest.source}: cannot carve a {split} split out of {len(rows)} training "
+                f"images ({error}); add images, or give the {split} split explicitly"
+            ) from error
+        splits[carved] = split
+    return replace(manifest, splits=tuple(splits), carved=tuple(wanted))
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images_under(folder: Path) -> list[Path]:
+    found = []
+    for parent, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(parent) / n for n in sorted(names) if is_image(Path(n))]
+    return found
+
+
+def _split_of(path: Path, row: dict[str, str], number: int) -> str:
+    value = row.get(_SPLIT, "train").lower() or "train"
+    value = {"valid": "val", "validation": "val"}.get(value, value)
+    if value not in SPLITS:
+        raise DataError(f"{path}: row {number} has split {value!r}; use train, val or test")
+    return value
+
+
+def _labels(
+    path: Path, rows: list[dict[str, str]], columns: list[str]
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Integers as they are; class names (one column) numbered in sorted order."""
+    values = [[row[c] for c in columns] for row in rows]
+    blank = [str(n) for n, row in enumerate(values, 2) if "" in row]
+    if blank:
+        raise DataError(f"{path}: rows {_first(blank)} have an empty label; label every image")
+    if len(columns) > 1:
+        try:
+            return np.asarray(values, dtype=np.int64), tuple(columns)
+        except ValueError as error:
+            raise DataError(
+                f"{path}: multi-label columns {', '.join(columns)} must hold 0 or 1 ({error})"
+            ) from error
+    column = [row[0] for row in values]
+    try:
+        return np.asarray([int(v) for v in column], np.int64), ()
+    except ValueError:
+        names = tuple(sorted(set(column)))
+        index = {name: i for i, name in enumerate(names)}
+        return np.asarray([index[v] for v in column], np.int64), names
+
+
+def _first(items: list[str]) -> str:
+    more = f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
+    return ", ".join(items[:_SHOWN]) + more

@@ -1,0 +1,56 @@
+"""Find the cached teacher a stored study was compressed from.
+
+A study stores its teacher's cache file name (`teacher.cache_file`). A study made before
+that was stored, or before the teacher recipe or the data's fingerprint changed, is
+matched by content instead: the cached teacher whose val AUC equals the study's stored
+one. Resuming, re-scoring or exporting such a study then uses its own teacher, never a
+new one trained with today's recipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medslim.objectives.data import Dataset
+from medslim.objectives.evaluate import split_scores
+from medslim.spaces.families import build_model
+from medslim.spaces.specs import ModelSpec
+
+logger = logging.getLogger(__name__)
+MATCH_TOLERANCE = 1e-6
+
+
+def study_teacher_file(
+    cache_dir: Path, attrs: dict[str, Any], data: Dataset, spec: ModelSpec
+) -> Path | None:
+    """The study's cached teacher file, or None when no cached file is the study's."""
+    teacher = attrs.get("teacher", {})
+    stored = teacher.get("cache_file")
+    if stored is not None:
+        path = cache_dir / stored
+        return path if path.is_file() else None
+    want = teacher.get("val_auc")
+    if want is None:
+        return None
+    for path in sorted(cache_dir.glob("teacher-*.pt")):
+        auc = _val_auc(path, data, spec)
+        if auc is not None and abs(auc - want) <= MATCH_TOLERANCE:
+            logger.info("teacher of an older study found by its val AUC: %s", path.name)
+            return path
+    return None
+
+
+def _val_auc(path: Path, data: Dataset, spec: ModelSpec) -> float | None:
+    """The val AUC of a cached teacher, or None when it does not fit the model."""
+    model = build_model(spec, data.input_shape, data.n_outputs)
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (RuntimeError, ValueError, OSError, pickle.UnpicklingError):
+        return None
+    auc, _ = split_scores(model.to(data.val.device).eval(), data.val, data.task)
+    return auc

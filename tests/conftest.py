@@ -1,0 +1,155 @@
+"""Image data made inside the tests: generated pixels written as PNG/JPEG folders, CSV
+manifests, DICOM files and MedMNIST+ layout .npz files (the `images` fixture)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medslim.objectives import medmnist
+
+CLASSES = ("effusion", "normal")
+
+
+def pattern(label: int, index: int, size: tuple[int, int] = (40, 36)) -> np.ndarray:
+    """Grey pixels a small CNN can tell apart: class 1 bright on top, class 0 at the bottom."""
+    rng = np.random.default_rng(index)
+    pixels = rng.integers(0, 80, size=(size[1], size[0]), dtype=np.uint8)
+    half = size[1] // 2
+    if label:
+        pixels[:half] += 150
+    else:
+        pixels[half:] += 150
+    return pixels
+
+
+def write_png(path: Path, label: int, index: int, mode: str = "L") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pattern(label, index)).convert(mode).save(path)
+    return path
+
+
+def class_folder(root: Path, per_class: int = 20, mode: str = "L") -> Path:
+    """root/<class>/*.png, no splits given."""
+    for label, name in enumerate(CLASSES):
+        for i in range(per_class):
+            write_png(root / name / f"{name}{i}.png", label, 100 * label + i, mode)
+    return root
+
+
+def split_folder(root: Path) -> Path:
+    """root/{train,val,test}/<class>/*.png."""
+    for split, n in (("train", 12), ("val", 4), ("test", 4)):
+        for label, name in enumerate(CLASSES):
+            for i in range(n):
+                write_png(root / split / name / f"{i}.jpg", label, 1000 * label + i, "L")
+    return root
+
+
+def manifest(root: Path, *, with_split: bool, names: bool = False) -> Path:
+    """labels.csv beside images/*.png, labels as 0/1 (or as class names)."""
+    rows = []
+    for i in range(40):
+        label = i % 2
+        write_png(root / "images" / f"{i}.png", label, i)
+        row = {"path": f"images/{i}.png", "label": CLASSES[label] if names else label}
+        if with_split:
+            row["split"] = "train" if i < 24 else "val" if i < 32 else "test"
+        rows.append(row)
+    path = root / "labels.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_dicom(path: Path, values: np.ndarray, photometric: str, window: tuple[int, int]) -> Path:
+    from pydicom.dataset import Dataset as DicomDataset
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = DicomDataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CR"
+    ds.Rows, ds.Columns = values.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelRepresentation = 0
+    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+    ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = values.astype(np.uint16).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def plus_file(folder: Path, name: str, size: int) -> Path:
+    """A MedMNIST+ layout file at `size` px: the shared 28-px images are not needed, the
+    pixels are generated (6/4/4 per class)."""
+    arrays = {}
+    for split, n in (("train", 12), ("val", 8), ("test", 8)):
+        labels = np.arange(n) % 2
+        images = np.stack([pattern(int(lab), i, (size, size)) for i, lab in enumerate(labels)])
+        arrays[f"{split}_images"] = images
+        arrays[f"{split}_labels"] = labels.reshape(-1, 1).astype(np.uint8)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+class Images:
+    """The builders above, for tests in any folder (`images.class_folder(root)`)."""
+
+    classes = CLASSES
+    pattern = staticmethod(pattern)
+    write_png = staticmethod(write_png)
+    class_folder = staticmethod(class_folder)
+    split_folder = staticmethod(split_folder)
+    manifest = staticmethod(manifest)
+    write_dicom = staticmethod(write_dicom)
+    plus_file = staticmethod(plus_file)
+
+
+@pytest.fixture
+def images() -> type[Images]:
+    return Images
+
+
+@pytest.fixture
+def official_64(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, images: Any
+) -> Callable[[], Path]:
+    """breastmnist_64.npz in a data dir, with its md5 made the official one."""
+
+    def make() -> Path:
+        path = plus_file(tmp_path / "data", "breastmnist_64.npz", 64)
+        info = medmnist.DATASETS["breastmnist"]
+        files = {**info.files, 64: medmnist.FileInfo(info.files[64].url, medmnist.md5(path))}
+        monkeypatch.setitem(medmnist.DATASETS, "breastmnist", replace(info, files=files))
+        from medslim.objectives import data
+
+        entry = data._REGISTRY["breastmnist"]
+        loader = entry.load.func  # type: ignore[attr-defined]
+        new = replace(
+            entry, load=lambda request: loader(medmnist.DATASETS["breastmnist"], request)
+        )
+        monkeypatch.setitem(data._REGISTRY, "breastmnist", new)
+        return path
+
+    return make
