@@ -32,9 +32,15 @@ DEFAULT_SCREEN_MARGIN = 0.02
 ConfigT = TypeVar("ConfigT", bound="StudyConfig")
 
 # Settings that do not change what a trial computes, so they may differ between runs.
+# (`artifacts` is kept in the study on its own, as the study's store for good.)
 RUN_ONLY = frozenset(
-    {"trials", "storage", "study", "device", "workers", "heartbeat", "data_dir", "force_config"}
+    {
+        *("trials", "storage", "study", "device", "workers", "heartbeat", "data_dir"),
+        *("force_config", "artifacts"),
+    }
 )
+STORAGE_ENV = "MEDSLIM_STORAGE"
+"""The storage URL when --storage is not given: keeps a password out of command lines."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class StudyConfig:
     workers: int = 1
     heartbeat: int = 10
     force_config: bool = False
+    artifacts: str | None = None  # the study's artifact store: a folder or s3://bucket/prefix
 
     def __post_init__(self) -> None:
         problems = _problems(self)

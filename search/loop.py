@@ -5,8 +5,10 @@ It runs trials until the study holds exactly the target number of finished ones,
 more, whoever else works on the same study: a trial starts only while finished + running
 trials fall short of the target; when the rest are running elsewhere the loop waits, and on
 an RDB storage a trial whose heartbeats stopped (its worker died) is failed and queued
-again, to be run here or by another worker. Ctrl-C interrupts only where that is safe
-(`Interrupts`), so no trial is left RUNNING.
+again, to be run here or by another worker. A journal file has no heartbeats, so a RUNNING
+trial of a process on this machine that no longer runs is failed and queued again instead.
+Ctrl-C and SIGTERM interrupt only where that is safe (`Interrupts`): the running trial is
+recorded as FAIL and queued again, so no trial is left RUNNING and none is lost.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from medslim.search import signals
 from medslim.search.objective import make_objective
 from medslim.search.records import trial_record
 from medslim.search.screening import was_screened_out
@@ -43,13 +47,23 @@ PRUNED_PER_TRIAL = 10
 @contextmanager
 def quiet_optuna() -> Iterator[None]:
     """Optuna logs every trial (and its dozens of ratios) at INFO; medslim reports progress
-    itself, so Optuna says only warnings while a study is prepared and run."""
+    itself, so Optuna says only warnings while a study is prepared and run, and none with a
+    traceback for a trial that Ctrl-C stopped (the command says that in one line)."""
     previous = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    handlers = logging.getLogger("optuna").handlers
+    for handler in handlers:
+        handler.addFilter(_not_interrupted)
     try:
         yield
     finally:
         optuna.logging.set_verbosity(previous)
+        for handler in handlers:
+            handler.removeFilter(_not_interrupted)
+
+
+def _not_interrupted(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -57,28 +71,31 @@ def finished_count(study: optuna.Study) -> int:
 
 
 class Interrupts:
-    """SIGINT handling for a process that runs trials. Ctrl-C interrupts at once only where
-    that is safe: inside the objective (Optuna records the trial as FAIL), while waiting, or
-    while joining. Elsewhere (Optuna asking for or telling a trial, counting trials) it takes
-    effect at the next safe point, so no trial is left RUNNING and no database session is cut
-    in half. Later SIGINTs are ignored: Ctrl-C reaches a worker from the terminal and from
-    its parent."""
+    """SIGINT and SIGTERM handling for a process that runs trials. Either interrupts at once
+    only where that is safe: inside the objective (Optuna records the trial as FAIL), while
+    waiting, or while joining. Elsewhere (Optuna asking for or telling a trial, counting
+    trials) it takes effect at the next safe point, so no trial is left RUNNING and no
+    database session is cut in half. Later signals are ignored. Outside the main thread,
+    where Python installs no handlers, nothing changes."""
 
     def __init__(self) -> None:
         self.requested = False
         self.interruptible = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> Interrupts:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        if signals.in_main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in signals.STOP_SIGNALS}
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
             return
+        signals.note(signum)
         self.requested = True
         if self.interruptible:
             raise KeyboardInterrupt
@@ -125,6 +142,8 @@ def _run(
     config = session.config
     target = config.trials
     heartbeats = "://" in config.storage
+    if not heartbeats:
+        _release_dead_trials(study, session.storage)
     gate = _Gate(make_objective(session), target, interrupts)
     complete, _ = _count(study)
     stops_early = config.screen is not None or config.method != "prune"
@@ -142,15 +161,25 @@ def _run(
                 if complete >= target:
                     break
                 if complete + running >= target:
-                    if not heartbeats:  # a dead worker's trial would never be released
-                        break
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                        optuna.storages.fail_stale_trials(study)
+                    if heartbeats:
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                            optuna.storages.fail_stale_trials(study)
+                    else:
+                        owners = _release_dead_trials(study, session.storage)
+                        if owners.released:
+                            continue
+                        if not owners.alive:
+                            _say_elsewhere(owners.elsewhere, complete, target)
+                            break
                     with interrupts.allowed():
                         time.sleep(poll)
                     continue
-            study.optimize(gate, n_trials=1, catch=(Exception,), callbacks=[gate.finished])
+            try:
+                study.optimize(gate, n_trials=1, catch=(Exception,), callbacks=[gate.finished])
+            except KeyboardInterrupt:
+                gate.requeue_interrupted(study)
+                raise
             if gate.surplus:  # another worker started at the same moment: back off, look again
                 with interrupts.allowed():
                     time.sleep(random.uniform(0, 2 * poll))
@@ -191,10 +220,12 @@ class _Gate:
         self.surplus = False
         self.room = False
         self.trial: FrozenTrial | None = None
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.running: int | None = None
+        self.worker = worker_name()
 
     def __call__(self, trial: optuna.Trial) -> Any:
         self.surplus = self.room = False
+        self.running = trial.number
         self.interrupts.check()  # Ctrl-C while the trial was asked for: recorded as FAIL
         live = trial.study.get_trials(
             deepcopy=False,
@@ -215,6 +246,20 @@ class _Gate:
 
     def finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.trial = trial
+        self.running = None
+
+    def requeue_interrupted(self, study: optuna.Study) -> None:
+        """The trial a signal stopped is FAIL; queue its parameters again, so a resumed study
+        still runs every baseline and seed (and any trial it was in the middle of)."""
+        if self.running is None:
+            return
+        _requeue(study, study.get_trials(deepcopy=False)[self.running])
+        self.running = None
+
+
+def worker_name() -> str:
+    """`host:pid`, kept on every trial a process runs (see `_release_dead_trials`)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _is_retry(trial: FrozenTrial) -> bool:
@@ -223,10 +268,76 @@ def _is_retry(trial: FrozenTrial) -> bool:
 
 
 def _requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Put back a queued trial (a baseline, a retry) that stepped back, so it is not lost."""
+    """Queue a trial's parameters again (a baseline or retry that stepped back, a trial that
+    was interrupted), with what marks it as a seed, so it is not lost."""
     params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
     if params:
-        study.enqueue_trial(params, user_attrs=trial.user_attrs)
+        kept = {k: v for k, v in trial.user_attrs.items() if k in QUEUE_ATTRS}
+        study.enqueue_trial(params, user_attrs=kept)
+
+
+QUEUE_ATTRS = ("baseline",)
+"""User attrs a queued trial carries (`baseline`: uniform or scaled seed)."""
+
+
+class _Owners(NamedTuple):
+    released: int  # trials of dead local processes, now FAIL and queued again
+    alive: int  # trials of live processes on this machine
+    elsewhere: list[str]  # owners of the rest: other machines, or unknown
+
+
+def _release_dead_trials(study: optuna.Study, storage: BaseStorage) -> _Owners:
+    """A journal file has no heartbeats: a RUNNING trial whose worker was a process on this
+    machine that no longer runs is marked FAIL and queued again."""
+    host = socket.gethostname()
+    study_id = storage.get_study_id_from_name(study.study_name)
+    owners = _Owners(0, 0, [])
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(trial.user_attrs.get("worker", "an unknown process"))
+        owner, _, pid = worker.rpartition(":")
+        if owner != host or not pid.isdigit():
+            owners.elsewhere.append(worker)
+        elif _alive(int(pid)):
+            owners = owners._replace(alive=owners.alive + 1)
+        else:
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            _requeue(study, trial)
+            logger.warning(
+                "trial %d was left RUNNING by process %s, which no longer runs: marked FAIL "
+                "and queued again",
+                trial.number,
+                pid,
+            )
+            owners = owners._replace(released=owners.released + 1)
+    return owners
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():  # not running a trial now: an earlier process with this pid
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _say_elsewhere(owners: list[str], complete: int, target: int) -> None:
+    """Why a journal-file study stops short: its last trials run where this process cannot
+    tell whether they are alive (another machine), and a journal has no heartbeats."""
+    logger.warning(
+        "%d of %d trials finished; %d more are RUNNING in %s, and a journal file has no "
+        "heartbeats to tell whether they are alive: run the same command again when they "
+        "are done or, if those workers are gone, with --trials %d to replace them",
+        complete,
+        target,
+        len(owners),
+        ", ".join(sorted(set(owners))),
+        target + len(owners),
+    )
 
 
 def _count(study: optuna.Study) -> tuple[int, int]:

@@ -82,4 +82,4 @@ def publish(study: optuna.Study) -> ReportData:
 
 def serve(storage_url: str, host: str, port: int) -> None:
     """Serve the dashboard until interrupted (blocks)."""
-    optuna_dashboard.run_server(open_storage(storage_url), host=host, port=port)
+    optuna_dashboard.run_server(open_storage(storage_url, create=False), host=host, port=port)

@@ -1,7 +1,8 @@
-"""Reopen a stored study's data and cached teacher from its config, without training.
+"""Reopen a stored study's data and teacher from its config, without training.
 
 Re-scoring and export need the data splits and the teacher the trials were pruned from;
-the study's stored config says which, and the teacher cache beside the storage holds it.
+the study's stored config says which, and this machine's teacher cache or the study's
+artifact store holds it (checked against the fingerprint the study recorded).
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from medslim.errors import UsageError
 from medslim.objectives.data import Dataset, load_dataset
-from medslim.objectives.teacher import obtain_teacher, teacher_key
 from medslim.search.config import ResolvedConfig
 from medslim.search.session import teacher_recipe
 from medslim.search.stored import StudyRef
+from medslim.search.study_teacher import TeacherSource, obtain_study_teacher
 from medslim.spaces.families import get_preset
 from medslim.spaces.specs import ModelSpec
 
@@ -31,28 +31,21 @@ class Reopened:
 
 
 def reopen(ref: StudyRef, data_dir: Path | None = None) -> Reopened:
-    """Data and teacher (CPU, eval mode) of a study; an error, not a retraining, when the
-    cached teacher is gone."""
+    """Data and teacher (CPU, eval mode) of a study; the teacher fetched from the study's
+    store when this machine has not cached it, and an error, not a retraining, when neither
+    holds it."""
     config = ref.config()
     data = load_dataset(config.dataset, data_dir=data_dir, seed=config.seed)
     spec = get_preset(str(config.model))
-    recipe = teacher_recipe(config, data.kind)
-    cache = ref.files_dir / "teachers"
-    teacher_file = Path(config.teacher) if config.teacher else None
-    if teacher_file is None:
-        cached = cache / f"teacher-{teacher_key(data, spec, recipe, config.seed)}.pt"
-        if not cached.is_file():
-            raise UsageError(
-                f"the teacher of study {ref.name!r} is not cached at {cached}; "
-                "run `medslim run` on this storage again to rebuild it"
-            )
-    teacher, _, _ = obtain_teacher(
+    source = TeacherSource(
         data,
         spec,
-        recipe,
-        seed=config.seed,
-        cache_dir=cache,
-        device=torch.device("cpu"),
-        teacher_file=teacher_file,
+        teacher_recipe(config, data.kind),
+        config.seed,
+        ref.files_dir / "teachers",
+        Path(config.teacher) if config.teacher else None,
     )
-    return Reopened(config, data, teacher, spec)
+    teacher = obtain_study_teacher(
+        source, ref.study, ref.artifacts, torch.device("cpu"), may_train=False
+    )
+    return Reopened(config, data, teacher.model, spec)

@@ -1,0 +1,182 @@
+"""One teacher per study. A study records its teacher's weight fingerprint (in its `teacher`
+user attr) and keeps the weights as its study file `teacher.pt`; every process that runs or
+reads the study uses exactly that teacher: from this machine's cache, fetched from the
+study's store, or trained again (reproducibly) and checked against the fingerprint. A
+teacher that still differs is refused with one line that says what differs and what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from torch import nn
+
+from medslim.errors import UsageError
+from medslim.objectives.data import Dataset
+from medslim.objectives.determinism import weights_fingerprint
+from medslim.objectives.teacher import TeacherScores, obtain_teacher, teacher_cache_path
+from medslim.objectives.training import Recipe
+from medslim.search.artifacts import Artifacts
+from medslim.search.study_files import fetch_study_file, publish_study_file
+from medslim.spaces.specs import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+TEACHER_ATTR = "teacher"
+TEACHER_FILE = "teacher.pt"
+FINGERPRINT = "fingerprint"
+SCORE_TOLERANCE = 1e-6
+"""Val scores of one teacher agree to this across processes (a study made before teachers
+had fingerprints is checked by its scores only)."""
+
+
+@dataclass(frozen=True)
+class StudyTeacher:
+    """The teacher a process uses, where it came from, and how long getting it took."""
+
+    model: nn.Module
+    scores: TeacherScores
+    fingerprint: str
+    source: str  # trained, loaded (this machine's cache), fetched (the study's store), given
+    seconds: float
+    file: Path  # its weights on this machine: the cache file, or the --teacher file
+
+    def record(self, sizes: dict[str, Any]) -> dict[str, Any]:
+        """The study's `teacher` user attr: scores, sizes and the weights' fingerprint."""
+        return {**asdict(self.scores), **sizes, FINGERPRINT: self.fingerprint}
+
+
+@dataclass(frozen=True)
+class TeacherSource:
+    """What determines a teacher: the data, model, recipe and seed, or a --teacher file."""
+
+    data: Dataset
+    spec: ModelSpec
+    recipe: Recipe
+    seed: int
+    cache_dir: Path
+    teacher_file: Path | None = None
+
+    @property
+    def cache_file(self) -> Path:
+        return teacher_cache_path(self.cache_dir, self.data, self.spec, self.recipe, self.seed)
+
+    def load(self, device: torch.device) -> tuple[nn.Module, TeacherScores, bool]:
+        return obtain_teacher(
+            self.data,
+            self.spec,
+            self.recipe,
+            seed=self.seed,
+            cache_dir=self.cache_dir,
+            device=device,
+            teacher_file=self.teacher_file,
+        )
+
+
+def obtain_study_teacher(
+    source: TeacherSource,
+    study: optuna.Study | None,
+    store: Artifacts,
+    device: torch.device,
+    *,
+    may_train: bool = True,
+) -> StudyTeacher:
+    """The teacher of `study` (None: a study about to be made) on `device`.
+
+    This machine's cached teacher is used when its fingerprint matches the study's; a
+    missing or different one is fetched from the study's store; failing that it is trained
+    (`may_train`; readers never train) and must then match. Raises `UsageError` otherwise.
+    """
+    start = time.monotonic()
+    expected = recorded_teacher(study)
+    given = source.teacher_file is not None
+    fetched = False
+    if not given and study is not None and not source.cache_file.is_file():
+        fetched = fetch_study_file(study, store, TEACHER_FILE, source.cache_file)
+    if not given and not source.cache_file.is_file() and not may_train:
+        raise UsageError(
+            f"the teacher of study {study.study_name if study else '?'!r} is neither cached "
+            f"at {source.cache_file} nor kept in its store {store.url}; run `medslim run` on "
+            "this storage again to rebuild it"
+        )
+    model, scores, trained = source.load(device)
+    fingerprint = weights_fingerprint(model)
+    problem = teacher_difference(expected, fingerprint, scores)
+    if problem and not given and not fetched and study is not None:
+        if fetch_study_file(study, store, TEACHER_FILE, source.cache_file):
+            logger.warning("this machine's teacher differs (%s): using the study's", problem)
+            fetched, trained = True, False
+            model, scores, _ = source.load(device)
+            fingerprint = weights_fingerprint(model)
+            problem = teacher_difference(expected, fingerprint, scores)
+    if problem:
+        raise UsageError(_refusal(problem, study, source, store))
+    origin = "given" if given else "fetched" if fetched else "trained" if trained else "loaded"
+    file = source.teacher_file if source.teacher_file is not None else source.cache_file
+    return StudyTeacher(model, scores, fingerprint, origin, time.monotonic() - start, file)
+
+
+def recorded_teacher(study: optuna.Study | None) -> dict[str, Any] | None:
+    """What the study recorded of its teacher, once it is set up."""
+    if study is None:
+        return None
+    record: dict[str, Any] | None = study.user_attrs.get(TEACHER_ATTR)
+    return record
+
+
+def teacher_difference(
+    expected: dict[str, Any] | None, fingerprint: str, scores: TeacherScores
+) -> str | None:
+    """How a teacher differs from the study's record (None: it is the same teacher)."""
+    if expected is None:
+        return None
+    differ = [
+        f"val {name[4:].upper()} {getattr(scores, name):.6f} vs {expected[name]:.6f}"
+        for name in ("val_auc", "val_acc")
+        if name in expected and abs(getattr(scores, name) - expected[name]) > SCORE_TOLERANCE
+    ]
+    recorded = expected.get(FINGERPRINT)
+    if recorded is not None and recorded != fingerprint:
+        return f"weights {fingerprint} vs {recorded}, " + (
+            ", ".join(differ) if differ else "with the same val scores"
+        )
+    if differ and recorded is not None:
+        return f"the same weights, but {', '.join(differ)}: this machine's data differs"
+    return ", ".join(differ) or None
+
+
+def _refusal(
+    problem: str, study: optuna.Study | None, source: TeacherSource, store: Artifacts
+) -> str:
+    name = study.study_name if study is not None else "?"
+    if source.teacher_file is not None:
+        return (
+            f"teacher file {source.teacher_file} differs from study {name!r}'s teacher "
+            f"({problem}); use the file the study was made with"
+        )
+    return (
+        f"this machine's teacher differs from study {name!r}'s ({problem}), and the study's "
+        f"store {store.url} does not hold it; copy {source.cache_file.name} from the machine "
+        f"that made the study into {source.cache_dir}, or make the study with --artifacts "
+        "(a shared folder or s3://bucket/prefix) so that every machine fetches it"
+    )
+
+
+def publish_teacher(study: optuna.Study, store: Artifacts, teacher: StudyTeacher) -> None:
+    """Keep the teacher's weights in the study's store, for machines without it."""
+    publish_study_file(study, store, teacher.file, TEACHER_FILE)
+
+
+def describe_teacher(teacher: StudyTeacher) -> str:
+    """One log line: where the teacher came from, how long that took, and its scores."""
+    return (
+        f"teacher {teacher.source} in {teacher.seconds:.1f} s: val AUC "
+        f"{teacher.scores.val_auc:.4f}, val ACC {teacher.scores.val_acc:.4f} "
+        f"(weights {teacher.fingerprint})"
+    )
