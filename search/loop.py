@@ -47,23 +47,13 @@ PRUNED_PER_TRIAL = 10
 @contextmanager
 def quiet_optuna() -> Iterator[None]:
     """Optuna logs every trial (and its dozens of ratios) at INFO; medslim reports progress
-    itself, so Optuna says only warnings while a study is prepared and run, and none with a
-    traceback for a trial that Ctrl-C stopped (the command says that in one line)."""
+    itself, so Optuna says only warnings while a study is prepared and run."""
     previous = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    handlers = logging.getLogger("optuna").handlers
-    for handler in handlers:
-        handler.addFilter(_not_interrupted)
     try:
         yield
     finally:
         optuna.logging.set_verbosity(previous)
-        for handler in handlers:
-            handler.removeFilter(_not_interrupted)
-
-
-def _not_interrupted(record: logging.LogRecord) -> bool:
-    return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -105,6 +95,23 @@ class Interrupts:
             raise KeyboardInterrupt
 
     @contextmanager
+    def silencing_optuna(self) -> Iterator[None]:
+        """Once a stop is requested, Optuna's own lines (the stopped trial "failed", with a
+        traceback) are dropped: the command says what happened in one line."""
+        handlers = logging.getLogger("optuna").handlers
+
+        def until_stopped(record: logging.LogRecord) -> bool:
+            return not self.requested
+
+        for handler in handlers:
+            handler.addFilter(until_stopped)
+        try:
+            yield
+        finally:
+            for handler in handlers:
+                handler.removeFilter(until_stopped)
+
+    @contextmanager
     def allowed(self) -> Iterator[None]:
         self.check()
         self.interruptible = True
@@ -126,7 +133,7 @@ def run_trials(
     `progress`: a progress bar on stderr (None: only when stderr is a terminal).
     `on_trial` sees every trial this loop ran, once it is finished, failed or pruned.
     """
-    with Interrupts() as interrupts:
+    with Interrupts() as interrupts, interrupts.silencing_optuna():
         return _run(session, interrupts, progress=progress, poll=poll, on_trial=on_trial)
 
 

@@ -17,7 +17,7 @@ import optuna
 import torch
 from torch import nn
 
-from medslim.errors import UsageError
+from medslim.errors import StorageError, UsageError
 from medslim.objectives.data import Dataset
 from medslim.objectives.determinism import weights_fingerprint
 from medslim.objectives.teacher import TeacherScores, obtain_teacher, teacher_cache_path
@@ -95,31 +95,55 @@ def obtain_study_teacher(
     """
     start = time.monotonic()
     expected = recorded_teacher(study)
-    given = source.teacher_file is not None
-    fetched = False
-    if not given and study is not None and not source.cache_file.is_file():
-        fetched = fetch_study_file(study, store, TEACHER_FILE, source.cache_file)
-    if not given and not source.cache_file.is_file() and not may_train:
+    fetch = _Fetch(study, store, source)
+    cached = source.teacher_file is not None or source.cache_file.is_file()
+    if not cached:
+        cached = fetch()
+    if not may_train and not cached:
         raise UsageError(
-            f"the teacher of study {study.study_name if study else '?'!r} is neither cached "
-            f"at {source.cache_file} nor kept in its store {store.url}; run `medslim run` on "
-            "this storage again to rebuild it"
+            f"the teacher of study {fetch.name!r} is not cached at {source.cache_file}, and "
+            f"its store cannot give it ({fetch.failure}); run `medslim run` on this storage "
+            "again to rebuild it"
         )
     model, scores, trained = source.load(device)
     fingerprint = weights_fingerprint(model)
     problem = teacher_difference(expected, fingerprint, scores)
-    if problem and not given and not fetched and study is not None:
-        if fetch_study_file(study, store, TEACHER_FILE, source.cache_file):
-            logger.warning("this machine's teacher differs (%s): using the study's", problem)
-            fetched, trained = True, False
-            model, scores, _ = source.load(device)
-            fingerprint = weights_fingerprint(model)
-            problem = teacher_difference(expected, fingerprint, scores)
+    if problem and not fetch.done and fetch():
+        logger.warning("this machine's teacher differs (%s): using the study's", problem)
+        model, scores, trained = source.load(device)
+        fingerprint = weights_fingerprint(model)
+        problem = teacher_difference(expected, fingerprint, scores)
     if problem:
-        raise UsageError(_refusal(problem, study, source, store))
-    origin = "given" if given else "fetched" if fetched else "trained" if trained else "loaded"
+        raise UsageError(_refusal(problem, fetch, source))
+    given = source.teacher_file is not None
+    origin = "given" if given else "fetched" if fetch.done else "trained" if trained else "loaded"
     file = source.teacher_file if source.teacher_file is not None else source.cache_file
     return StudyTeacher(model, scores, fingerprint, origin, time.monotonic() - start, file)
+
+
+class _Fetch:
+    """Fetch the study's teacher into this machine's cache, at most once; remembers why it
+    could not (no study yet, a --teacher file, no copy in the store, the store failing)."""
+
+    def __init__(self, study: optuna.Study | None, store: Artifacts, source: TeacherSource):
+        self.study = study
+        self.store = store
+        self.source = source
+        self.done = False
+        self.failure = "the study is not made yet"
+        self.name = study.study_name if study is not None else "?"
+
+    def __call__(self) -> bool:
+        if self.study is None or self.source.teacher_file is not None:
+            return False
+        self.failure = f"{self.store.url} holds no copy"
+        try:
+            self.done = fetch_study_file(
+                self.study, self.store, TEACHER_FILE, self.source.cache_file
+            )
+        except StorageError as error:
+            self.failure = str(error)
+        return self.done
 
 
 def recorded_teacher(study: optuna.Study | None) -> dict[str, Any] | None:
@@ -151,20 +175,17 @@ def teacher_difference(
     return ", ".join(differ) or None
 
 
-def _refusal(
-    problem: str, study: optuna.Study | None, source: TeacherSource, store: Artifacts
-) -> str:
-    name = study.study_name if study is not None else "?"
+def _refusal(problem: str, fetch: _Fetch, source: TeacherSource) -> str:
     if source.teacher_file is not None:
         return (
-            f"teacher file {source.teacher_file} differs from study {name!r}'s teacher "
+            f"teacher file {source.teacher_file} differs from study {fetch.name!r}'s teacher "
             f"({problem}); use the file the study was made with"
         )
     return (
-        f"this machine's teacher differs from study {name!r}'s ({problem}), and the study's "
-        f"store {store.url} does not hold it; copy {source.cache_file.name} from the machine "
-        f"that made the study into {source.cache_dir}, or make the study with --artifacts "
-        "(a shared folder or s3://bucket/prefix) so that every machine fetches it"
+        f"this machine's teacher differs from study {fetch.name!r}'s ({problem}), and the "
+        f"study's store cannot give it ({fetch.failure}); copy {source.cache_file.name} from "
+        f"the machine that made the study into {source.cache_dir}, or make the study with "
+        "--artifacts (a shared folder or s3://bucket/prefix) so that every machine fetches it"
     )
 
 
