@@ -60,6 +60,16 @@ def medslim(tmp_path: Path) -> Medslim:
     return Medslim(tmp_path)
 
 
+@pytest.fixture
+def machine(tmp_path: Path) -> Callable[..., Medslim]:
+    """`machine(name, env)`: one more "machine", with its own cache and working directory."""
+
+    def make(name: str, env: dict[str, str] | None = None) -> Medslim:
+        return Medslim(tmp_path / name, env)
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def tiny_study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 5-trial study in `m.db` (models and teacher cached beside it), run once per
@@ -213,10 +223,34 @@ def freeze_a_worker_mid_trial(
 
 
 @pytest.fixture
-def freeze_mid_trial() -> Callable[[str, str, subprocess.Popen[str]], Victim]:
-    """`freeze(storage, study, run)`: a worker of `run` stopped mid-trial (see above)."""
+def freeze_mid_trial() -> Callable[..., Victim]:
+    """`freeze(storage, study, run, among=...)`: a worker stopped mid-trial while `run`
+    goes on (see above)."""
 
-    def freeze(storage: str, study: str, run: subprocess.Popen[str]) -> Victim:
-        return freeze_a_worker_mid_trial(storage, study, lambda: run.poll() is None)
+    def freeze(
+        storage: str,
+        study: str,
+        run: subprocess.Popen[str],
+        among: Callable[[int], bool] = lambda pid: True,
+    ) -> Victim:
+        return freeze_a_worker_mid_trial(storage, study, lambda: run.poll() is None, among)
 
     return freeze
+
+
+@pytest.fixture
+def wait_for_study() -> Callable[[str, str, subprocess.Popen[str]], None]:
+    """`wait(storage, study, run)`: until `run` has made the PostgreSQL study and set it up
+    (its config is the last thing a first run writes), so that a worker may join."""
+
+    def wait(storage: str, study: str, run: subprocess.Popen[str]) -> None:
+        deadline = time.monotonic() + 180
+        while (
+            not study_exists(storage, study)
+            or "config" not in optuna.load_study(study_name=study, storage=storage).user_attrs
+        ):
+            assert run.poll() is None, "the run ended before the study was set up"
+            assert time.monotonic() < deadline, "the study was not set up in time"
+            time.sleep(0.3)
+
+    return wait
