@@ -153,6 +153,7 @@ def run(
 
 
 def _run(config: StudyConfig, progress: bool | None) -> StoredStudy:
+    from medslim.search.artifacts import say_if_local_only
     from medslim.search.inspection.dashboard import publish
     from medslim.search.loop import finished_count, run_trials
     from medslim.search.screening import screened_out
@@ -163,12 +164,7 @@ def _run(config: StudyConfig, progress: bool | None) -> StoredStudy:
     study = session.study
     target = session.config.trials
     logger.info("%d finished trials, target %d", finished_count(study), target)
-    if session.artifacts.local_only:
-        logger.warning(
-            "models stay on this machine (%s): other machines cannot read them; make the "
-            "study with --artifacts (a shared folder or s3://bucket/prefix) to share them",
-            session.artifacts.url,
-        )
+    say_if_local_only(session.artifacts)
     publish_target(study, target)
     try:
         if session.config.workers > 1:

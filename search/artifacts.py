@@ -12,6 +12,7 @@ other machines cannot read what it holds.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -21,6 +22,8 @@ from optuna.artifacts import Boto3ArtifactStore, FileSystemArtifactStore
 
 from medslim.errors import UsageError
 from medslim.search.storage import is_server_url, storage_dir
+
+logger = logging.getLogger(__name__)
 
 ARTIFACTS_ATTR = "artifacts"
 """Study user attr: the URL of the study's artifact store, when `--artifacts` chose one."""
@@ -58,6 +61,16 @@ class Artifacts:
 
     def remove(self, artifact_id: str) -> None:
         self._backend.remove(self._prefix + artifact_id)
+
+
+def say_if_local_only(artifacts: Artifacts) -> None:
+    """One warning when the models written here stay in this machine's cache."""
+    if artifacts.local_only:
+        logger.warning(
+            "models stay on this machine (%s): other machines cannot read them; make the "
+            "study with --artifacts (a shared folder or s3://bucket/prefix) to share them",
+            artifacts.url,
+        )
 
 
 def normalize_url(url: str) -> str:
@@ -165,10 +178,13 @@ def _check_bucket(client: Any, bucket: str, url: str) -> None:
     try:
         client.head_bucket(Bucket=bucket)
     except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "?")
+        code = str(error.response.get("Error", {}).get("Code", "?"))
+        problem = {"404": "does not exist", "NoSuchBucket": "does not exist"}.get(
+            code,
+            f"refused access ({code}): check the credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE)",
+        )
         raise UsageError(
-            f"the artifact store {url} cannot be used: bucket {bucket!r} answered {code} "
-            "(create it, or check the credentials in AWS_ACCESS_KEY_ID/AWS_PROFILE)"
+            f"the artifact store {url} cannot be used: bucket {bucket!r} {problem}"
         ) from error
     except BotoCoreError as error:
         raise UsageError(

@@ -20,6 +20,7 @@ import optuna
 
 from medslim.errors import MedslimError, UsageError
 from medslim.search import signals
+from medslim.search.artifacts import say_if_local_only
 from medslim.search.config import STORAGE_ENV, StudyConfig
 from medslim.search.loop import finished_count, progress_bar, quiet_optuna, run_trials
 from medslim.search.records import TARGET_ATTR
@@ -186,12 +187,14 @@ def run_worker(
     seed: int | None = None,
     threads: int | None = None,
     progress: bool | None = None,
+    managed: bool = False,
     **run_settings: Any,
 ) -> WorkerRun:
     """Join a stored study (from this machine or another) and run its trials, through the
     one study loop, until it holds its target: `trials`, else the last run's. It optimises
     the study's stored config; `run_settings` are this machine's own (device, data_dir,
-    heartbeat). `seed` seeds the sampler (random by default, so workers differ)."""
+    heartbeat). `seed` seeds the sampler (random by default, so workers differ). `managed`:
+    started by `run --workers`, which has said what needs saying."""
     with quiet_optuna():
         ref = open_study(storage, study)
         session = join_study(ref.study, storage=storage, trials=trials, seed=seed, **run_settings)
@@ -199,6 +202,8 @@ def run_worker(
             import torch
 
             torch.set_num_threads(threads)
+        if not managed:
+            say_if_local_only(session.artifacts)
         name = session.study.study_name
         logger.info("worker joined %s: %d trials finished", name, finished_count(session.study))
         ran = run_trials(session, progress=progress)

@@ -328,6 +328,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             heartbeat=args.heartbeat,
             progress=False if args.no_progress else None,
+            managed=args.parent is not None,
         )
     except KeyboardInterrupt:
         if args.parent is not None:  # a managed worker's parent prints the one line
