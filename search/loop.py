@@ -308,7 +308,10 @@ def _release_dead_trials(study: optuna.Study, storage: BaseStorage) -> _Owners:
             owners = owners._replace(alive=owners.alive + 1)
         else:
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            try:
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another process released it a moment ago
             _requeue(study, trial)
             logger.warning(
                 "trial %d was left RUNNING by process %s, which no longer runs: marked FAIL "

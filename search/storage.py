@@ -84,12 +84,12 @@ def open_storage(url: str, *, heartbeat: int | None = None, create: bool = True)
     `create=False` (readers) opens only a storage that already holds Optuna's tables, and
     refuses a missing file instead of creating an empty one.
     """
+    if "://" not in url and url.endswith(JOURNAL_SUFFIXES) and not create:
+        if not Path(url).expanduser().is_file():
+            raise StorageError(f"no journal file {url}; check the path (--storage)")
     check_storage_url(url)
     if "://" not in url:
-        path = Path(url).expanduser()
-        if not create and not path.is_file():
-            raise StorageError(f"no journal file {url}; check the path (--storage)")
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(JournalFileBackend(str(Path(url).expanduser())))
     if not create:
         _check_exists(url)
     engine_kwargs = {}
@@ -183,7 +183,7 @@ def _begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
 
 def _not_a_url(url: str) -> StorageError:
     return StorageError(
-        f"storage {url!r} is not a URL: use e.g. sqlite:///medslim.db, "
+        f"storage {display_url(url)!r} is not a URL: use e.g. sqlite:///medslim.db, "
         "postgresql://user:pass@host/db, or a journal file path ending in .log"
     )
 
@@ -194,9 +194,10 @@ def _cannot_open(url: str, error: Exception) -> StorageError:
 
 
 def display_url(url: str) -> str:
-    """The URL as it may be printed: the password of a database URL masked."""
+    """The URL as it may be printed: the password of a database URL masked (and whatever
+    precedes an @ in a URL that lacks its scheme)."""
     if "://" not in url:
-        return url
+        return f"***@{url.rsplit('@', 1)[1]}" if "@" in url else url
     try:
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # sqlalchemy raises several types for a malformed URL
@@ -205,9 +206,9 @@ def display_url(url: str) -> str:
 
 def redact(text: str, url: str) -> str:
     """`text` with the URL, and its password wherever a URL or DSN would carry it, masked."""
+    text = text.replace(url, display_url(url))
     if "://" not in url:
         return text
-    text = text.replace(url, display_url(url))
     try:
         password = sqlalchemy.engine.make_url(url).password
     except Exception:  # a malformed URL: its userinfo is the secret

@@ -94,7 +94,7 @@ def _interrupted(interrupt: KeyboardInterrupt) -> str:
 
 
 def redact(text: str, url: str) -> str:
-    """`storage.redact` without importing SQLAlchemy for a URL that holds no password."""
+    """`storage.redact`, without importing SQLAlchemy for a URL that holds no password."""
     if "@" not in url:
         return text
     from medslim.search.storage import redact as redact_url

@@ -96,3 +96,7 @@ def test_passwords_are_masked_in_urls_and_in_error_text() -> None:
     leaked = f"could not connect to {url}; dsn: user=ms password=s3cr@t host=db.example"
     masked = redact(leaked, url)
     assert "s3cr" not in masked and "ms:***@db.example" in masked and "password=***" in masked
+    no_scheme = "ms:s3cret@db.example/medslim"  # a URL typed without its scheme
+    assert redact(f"storage {no_scheme!r} is not a URL", no_scheme) == (
+        "storage '***@db.example/medslim' is not a URL"
+    )
