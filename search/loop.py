@@ -14,23 +14,21 @@ recorded as FAIL and queued again, so no trial is left RUNNING and none is lost.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import signal
-import socket
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from medslim.search import signals
 from medslim.search.objective import make_objective
+from medslim.search.orphans import release_dead_trials, requeue, say_elsewhere, worker_name
 from medslim.search.records import trial_record
 from medslim.search.screening import was_screened_out
 from medslim.search.session import Session
@@ -150,7 +148,7 @@ def _run(
     target = config.trials
     heartbeats = "://" in config.storage
     if not heartbeats:
-        _release_dead_trials(study, session.storage)
+        release_dead_trials(study, session.storage)
     gate = _Gate(make_objective(session), target, interrupts)
     complete, _ = _count(study)
     stops_early = config.screen is not None or config.method != "prune"
@@ -173,11 +171,11 @@ def _run(
                             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                             optuna.storages.fail_stale_trials(study)
                     else:
-                        owners = _release_dead_trials(study, session.storage)
+                        owners = release_dead_trials(study, session.storage)
                         if owners.released:
                             continue
                         if not owners.alive:
-                            _say_elsewhere(owners.elsewhere, complete, target)
+                            say_elsewhere(owners.elsewhere, complete, target)
                             break
                     with interrupts.allowed():
                         time.sleep(poll)
@@ -243,7 +241,7 @@ class _Gate:
         live = [t for t in live if t.state != TrialState.WAITING or _is_retry(t)]
         if len(live) > self.target:
             self.surplus = True
-            _requeue(trial.study, next(t for t in live if t.number == trial.number))
+            requeue(trial.study, next(t for t in live if t.number == trial.number))
             trial.set_user_attr("surplus", True)
             raise optuna.TrialPruned("not needed: the study holds enough trials")
         self.room = len(live) < self.target
@@ -260,94 +258,13 @@ class _Gate:
         still runs every baseline and seed (and any trial it was in the middle of)."""
         if self.running is None:
             return
-        _requeue(study, study.get_trials(deepcopy=False)[self.running])
+        requeue(study, study.get_trials(deepcopy=False)[self.running])
         self.running = None
-
-
-def worker_name() -> str:
-    """`host:pid`, kept on every trial a process runs (see `_release_dead_trials`)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _is_retry(trial: FrozenTrial) -> bool:
     """Queued by the heartbeat's retry callback for a failed trial."""
     return "failed_trial" in trial.system_attrs
-
-
-def _requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Queue a trial's parameters again (a baseline or retry that stepped back, a trial that
-    was interrupted), with what marks it as a seed, so it is not lost."""
-    params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
-    if params:
-        kept = {k: v for k, v in trial.user_attrs.items() if k in QUEUE_ATTRS}
-        study.enqueue_trial(params, user_attrs=kept)
-
-
-QUEUE_ATTRS = ("baseline",)
-"""User attrs a queued trial carries (`baseline`: uniform or scaled seed)."""
-
-
-class _Owners(NamedTuple):
-    released: int  # trials of dead local processes, now FAIL and queued again
-    alive: int  # trials of live processes on this machine
-    elsewhere: list[str]  # owners of the rest: other machines, or unknown
-
-
-def _release_dead_trials(study: optuna.Study, storage: BaseStorage) -> _Owners:
-    """A journal file has no heartbeats: a RUNNING trial whose worker was a process on this
-    machine that no longer runs is marked FAIL and queued again."""
-    host = socket.gethostname()
-    study_id = storage.get_study_id_from_name(study.study_name)
-    owners = _Owners(0, 0, [])
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = str(trial.user_attrs.get("worker", "an unknown process"))
-        owner, _, pid = worker.rpartition(":")
-        if owner != host or not pid.isdigit():
-            owners.elsewhere.append(worker)
-        elif _alive(int(pid)):
-            owners = owners._replace(alive=owners.alive + 1)
-        else:
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-            try:
-                storage.set_trial_state_values(trial_id, TrialState.FAIL)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue  # another process released it a moment ago
-            _requeue(study, trial)
-            logger.warning(
-                "trial %d was left RUNNING by process %s, which no longer runs: marked FAIL "
-                "and queued again",
-                trial.number,
-                pid,
-            )
-            owners = owners._replace(released=owners.released + 1)
-    return owners
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():  # not running a trial now: an earlier process with this pid
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def _say_elsewhere(owners: list[str], complete: int, target: int) -> None:
-    """Why a journal-file study stops short: its last trials run where this process cannot
-    tell whether they are alive (another machine), and a journal has no heartbeats."""
-    logger.warning(
-        "%d of %d trials finished; %d more are RUNNING in %s, and a journal file has no "
-        "heartbeats to tell whether they are alive: run the same command again when they "
-        "are done or, if those workers are gone, with --trials %d to replace them",
-        complete,
-        target,
-        len(owners),
-        ", ".join(sorted(set(owners))),
-        target + len(owners),
-    )
 
 
 def _count(study: optuna.Study) -> tuple[int, int]:

@@ -133,7 +133,8 @@ def run_workers(session: Session, *, progress: bool | None = None) -> None:
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
     """SIGTERM each worker and wait for it to record its trial; kill one that takes longer
     than `STOP_WAIT_S`. Further stop signals to this process wait too."""
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in signals.STOP_SIGNALS}
+    ignored = signals.STOP_SIGNALS if signals.in_main_thread() else ()
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in ignored}
     try:
         for child in children:
             if child.poll() is None:

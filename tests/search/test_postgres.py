@@ -61,9 +61,13 @@ def test_a_worker_killed_mid_trial_is_retried_and_the_count_is_met(
 
 
 def test_a_plain_postgresql_url_works_with_the_postgres_extra(
-    database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """SQLAlchemy 2.1 reads postgresql:// as psycopg (3), which the extra installs."""
+    """SQLAlchemy 2.1 reads postgresql:// as psycopg (3), which the extra installs. Without
+    --artifacts the models stay on this machine, and the run says so once."""
     pytest.importorskip("psycopg", reason="pip install 'medslim[postgres]'")
     from medslim.search.cli import main
 
@@ -71,5 +75,6 @@ def test_a_plain_postgresql_url_works_with_the_postgres_extra(
     plain = database.replace("postgresql+psycopg2://", "postgresql://")
     run = ["run", "--storage", plain, "--study", "p", "--trials", "3", "--baselines", "1"]
     assert main([*run, "--teacher-epochs", "5", "--epochs", "1", "--no-progress"]) == 0
+    assert capsys.readouterr().err.count("models stay on this machine") == 1
     assert main(["pareto", "--storage", plain, "--no-test"]) == 0
     assert len(_complete(optuna.load_study(study_name="p", storage=database).trials)) == 3

@@ -14,6 +14,7 @@ from contextlib import closing
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -149,3 +150,25 @@ def test_a_killed_journal_run_is_released_and_finished_on_resume(medslim, tmp_pa
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 5
     assert TrialState.RUNNING not in [t.state for t in trials]
     assert _baselines_done(trials) == UNIFORM
+
+
+def test_a_journal_trial_running_elsewhere_is_counted_and_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A journal has no heartbeats: a RUNNING trial of another machine cannot be released,
+    so the run stops short, names it, and says how to replace it."""
+    from medslim.search.cli import main
+
+    storage = str(tmp_path / "j.log")
+    run = ["run", "--storage", storage, "--study", "s", "--no-progress"]
+    run += ["--teacher-epochs", "5", "--epochs", "1", "--baselines", "2"]
+    assert main([*run, "--trials", "2"]) == 0
+    study = optuna.load_study(study_name="s", storage=_journal(storage))
+    elsewhere = study.ask()
+    elsewhere.set_user_attr("worker", "other-machine:4242")
+    capsys.readouterr()
+    assert main([*run, "--trials", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "2 of 3 trials finished; 1 RUNNING in other-machine:4242 cannot be" in err, err
+    assert "with --trials 4 to replace them" in err
+    assert _trials(storage)[elsewhere.number].state == TrialState.RUNNING, "not released"
