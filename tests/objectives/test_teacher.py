@@ -106,7 +106,7 @@ print(json.dumps([weights_fingerprint(model), scores.val_auc, scores.val_acc]))
 
 @pytest.mark.parametrize(
     "dataset, epochs",
-    [("breast-cancer", "20"), (str(SHARED_DATA / "breastmnist.npz"), "1")],
+    [("breast-cancer", "10"), (str(SHARED_DATA / "breastmnist.npz"), "1")],
     ids=["breast-cancer", "breastmnist"],
 )
 def test_a_teacher_trains_bit_identically_in_separate_processes(

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from medslim.search.config import STORAGE_ENV
 
-TARGET = 12
+TARGET = 10
 TEACHER_LINE = re.compile(r"teacher (\w+) in ([\d.]+) s")
 
 
