@@ -44,7 +44,9 @@ class Artifacts:
     """An Optuna artifact store that knows its URL (for messages) and whether only this
     machine can reach it. Pass it wherever Optuna takes an `artifact_store`."""
 
-    def __init__(self, url: str, backend: ArtifactBackend, *, local_only: bool, prefix: str = ""):
+    def __init__(
+        self, url: str, backend: ArtifactBackend, *, local_only: bool, prefix: str = ""
+    ) -> None:
         self.url = url
         self.local_only = local_only
         self._backend = backend

@@ -103,6 +103,8 @@ def redact(text: str, url: str) -> str:
 
 
 class _Redacting(logging.Formatter):
+    """Log lines with the storage URL's password masked (a library's message may quote it)."""
+
     def __init__(self, secret: str) -> None:
         super().__init__("%(message)s")
         self.secret = secret
