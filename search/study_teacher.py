@@ -34,6 +34,9 @@ FINGERPRINT = "fingerprint"
 SCORE_TOLERANCE = 1e-6
 """Val scores of one teacher agree to this across processes (a study made before teachers
 had fingerprints is checked by its scores only)."""
+DATA_TOLERANCE = 1e-4
+"""The same weights scoring further apart than this were given other val data (closer gaps
+could be another thread count's rounding deciding a near-tie)."""
 
 
 @dataclass(frozen=True)
@@ -160,19 +163,24 @@ def teacher_difference(
     """How a teacher differs from the study's record (None: it is the same teacher)."""
     if expected is None:
         return None
-    differ = [
+    recorded = expected.get(FINGERPRINT)
+    if recorded is None:  # a study older than fingerprints: its scores are all there is
+        return ", ".join(_score_gaps(scores, expected, SCORE_TOLERANCE)) or None
+    if recorded != fingerprint:
+        gaps = _score_gaps(scores, expected, SCORE_TOLERANCE)
+        return f"weights {fingerprint} vs {recorded}, " + (
+            ", ".join(gaps) or "with the same val scores"
+        )
+    gaps = _score_gaps(scores, expected, DATA_TOLERANCE)
+    return f"the same weights, but {', '.join(gaps)}: the data differs" if gaps else None
+
+
+def _score_gaps(scores: TeacherScores, expected: dict[str, Any], tolerance: float) -> list[str]:
+    return [
         f"val {name[4:].upper()} {getattr(scores, name):.6f} vs {expected[name]:.6f}"
         for name in ("val_auc", "val_acc")
-        if name in expected and abs(getattr(scores, name) - expected[name]) > SCORE_TOLERANCE
+        if name in expected and abs(getattr(scores, name) - expected[name]) > tolerance
     ]
-    recorded = expected.get(FINGERPRINT)
-    if recorded is not None and recorded != fingerprint:
-        return f"weights {fingerprint} vs {recorded}, " + (
-            ", ".join(differ) if differ else "with the same val scores"
-        )
-    if differ and recorded is not None:
-        return f"the same weights, but {', '.join(differ)}: this machine's data differs"
-    return ", ".join(differ) or None
 
 
 def _refusal(problem: str, fetch: _Fetch, source: TeacherSource) -> str:

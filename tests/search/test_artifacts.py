@@ -13,9 +13,10 @@ import torch
 from optuna.artifacts import get_all_artifact_meta
 
 import medslim
+from medslim.objectives.teacher import TeacherScores
 from medslim.search.artifacts import ARTIFACTS_ATTR
 from medslim.search.cli import main
-from medslim.search.study_teacher import FINGERPRINT, TEACHER_FILE
+from medslim.search.study_teacher import FINGERPRINT, TEACHER_FILE, teacher_difference
 
 TINY = ["--teacher-epochs", "5", "--epochs", "1", "--baselines", "2", "--no-progress"]
 
@@ -125,3 +126,19 @@ def test_a_different_cached_teacher_is_replaced_by_the_studys_or_refused(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and recorded in err and cached.name in err, err
     assert len(optuna.load_study(study_name="s", storage=storage).trials) == 3
+
+
+def test_how_a_teacher_differs_from_the_studys_record() -> None:
+    scores = TeacherScores(val_auc=0.99, val_acc=0.95, test_auc=0.98, test_acc=0.94)
+    record = {"val_auc": 0.99, "val_acc": 0.95, FINGERPRINT: "abc"}
+    assert teacher_difference(None, "abc", scores) is None  # a study about to be made
+    assert teacher_difference(record, "abc", scores) is None
+    assert (
+        teacher_difference(record, "xyz", scores) == "weights xyz vs abc, with the same val scores"
+    )
+    older = {"val_auc": 0.99, "val_acc": 0.94}  # made before fingerprints: scores only
+    assert teacher_difference(older, "xyz", scores) == "val ACC 0.950000 vs 0.940000"
+    near = {**record, "val_auc": 0.99 + 5e-5}  # a near-tie rounded another way
+    assert teacher_difference(near, "abc", scores) is None
+    other_data = {**record, "val_auc": 0.97}
+    assert "the data differs" in str(teacher_difference(other_data, "abc", scores))
