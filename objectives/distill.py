@@ -21,6 +21,7 @@ from torch import nn
 
 from medslim.kinds import MULTI_LABEL, Task
 from medslim.objectives.data import Dataset
+from medslim.objectives.determinism import weights_fingerprint
 from medslim.objectives.evaluate import Budget, Scores, score_model
 from medslim.objectives.teacher import data_fingerprint
 from medslim.objectives.training import Recipe, predict_logits, task_loss, train
@@ -73,24 +74,26 @@ def kd_loss(
 
 def logits_key(teacher: nn.Module, data: Dataset) -> str:
     """Same teacher weights and same data, same key (also for a teacher loaded from a file)."""
-    digest = hashlib.sha256(data_fingerprint(data).encode())
-    for name, tensor in teacher.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:20]
+    both = f"{data_fingerprint(data)}:{weights_fingerprint(teacher)}"
+    return hashlib.sha256(both.encode()).hexdigest()[:20]
+
+
+def logits_path(teacher: nn.Module, data: Dataset, cache_dir: Path) -> Path:
+    """Where `teacher_train_logits` caches the teacher's training-split logits."""
+    return cache_dir / f"logits-{logits_key(teacher, data)}.pt"
 
 
 def teacher_train_logits(teacher: nn.Module, data: Dataset, cache_dir: Path) -> torch.Tensor:
     """The teacher's logits on the training split: from memory, else disk, else computed."""
-    key = logits_key(teacher, data)
+    path = logits_path(teacher, data, cache_dir)
+    key = path.stem
     if key not in _LOGITS:
-        path = cache_dir / f"logits-{key}.pt"
         if path.is_file():
             logits = torch.load(path, map_location="cpu", weights_only=True)
         else:
             logits = predict_logits(teacher, data.train).cpu()
             cache_dir.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".tmp")
+            partial = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
             torch.save(logits, partial)
             os.replace(partial, path)  # another worker never reads half a file
         _LOGITS[key] = logits.to(data.train.device)

@@ -1,10 +1,11 @@
-"""The teacher: trained once per (data, model, seed, recipe), cached on disk by a hash of
-that config, or loaded from a user's state-dict file."""
+"""The teacher: trained once per (data, model, seed, recipe), reproducibly, cached on disk by
+a hash of that config, or loaded from a user's state-dict file."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from torch import nn
 
 from medslim.errors import UsageError
 from medslim.objectives.data import Dataset
+from medslim.objectives.determinism import reproducible
 from medslim.objectives.evaluate import split_scores
 from medslim.objectives.training import Recipe, train
 from medslim.spaces.families import build_model, spec_to_dict
@@ -22,6 +24,8 @@ from medslim.spaces.specs import ModelSpec
 SELECTION = "best val AUC over epochs"
 """How a trained teacher's weights are chosen (part of its cache key): the epoch with the
 best validation AUC, so the test split never plays a part."""
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,13 @@ def teacher_key(data: Dataset, spec: ModelSpec, recipe: Recipe, seed: int) -> st
         "seed": seed,
     }
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def teacher_cache_path(
+    cache_dir: Path, data: Dataset, spec: ModelSpec, recipe: Recipe, seed: int
+) -> Path:
+    """Where `obtain_teacher` caches the teacher of this data, model, recipe and seed."""
+    return cache_dir / f"teacher-{teacher_key(data, spec, recipe, seed)}.pt"
 
 
 def load_state_dict_file(model: nn.Module, path: Path, what: str = "teacher") -> None:
@@ -100,26 +111,27 @@ def obtain_teacher(
     device: torch.device,
     teacher_file: Path | None = None,
 ) -> tuple[nn.Module, TeacherScores, bool]:
-    """The teacher model on `device`, its scores, and whether it was trained just now."""
-    torch.manual_seed(seed)  # the same initial weights for the same seed, in any process
+    """The teacher model on `device`, its scores, and whether it was trained just now.
+
+    Training is reproducible (`determinism.reproducible`): the model is built and trained
+    under the seed. A cache file that cannot be read is named in a warning and replaced."""
     model = build_model(spec, data.input_shape, data.n_outputs)
     trained = False
     if teacher_file is not None:
         load_state_dict_file(model, teacher_file, "teacher")
         model.to(device)
     else:
-        key = teacher_key(data, spec, recipe, seed)
-        weights = cache_dir / f"teacher-{key}.pt"
-        if weights.is_file():
-            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        weights = teacher_cache_path(cache_dir, data, spec, recipe, seed)
+        if weights.is_file() and _load_cached(model, weights):
             model.to(device)
         else:
-            model.to(device)
-            best = BestOnVal(data)
-            train(model, data.train, data.task, recipe, seed=seed, on_epoch=best)
-            best.restore(model)
+            with reproducible(seed):  # a fresh model: its initial weights come from the seed
+                model = build_model(spec, data.input_shape, data.n_outputs).to(device)
+                best = BestOnVal(data)
+                train(model, data.train, data.task, recipe, seed=seed, on_epoch=best)
+                best.restore(model)
             cache_dir.mkdir(parents=True, exist_ok=True)
-            partial = weights.with_suffix(".tmp")
+            partial = weights.with_name(f"{weights.stem}.{os.getpid()}.tmp")
             torch.save(model.state_dict(), partial)
             os.replace(partial, weights)  # another worker never sees half a file
             trained = True
@@ -127,3 +139,15 @@ def obtain_teacher(
     val_auc, val_acc = split_scores(model, data.val, data.task)
     test_auc, test_acc = split_scores(model, data.test, data.task)
     return model, TeacherScores(val_auc, val_acc, test_auc, test_acc), trained
+
+
+def _load_cached(model: nn.Module, path: Path) -> bool:
+    """Load a cached teacher; False (with a warning naming the file) when it is unreadable or
+    does not fit, so that the caller trains it again."""
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as error:  # a truncated or foreign file: torch raises several types
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        logger.warning("cached teacher %s is unreadable (%s): training it again", path, reason)
+        return False
+    return True

@@ -153,6 +153,7 @@ def run(
 
 
 def _run(config: StudyConfig, progress: bool | None) -> StoredStudy:
+    from medslim.search.artifacts import say_if_local_only
     from medslim.search.inspection.dashboard import publish
     from medslim.search.loop import finished_count, run_trials
     from medslim.search.screening import screened_out
@@ -163,6 +164,7 @@ def _run(config: StudyConfig, progress: bool | None) -> StoredStudy:
     study = session.study
     target = session.config.trials
     logger.info("%d finished trials, target %d", finished_count(study), target)
+    say_if_local_only(session.artifacts)
     publish_target(study, target)
     try:
         if session.config.workers > 1:
@@ -175,6 +177,12 @@ def _run(config: StudyConfig, progress: bool | None) -> StoredStudy:
     stored = StoredStudy(StudyRef(study, session.config.storage, session.storage))
     if not stored.front().members:
         raise StudyFailed(f"no trial of study {study.study_name!r} finished; {_failures(study)}")
+    done = finished_count(study)
+    if done < target:  # too many trials failed, or the rest run where no heartbeat tells
+        raise StudyFailed(
+            f"only {done} of {target} trials of study {study.study_name!r} finished "
+            f"({_failures(study)}); run the same command again to continue"
+        )
     if session.config.screen is not None:
         logger.info("screening stopped %d candidates before their fine-tune", screened_out(study))
     publish(study)  # figures and a summary note for optuna-dashboard

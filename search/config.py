@@ -36,9 +36,15 @@ DEFAULT_SCREEN_MARGIN = 0.02
 ConfigT = TypeVar("ConfigT", bound="StudyConfig")
 
 # Settings that do not change what a trial computes, so they may differ between runs.
+# (`artifacts` is kept in the study on its own, as the study's store for good.)
 RUN_ONLY = frozenset(
-    {"trials", "storage", "study", "device", "workers", "heartbeat", "data_dir", "force_config"}
+    {
+        *("trials", "storage", "study", "device", "workers", "heartbeat", "data_dir"),
+        *("force_config", "artifacts"),
+    }
 )
+STORAGE_ENV = "MEDSLIM_STORAGE"
+"""The storage URL when --storage is not given: keeps a password out of command lines."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class StudyConfig:
     size: int | None = None  # None: the files' own size (npz), 224 for folders and CSVs
     task: Task | None = None  # None: inferred from the labels
     channels: int | None = None  # None: as the images are (mixed files need it)
+    artifacts: str | None = None  # the study's artifact store: a folder or s3://bucket/prefix
 
     def __post_init__(self) -> None:
         if self.task in TASK_ALIASES:  # store MedMNIST's name of the task

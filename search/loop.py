@@ -5,17 +5,17 @@ It runs trials until the study holds exactly the target number of finished ones,
 more, whoever else works on the same study: a trial starts only while finished + running
 trials fall short of the target; when the rest are running elsewhere the loop waits, and on
 an RDB storage a trial whose heartbeats stopped (its worker died) is failed and queued
-again, to be run here or by another worker. Ctrl-C interrupts only where that is safe
-(`Interrupts`), so no trial is left RUNNING.
+again, to be run here or by another worker. A journal file has no heartbeats, so a RUNNING
+trial of a process on this machine that no longer runs is failed and queued again instead.
+Ctrl-C and SIGTERM interrupt only where that is safe (`Interrupts`): the running trial is
+recorded as FAIL and queued again, so no trial is left RUNNING and none is lost.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
 import signal
-import socket
 import sys
 import time
 import warnings
@@ -26,7 +26,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from medslim.search import signals
 from medslim.search.objective import make_objective
+from medslim.search.orphans import release_dead_trials, requeue, say_elsewhere, worker_name
 from medslim.search.records import trial_record
 from medslim.search.screening import was_screened_out
 from medslim.search.session import Session
@@ -57,28 +59,31 @@ def finished_count(study: optuna.Study) -> int:
 
 
 class Interrupts:
-    """SIGINT handling for a process that runs trials. Ctrl-C interrupts at once only where
-    that is safe: inside the objective (Optuna records the trial as FAIL), while waiting, or
-    while joining. Elsewhere (Optuna asking for or telling a trial, counting trials) it takes
-    effect at the next safe point, so no trial is left RUNNING and no database session is cut
-    in half. Later SIGINTs are ignored: Ctrl-C reaches a worker from the terminal and from
-    its parent."""
+    """SIGINT and SIGTERM handling for a process that runs trials. Either interrupts at once
+    only where that is safe: inside the objective (Optuna records the trial as FAIL), while
+    waiting, or while joining. Elsewhere (Optuna asking for or telling a trial, counting
+    trials) it takes effect at the next safe point, so no trial is left RUNNING and no
+    database session is cut in half. Later signals are ignored. Outside the main thread,
+    where Python installs no handlers, nothing changes."""
 
     def __init__(self) -> None:
         self.requested = False
         self.interruptible = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> Interrupts:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        if signals.in_main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in signals.STOP_SIGNALS}
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
             return
+        signals.note(signum)
         self.requested = True
         if self.interruptible:
             raise KeyboardInterrupt
@@ -86,6 +91,23 @@ class Interrupts:
     def check(self) -> None:
         if self.requested:
             raise KeyboardInterrupt
+
+    @contextmanager
+    def silencing_optuna(self) -> Iterator[None]:
+        """Once a stop is requested, Optuna's own lines (the stopped trial "failed", with a
+        traceback) are dropped: the command says what happened in one line."""
+        handlers = logging.getLogger("optuna").handlers
+
+        def until_stopped(record: logging.LogRecord) -> bool:
+            return not self.requested
+
+        for handler in handlers:
+            handler.addFilter(until_stopped)
+        try:
+            yield
+        finally:
+            for handler in handlers:
+                handler.removeFilter(until_stopped)
 
     @contextmanager
     def allowed(self) -> Iterator[None]:
@@ -109,7 +131,7 @@ def run_trials(
     `progress`: a progress bar on stderr (None: only when stderr is a terminal).
     `on_trial` sees every trial this loop ran, once it is finished, failed or pruned.
     """
-    with Interrupts() as interrupts:
+    with Interrupts() as interrupts, interrupts.silencing_optuna():
         return _run(session, interrupts, progress=progress, poll=poll, on_trial=on_trial)
 
 
@@ -125,6 +147,8 @@ def _run(
     config = session.config
     target = config.trials
     heartbeats = "://" in config.storage
+    if not heartbeats:
+        release_dead_trials(study, session.storage)
     gate = _Gate(make_objective(session), target, interrupts)
     complete, _ = _count(study)
     stops_early = config.screen is not None or config.method != "prune"
@@ -142,15 +166,25 @@ def _run(
                 if complete >= target:
                     break
                 if complete + running >= target:
-                    if not heartbeats:  # a dead worker's trial would never be released
-                        break
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                        optuna.storages.fail_stale_trials(study)
+                    if heartbeats:
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                            optuna.storages.fail_stale_trials(study)
+                    else:
+                        owners = release_dead_trials(study, session.storage)
+                        if owners.released:
+                            continue
+                        if not owners.alive:
+                            say_elsewhere(owners.elsewhere, complete, target)
+                            break
                     with interrupts.allowed():
                         time.sleep(poll)
                     continue
-            study.optimize(gate, n_trials=1, catch=(Exception,), callbacks=[gate.finished])
+            try:
+                study.optimize(gate, n_trials=1, catch=(Exception,), callbacks=[gate.finished])
+            except KeyboardInterrupt:
+                gate.requeue_interrupted(study)
+                raise
             if gate.surplus:  # another worker started at the same moment: back off, look again
                 with interrupts.allowed():
                     time.sleep(random.uniform(0, 2 * poll))
@@ -191,10 +225,12 @@ class _Gate:
         self.surplus = False
         self.room = False
         self.trial: FrozenTrial | None = None
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.running: int | None = None
+        self.worker = worker_name()
 
     def __call__(self, trial: optuna.Trial) -> Any:
         self.surplus = self.room = False
+        self.running = trial.number
         self.interrupts.check()  # Ctrl-C while the trial was asked for: recorded as FAIL
         live = trial.study.get_trials(
             deepcopy=False,
@@ -205,7 +241,7 @@ class _Gate:
         live = [t for t in live if t.state != TrialState.WAITING or _is_retry(t)]
         if len(live) > self.target:
             self.surplus = True
-            _requeue(trial.study, next(t for t in live if t.number == trial.number))
+            requeue(trial.study, next(t for t in live if t.number == trial.number))
             trial.set_user_attr("surplus", True)
             raise optuna.TrialPruned("not needed: the study holds enough trials")
         self.room = len(live) < self.target
@@ -215,18 +251,20 @@ class _Gate:
 
     def finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.trial = trial
+        self.running = None
+
+    def requeue_interrupted(self, study: optuna.Study) -> None:
+        """The trial a signal stopped is FAIL; queue its parameters again, so a resumed study
+        still runs every baseline and seed (and any trial it was in the middle of)."""
+        if self.running is None:
+            return
+        requeue(study, study.get_trials(deepcopy=False)[self.running])
+        self.running = None
 
 
 def _is_retry(trial: FrozenTrial) -> bool:
     """Queued by the heartbeat's retry callback for a failed trial."""
     return "failed_trial" in trial.system_attrs
-
-
-def _requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Put back a queued trial (a baseline, a retry) that stepped back, so it is not lost."""
-    params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
-    if params:
-        study.enqueue_trial(params, user_attrs=trial.user_attrs)
 
 
 def _count(study: optuna.Study) -> tuple[int, int]:

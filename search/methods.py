@@ -19,12 +19,14 @@ from medslim.objectives.distill import (
     Distiller,
     TeacherSignal,
     evaluate_student,
+    logits_path,
     teacher_train_logits,
 )
 from medslim.objectives.evaluate import Budget, Scores
 from medslim.objectives.metrics import count_flops
 from medslim.objectives.training import Recipe
 from medslim.search.session import Session
+from medslim.search.study_files import fetch_study_file, publish_study_file
 from medslim.spaces.families import build_model, spec_to_dict
 from medslim.spaces.specs import ModelSpec
 from medslim.spaces.students import (
@@ -47,8 +49,15 @@ def sample_method(trial: optuna.Trial, method: Method) -> TrialMethod:
 
 
 def teacher_signal(session: Session) -> TeacherSignal:
-    """The teacher and its training-split logits, cached next to the teacher's weights."""
-    logits = teacher_train_logits(session.teacher, session.data, session.files_dir / "teachers")
+    """The teacher and its training-split logits, cached next to the teacher's weights and
+    kept in the study's store: computed once per study, fetched by other machines."""
+    cache = session.files_dir / "teachers"
+    path = logits_path(session.teacher, session.data, cache)
+    if not path.is_file():
+        fetch_study_file(session.study, session.artifacts, path.name, path)
+    logits = teacher_train_logits(session.teacher, session.data, cache)
+    if path.is_file():  # else they came from this process's memory, kept elsewhere already
+        publish_study_file(session.study, session.artifacts, path, path.name)
     return TeacherSignal(session.teacher, session.teacher_spec, logits)
 
 

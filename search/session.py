@@ -15,7 +15,6 @@ from typing import Any
 
 import optuna
 import torch
-from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage
 from torch import nn
 
@@ -26,20 +25,25 @@ from medslim.objectives.data import Dataset
 from medslim.objectives.evaluate import Budget, Scores, score_model
 from medslim.objectives.recipes import default_teacher_epochs
 from medslim.objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
-from medslim.objectives.teacher import (
-    TeacherScores,
-    load_state_dict_file,
-    obtain_teacher,
-    teacher_key,
-)
+from medslim.objectives.teacher import TeacherScores, load_state_dict_file
 from medslim.objectives.training import Recipe
+from medslim.search.artifacts import ARTIFACTS_ATTR, Artifacts, chosen_artifacts
 from medslim.search.config import ResolvedConfig, StudyConfig, config_differences
 from medslim.search.datasource import check_same_data, describe, load_study_data
+from medslim.search.joining import choose_sampler_seed, find_study, open_or_make
 from medslim.search.samplers import make_sampler
 from medslim.search.sensitivity import study_curves
 from medslim.search.storage import check_storage_url, display_url, open_storage, storage_dir
+from medslim.search.study_teacher import (
+    FINGERPRINT,
+    TEACHER_ATTR,
+    StudyTeacher,
+    TeacherSource,
+    describe_teacher,
+    obtain_study_teacher,
+    publish_teacher,
+)
 from medslim.search.teacher_files import study_teacher_file
-from medslim.search.trial_models import artifact_store
 from medslim.spaces.families import build_model, get_preset, input_kind
 from medslim.spaces.sparsity import SparsitySpace, prunable_units, uniform_params, uniform_ratios
 from medslim.spaces.specs import ModelSpec
@@ -76,8 +80,9 @@ class Session:
     unit_names: list[str]
     study: optuna.Study
     storage: BaseStorage
-    artifacts: FileSystemArtifactStore
+    artifacts: Artifacts
     space: SparsitySpace
+    sampler_seed: int
 
     @property
     def files_dir(self) -> Path:
@@ -162,8 +167,11 @@ def teacher_recipe(config: ResolvedConfig, kind: DataKind) -> Recipe:
     return recipes.teacher_recipe(kind, config.teacher_epochs, config.batch_size, config.lr)
 
 
-def prepare(config: StudyConfig) -> Session:
-    """Validate everything before any work, then load data, teacher, and the study."""
+def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
+    """Validate everything before any work, then load data, teacher, and the study.
+
+    The sampler is seeded with `sampler_seed` (a worker's own), else `config.seed`, or a
+    fresh seed when other processes are running the study right now."""
     sampler = make_sampler(config.sampler, len(config.objectives), config.seed)
     space = sparsity_space(config)
     device = resolve_device(config.device)
@@ -175,73 +183,56 @@ def prepare(config: StudyConfig) -> Session:
     if teacher_file is not None:  # refuse a mismatched file before the storage is touched
         load_state_dict_file(build_model(spec, data.input_shape, data.n_outputs), teacher_file)
     storage = open_storage(resolved.storage, heartbeat=resolved.heartbeat)
-    attrs = _existing_attrs(storage, resolved.study)
-    existing = attrs.get("config") if attrs is not None else None
-    if attrs is not None:
-        check_same_data(data, attrs.get("dataset"))
-    if existing is not None and not resolved.force_config:
-        differences = config_differences(existing, resolved.stored())
-        if differences:
-            raise UsageError(
-                f"study {resolved.study!r} exists with a different config ("
-                + "; ".join(differences)
-                + "); use another --study name, or --force-config to continue it anyway"
+    found = find_study(storage, resolved.study)
+    existing = None if found is None else found.user_attrs.get("config")
+    _check_same_config(existing, resolved)
+    files_dir = storage_dir(resolved.storage)
+    recorded_file = None
+    if found is not None:
+        check_same_data(data, found.user_attrs.get("dataset"))
+        if teacher_file is None:  # a resumed study keeps its own teacher
+            recorded_file = study_teacher_file(
+                files_dir / "teachers", found.user_attrs, data, spec
             )
-    files = storage_dir(resolved.storage)
-    if attrs is not None and teacher_file is None:  # a resumed study keeps its own teacher
-        teacher_file = study_teacher_file(files / "teachers", attrs, data, spec)
+    artifacts = chosen_artifacts(resolved.artifacts, found, resolved.storage)
+    source = TeacherSource(
+        data,
+        spec,
+        teacher_recipe(resolved, data.kind),
+        resolved.seed,
+        files_dir / "teachers",
+        teacher_file,
+        recorded_file,
+    )
     logger.info("teacher: %s on %s (%s) ...", resolved.model, data.name, device.type)
-    recipe = teacher_recipe(resolved, data.kind)
-    try:
-        teacher, teacher_scores, trained = obtain_teacher(
-            data,
-            spec,
-            recipe,
-            seed=resolved.seed,
-            cache_dir=files / "teachers",
-            device=device,
-            teacher_file=teacher_file,
-        )
-    except TrainingDiverged as error:
-        raise UsageError(
-            f"the teacher's own training diverged ({error}) at --lr {resolved.lr:g}; "
-            "lower --lr, or pass a trained model with --teacher"
-        ) from error
-    logger.info(
-        "teacher %s: val AUC %.4f, val ACC %.4f",
-        "trained" if trained else "loaded",
-        teacher_scores.val_auc,
-        teacher_scores.val_acc,
-    )
-    reference = score_model(teacher, data, budget_for(resolved))
-    units = list(prunable_units(teacher, data.train.batch(slice(0, 2)), space.pruning))
-    study = optuna.create_study(
-        study_name=resolved.study,
-        storage=storage,
-        sampler=sampler,
-        directions=resolved.directions,
-        load_if_exists=True,
-    )
-    if existing is None:  # all that can fail ran before create_study: no half-made study
-        # (seeds are enqueued once, when the study is made, so none can be there already)
-        cache_file = (
-            None
-            if teacher_file
-            else f"teacher-{teacher_key(data, spec, recipe, resolved.seed)}.pt"
-        )
-        _describe_new_study(study, resolved, data, teacher_scores, reference, units, cache_file)
+    teacher = _study_teacher(source, found, artifacts, device, resolved)
+    logger.info(describe_teacher(teacher))
+    reference = score_model(teacher.model, data, budget_for(resolved))
+    units = list(prunable_units(teacher.model, data.train.batch(slice(0, 2)), space.pruning))
+    study, made, raced = open_or_make(storage, resolved, sampler, found)
+    if made:  # all that can fail on bad input ran before the study was made
+        publish_teacher(study, artifacts, teacher)
+        _describe_new_study(study, resolved, data, teacher, reference, units, artifacts)
         _enqueue_students(study, spec, resolved.method)
         _enqueue_baselines(
             study, space, units, min(resolved.baselines, resolved.trials), resolved.method
         )
+        study.set_user_attr("config", resolved.stored())  # last: a racing run waits for it
+    else:
+        if raced:  # made by another run a moment ago: the same config, the same teacher
+            _check_same_config(study.user_attrs.get("config"), resolved)
+            teacher = _study_teacher(source, study, artifacts, device, resolved)
+        _keep_teacher(study, artifacts, teacher)
+    seed = choose_sampler_seed(study, resolved, raced) if sampler_seed is None else sampler_seed
+    study.sampler = make_sampler(resolved.sampler, len(resolved.objectives), seed)
     logger.info("study %s in %s", study.study_name, display_url(resolved.storage))
     if resolved.sensitivity_drop is not None:
         curves = study_curves(
             study,
-            teacher,
+            teacher.model,
             data,
             units,
-            teacher_auc=teacher_scores.val_auc,
+            teacher_auc=teacher.scores.val_auc,
             criterion=space.criterion or "l1",
             pruning=space.pruning,
             seed=resolved.seed,
@@ -253,32 +244,74 @@ def prepare(config: StudyConfig) -> Session:
         config=resolved,
         data=data,
         device=device,
-        teacher=teacher,
+        teacher=teacher.model,
         teacher_spec=spec,
-        teacher_scores=teacher_scores,
+        teacher_scores=teacher.scores,
         teacher_flops=reference.flops,
         unit_names=units,
         study=study,
         storage=storage,
-        artifacts=artifact_store(files),
+        artifacts=artifacts,
         space=space,
+        sampler_seed=seed,
     )
+
+
+def _check_same_config(existing: dict[str, Any] | None, config: ResolvedConfig) -> None:
+    """A study continues only with the config it was made with (or --force-config)."""
+    if existing is None or config.force_config:
+        return
+    differences = config_differences(existing, config.stored())
+    if differences:
+        raise UsageError(
+            f"study {config.study!r} exists with a different config ("
+            + "; ".join(differences)
+            + "); use another --study name, or --force-config to continue it anyway"
+        )
+
+
+def _study_teacher(
+    source: TeacherSource,
+    study: optuna.Study | None,
+    artifacts: Artifacts,
+    device: torch.device,
+    config: ResolvedConfig,
+) -> StudyTeacher:
+    try:
+        return obtain_study_teacher(source, study, artifacts, device)
+    except TrainingDiverged as error:
+        raise UsageError(
+            f"the teacher's own training diverged ({error}) at --lr {config.lr:g}; "
+            "lower --lr, or pass a trained model with --teacher"
+        ) from error
+
+
+def _keep_teacher(study: optuna.Study, artifacts: Artifacts, teacher: StudyTeacher) -> None:
+    """A study made before teachers had fingerprints gets its teacher's (the scores agreed),
+    and its store the weights, so that other machines can check and fetch it."""
+    record = study.user_attrs.get(TEACHER_ATTR, {})
+    if FINGERPRINT not in record:
+        study.set_user_attr(TEACHER_ATTR, {**record, FINGERPRINT: teacher.fingerprint})
+    publish_teacher(study, artifacts, teacher)
 
 
 def _describe_new_study(
     study: optuna.Study,
     config: ResolvedConfig,
     data: Dataset,
-    teacher: TeacherScores,
+    teacher: StudyTeacher,
     reference: Scores,
     units: list[str],
-    cache_file: str | None,
+    artifacts: Artifacts,
 ) -> None:
-    """What readers of the study need: its config, data, teacher scores and groups."""
+    """What readers of the study need: its data, teacher, groups and store (the config
+    comes last, once the seeds are queued: a run that joins a study being made waits for
+    it)."""
     with warnings.catch_warnings():  # experimental in name only; the dashboard reads it
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(config.objectives))
-    study.set_user_attr("config", config.stored())
+    if config.artifacts is not None:  # the default is found from the storage URL
+        study.set_user_attr(ARTIFACTS_ATTR, artifacts.url)
     study.set_user_attr("dataset", describe(data, config))
     sizes = {
         "flops": reference.flops,
@@ -286,17 +319,8 @@ def _describe_new_study(
         "params": reference.params,
         "latency_ms": reference.latency_ms,
     }
-    study.set_user_attr("teacher", {**asdict(teacher), **sizes, "cache_file": cache_file})
+    study.set_user_attr(TEACHER_ATTR, teacher.record(sizes))
     study.set_user_attr("units", units)
-
-
-def _existing_attrs(storage: BaseStorage, name: str) -> dict[str, Any] | None:
-    """The user attrs of the study `name`, or None when there is none yet."""
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        return None
-    return study.user_attrs
 
 
 def _enqueue_baselines(

@@ -1,10 +1,19 @@
-"""Optuna storages from a URL: SQLite by default, any RDB URL, or a journal file."""
+"""Optuna storages from a URL: SQLite by default, any RDB URL, or a journal file.
+
+Writers (`run`, `worker`) may create a storage; readers (`pareto`, `report`, `export`,
+`dashboard`) open only one that exists. A URL is only ever shown through `display_url`, and
+error text through `redact`, so a database password never reaches a terminal or a log.
+"""
 
 from __future__ import annotations
 
+import random
+import re
+import time
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import optuna
 import platformdirs
@@ -20,54 +29,131 @@ from optuna.storages.journal import JournalFileBackend
 from medslim.errors import StorageError
 
 JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+IN_MEMORY = ("sqlite://", "sqlite:///:memory:")
 # A trial whose worker died is failed after this many missed heartbeats, then retried (twice).
 GRACE_HEARTBEATS = 3
 MAX_RETRY = 2
+# Two first runs on a new database both create its tables; the loser retries this often.
+SCHEMA_ATTEMPTS = 6
+_CONCURRENT_SCHEMA = re.compile(r"already exists|UNIQUE constraint|duplicate key", re.I)
+# The driver SQLAlchemy picks for a URL without one, and the extra that installs it.
+_DRIVER_HINTS = {
+    "postgresql": "pip install 'medslim[postgres]' (psycopg), or write postgresql+psycopg2://",
+    "mysql": "pip install pymysql and write mysql+pymysql://",
+}
 
 
 def check_storage_url(url: str) -> None:
-    """Refuse a malformed URL or a missing driver without connecting (nothing is created)."""
+    """Refuse a malformed URL, an in-memory database, a journal file in a missing folder or a
+    missing driver, without connecting (nothing is created)."""
     if "://" not in url:
         if not url.endswith(JOURNAL_SUFFIXES):
             raise _not_a_url(url)
+        if not Path(url).expanduser().resolve().parent.is_dir():
+            raise StorageError(
+                f"cannot create journal file {url}: folder "
+                f"{Path(url).expanduser().resolve().parent} does not exist"
+            )
         return
+    if url in IN_MEMORY:
+        raise StorageError(
+            f"storage {url} lives in one process's memory: the study and its models would "
+            "vanish when the command ends; use a file (sqlite:///medslim.db), PostgreSQL or "
+            "a journal file"
+        )
     try:
-        sqlalchemy.engine.make_url(url).get_dialect()
-    except Exception as error:  # sqlalchemy raises several types for a bad URL or driver
+        parsed = sqlalchemy.engine.make_url(url)
+        dialect = parsed.get_dialect()
+    except Exception as error:  # sqlalchemy raises several types for a bad URL or dialect
         raise _cannot_open(url, error) from error
+    try:
+        dialect.import_dbapi()
+    except ImportError as error:
+        hint = _DRIVER_HINTS.get(parsed.get_backend_name(), "install its Python driver")
+        raise StorageError(
+            f"cannot open storage {display_url(url)!r}: its driver is not installed "
+            f"({error}); {hint}"
+        ) from error
 
 
-def open_storage(url: str, *, heartbeat: int | None = None) -> BaseStorage:
+def open_storage(url: str, *, heartbeat: int | None = None, create: bool = True) -> BaseStorage:
     """A storage for `url`; a journal file for a path ending in .log/.jsonl/.journal.
 
     With `heartbeat` (seconds), an RDB storage records a heartbeat for each running trial, so
     the trial of a killed worker is failed after a grace period and retried by another.
+    `create=False` (readers) opens only a storage that already holds Optuna's tables, and
+    refuses a missing file instead of creating an empty one.
     """
+    if "://" not in url and url.endswith(JOURNAL_SUFFIXES) and not create:
+        if not Path(url).expanduser().is_file():
+            raise StorageError(f"no journal file {url}; check the path (--storage)")
+    check_storage_url(url)
     if "://" not in url:
-        if url.endswith(JOURNAL_SUFFIXES):
-            return JournalStorage(JournalFileBackend(url))
-        raise _not_a_url(url)
+        return JournalStorage(JournalFileBackend(str(Path(url).expanduser())))
+    if not create:
+        _check_exists(url)
     engine_kwargs = {}
     if url.startswith("sqlite"):
         # Wait for a busy database instead of failing when several workers write at once.
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat,
-                grace_period=None if heartbeat is None else GRACE_HEARTBEATS * heartbeat,
-                heartbeat_stale_trial_callback=(
-                    None if heartbeat is None else RetryHeartbeatStaleTrialCallback(MAX_RETRY)
-                ),
-            )
-    except Exception as error:  # sqlalchemy raises several types for a bad URL or driver
-        raise _cannot_open(url, error) from error
+    storage = _rdb_storage(url, engine_kwargs, heartbeat, create)
     if url.startswith("sqlite"):
         _begin_immediate(storage.engine)
     return storage
+
+
+def _rdb_storage(
+    url: str, engine_kwargs: dict[str, Any], heartbeat: int | None, create: bool
+) -> RDBStorage:
+    """Optuna's RDB storage; creating the tables is retried when another process creates
+    them at the same moment (two first runs on a new file)."""
+    attempt = 1
+    while True:
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat,
+                    grace_period=None if heartbeat is None else GRACE_HEARTBEATS * heartbeat,
+                    heartbeat_stale_trial_callback=(
+                        None if heartbeat is None else RetryHeartbeatStaleTrialCallback(MAX_RETRY)
+                    ),
+                    skip_table_creation=not create,
+                )
+        except Exception as error:  # sqlalchemy raises several types for a bad URL or driver
+            if attempt == SCHEMA_ATTEMPTS or not _CONCURRENT_SCHEMA.search(_causes(error)):
+                raise _cannot_open(url, error) from error
+            time.sleep(random.uniform(0.05, 0.2) * attempt)
+            attempt += 1
+
+
+def _causes(error: BaseException) -> str:
+    """The text of an error and of the errors it was raised from."""
+    texts = []
+    current: BaseException | None = error
+    while current is not None:
+        texts.append(str(current))
+        current = current.__cause__ or current.__context__
+    return " | ".join(texts)
+
+
+def _check_exists(url: str) -> None:
+    """A reader's storage must exist: a SQLite file on disk, a database with Optuna's tables."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise StorageError(f"no storage file {path} ({url}); check the path (--storage)")
+    engine = sqlalchemy.create_engine(url)
+    try:
+        has_tables = sqlalchemy.inspect(engine).has_table("studies")
+    except Exception as error:  # sqlalchemy raises several types for an unreachable server
+        raise _cannot_open(url, error) from error
+    finally:
+        engine.dispose()
+    if not has_tables:
+        raise StorageError(f"{display_url(url)} holds no Optuna studies; check --storage")
 
 
 def _begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
@@ -97,33 +183,57 @@ def _begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
 
 def _not_a_url(url: str) -> StorageError:
     return StorageError(
-        f"storage {url!r} is not a URL: use e.g. sqlite:///medslim.db, "
+        f"storage {display_url(url)!r} is not a URL: use e.g. sqlite:///medslim.db, "
         "postgresql://user:pass@host/db, or a journal file path ending in .log"
     )
 
 
 def _cannot_open(url: str, error: Exception) -> StorageError:
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return StorageError(f"cannot open storage {display_url(url)!r}: {reason}")
+    return StorageError(f"cannot open storage {display_url(url)!r}: {redact(reason, url)}")
 
 
 def display_url(url: str) -> str:
-    """The URL as it may be printed: the password of a database URL masked."""
+    """The URL as it may be printed: the password of a database URL masked (and whatever
+    precedes an @ in a URL that lacks its scheme)."""
     if "://" not in url:
-        return url
+        return f"***@{url.rsplit('@', 1)[1]}" if "@" in url else url
     try:
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # sqlalchemy raises several types for a malformed URL
         return url.split("@")[-1] if "@" in url else url
 
 
+def redact(text: str, url: str) -> str:
+    """`text` with the URL, and its password wherever a URL or DSN would carry it, masked."""
+    text = text.replace(url, display_url(url))
+    if "://" not in url:
+        return text
+    try:
+        password = sqlalchemy.engine.make_url(url).password
+    except Exception:  # a malformed URL: its userinfo is the secret
+        password = url.split("://", 1)[1].rsplit("@", 1)[0] if "@" in url else None
+    if not password:
+        return text
+    for secret in {str(password), quote_plus(str(password))}:
+        text = text.replace(f":{secret}@", ":***@").replace(f"password={secret}", "password=***")
+        text = text.replace(f"password='{secret}'", "password='***'")
+    return text
+
+
 def storage_dir(url: str) -> Path:
     """Where files that belong with a study live: beside a SQLite/journal file, else the cache."""
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+    if url.startswith("sqlite:///") and url not in IN_MEMORY:
         return Path(url.removeprefix("sqlite:///")).resolve().parent / ".medslim"
     if "://" not in url:
-        return Path(url).resolve().parent / ".medslim"
+        return Path(url).expanduser().resolve().parent / ".medslim"
     return Path(platformdirs.user_cache_dir("medslim"))
+
+
+def is_server_url(url: str) -> bool:
+    """A database server (PostgreSQL, MySQL): other machines may reach the study, but files
+    kept beside it would stay on the machine that wrote them."""
+    return "://" in url and not url.startswith("sqlite")
 
 
 def study_names(storage: BaseStorage) -> list[str]:

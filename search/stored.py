@@ -8,15 +8,14 @@ from functools import cached_property
 from pathlib import Path
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from medslim.errors import StorageError, UsageError
+from medslim.search.artifacts import Artifacts, study_artifacts
 from medslim.search.config import ResolvedConfig
 from medslim.search.records import TARGET_ATTR
 from medslim.search.storage import display_url, open_storage, storage_dir, study_names
-from medslim.search.trial_models import artifact_store
 
 
 @dataclass(frozen=True)
@@ -33,12 +32,14 @@ class StudyRef:
 
     @property
     def files_dir(self) -> Path:
-        """The study's files (teachers, logits, models): beside a SQLite or journal file."""
+        """This machine's cache of the study's files (teachers, logits): beside a SQLite or
+        journal file, else the user cache."""
         return storage_dir(self.url)
 
     @cached_property
-    def artifacts(self) -> FileSystemArtifactStore:
-        return artifact_store(self.files_dir)
+    def artifacts(self) -> Artifacts:
+        """The study's artifact store (models, teacher, logits), as `--artifacts` chose it."""
+        return study_artifacts(self.study, self.url)
 
     def config(self) -> ResolvedConfig:
         """The config the study was run with (an older study's missing settings default);
@@ -62,8 +63,11 @@ class StudyRef:
 
 
 def open_study(url: str, name: str | None = None) -> StudyRef:
-    """The study `name` in the storage at `url`; without a name, the storage's only study."""
-    storage = open_storage(url)
+    """The study `name` in the storage at `url`; without a name, the storage's only study.
+    Only reads: a storage that does not exist is an error, never created."""
+    if name is not None and not name.strip():
+        raise UsageError("--study must be a non-empty name; leave it out for the only study")
+    storage = open_storage(url, create=False)
     names = study_names(storage)
     shown = display_url(url)
     if name is None:

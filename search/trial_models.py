@@ -18,16 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
-from optuna.artifacts import (
-    FileSystemArtifactStore,
-    download_artifact,
-    get_all_artifact_meta,
-    upload_artifact,
-)
+from optuna.artifacts import download_artifact, get_all_artifact_meta, upload_artifact
 from optuna.storages import BaseStorage
 from torch import nn
 
 from medslim.errors import UsageError
+from medslim.search.artifacts import Artifacts
 from medslim.search.records import trial_record
 from medslim.spaces.families import build_model, get_preset, spec_from_dict, spec_to_dict
 from medslim.spaces.specs import ModelSpec
@@ -151,20 +147,13 @@ def base_spec(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> ModelSpec
     return BASE_SPECS[method](study, trial)
 
 
-def artifact_store(files_dir: Path) -> FileSystemArtifactStore:
-    """Model files live in `artifacts/` of the study's files folder (beside the storage)."""
-    root = files_dir / "artifacts"
-    root.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(root))
-
-
 def save_trial_model(
     trial: optuna.Trial,
     model: nn.Module,
     base: ModelSpec,
     input_shape: tuple[int, ...],
     n_outputs: int,
-    store: FileSystemArtifactStore,
+    store: Artifacts,
 ) -> str:
     """Upload the trial's model bundle as an artifact (Optuna notes its id on the trial)."""
     bundle = bundle_model(model, base, input_shape, n_outputs)
@@ -207,7 +196,7 @@ def load_trial_bundle(ref: StudyRef, trial: optuna.trial.FrozenTrial) -> ModelBu
         except Exception as error:  # the store raises its own types for a missing file
             raise UsageError(
                 f"model of trial {trial.number} (artifact {artifact_id}) is missing from "
-                f"{ref.files_dir / 'artifacts'}: {error}"
+                f"{ref.artifacts.url}: {error}" + _local_hint(ref)
             ) from error
         bundle = ModelBundle.load(path)
     expected = spec_to_dict(base_spec(ref.study, trial))
@@ -217,6 +206,15 @@ def load_trial_bundle(ref: StudyRef, trial: optuna.trial.FrozenTrial) -> ModelBu
             f"but its user attrs describe a {expected}"
         )
     return bundle
+
+
+def _local_hint(ref: StudyRef) -> str:
+    if not ref.artifacts.local_only:
+        return ""
+    return (
+        f"; study {ref.name!r} keeps models in the cache of the machine that ran each trial "
+        "(it was made without --artifacts): read it there"
+    )
 
 
 def load_trial_model(ref: StudyRef, trial: optuna.trial.FrozenTrial) -> nn.Module:

@@ -19,10 +19,11 @@ from typing import Any, NamedTuple
 import optuna
 
 from medslim.errors import MedslimError, UsageError
-from medslim.search.config import StudyConfig
+from medslim.search import signals
+from medslim.search.artifacts import say_if_local_only
+from medslim.search.config import STORAGE_ENV, StudyConfig
 from medslim.search.loop import finished_count, progress_bar, quiet_optuna, run_trials
 from medslim.search.records import TARGET_ATTR
-from medslim.search.samplers import make_sampler
 from medslim.search.session import Session, prepare
 from medslim.search.stored import open_study
 
@@ -30,7 +31,6 @@ logger = logging.getLogger(__name__)
 
 POLL_S = 1.0
 STOP_WAIT_S = 60.0  # how long an interrupted worker may take to record its trial
-TEACHER_TOLERANCE = 1e-4  # a worker's teacher must score like the study's
 
 
 def publish_target(study: optuna.Study, trials: int) -> None:
@@ -57,37 +57,65 @@ def share_sqlite(url: str) -> None:
         )
 
 
+# `python -c` puts the working directory first on the import path (as ""): it is dropped
+# before medslim is imported, so a `search/` or `medslim/` folder there never runs.
+_BOOTSTRAP = (
+    "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+    "from medslim.search.cli.app import main; sys.exit(main())"
+)
+
+
+def worker_command(session: Session, index: int) -> list[str]:
+    """The command line of managed worker `index`: the installed package's CLI, started
+    with a safe import path. The storage URL is not on it (see `worker_environment`)."""
+    config = session.config
+    return [
+        *(sys.executable, "-c", _BOOTSTRAP, "worker", "--parent", str(os.getpid())),
+        *("--study", session.study.study_name, "--trials", str(config.trials)),
+        *("--device", config.device, "--heartbeat", str(config.heartbeat)),
+        *("--threads", str(max(1, cpu_cores() // config.workers))),
+        *("--seed", str(session.sampler_seed + 1 + index), "--no-progress"),
+        *(("--data-dir", config.data_dir) if config.data_dir else ()),
+    ]
+
+
+def worker_environment(storage: str) -> dict[str, str]:
+    """The workers' environment: the storage URL travels here, so no password shows in
+    `ps` (only the same user can read a process's environment)."""
+    return {**os.environ, STORAGE_ENV: storage}
+
+
 def run_workers(session: Session, *, progress: bool | None = None) -> None:
     """Start `config.workers` worker processes and wait until they met the target; each runs
     `medslim worker`, i.e. the one study loop (`loop.run_trials`).
 
-    Ctrl-C is forwarded to the workers, who record their running trial before they exit; the
-    KeyboardInterrupt is then raised again for the caller to report. Workers that stop short
-    of the target raise a `MedslimError` naming their exit codes.
+    The workers run in their own session, so a terminal's Ctrl-C reaches only this process,
+    which stops them with SIGTERM (each records its running trial as FAIL and queues it
+    again) and raises KeyboardInterrupt for the caller to report in one line. If this process
+    dies, even by SIGKILL, its workers get SIGTERM too. Workers that stop short of the
+    target raise a `MedslimError` naming their exit codes.
     """
     config = session.config
     study = session.study
     target = config.trials
     if config.storage.startswith("sqlite"):
         share_sqlite(config.storage)
-    command = [
-        *(sys.executable, "-m", "medslim.search.cli", "worker", "--managed"),
-        *("--storage", config.storage, "--study", study.study_name),
-        *("--trials", str(target), "--device", config.device),
-        *("--heartbeat", str(config.heartbeat)),
-        *("--threads", str(max(1, cpu_cores() // config.workers))),
-        *(("--data-dir", config.data_dir) if config.data_dir else ()),
-    ]
     bar = progress_bar(finished_count(study), target, progress)
-    children = [
-        subprocess.Popen([*command, "--seed", str(config.seed + 1 + i)])
-        for i in range(config.workers)
-    ]
+    children: list[subprocess.Popen[bytes]] = []
     try:
+        for index in range(config.workers):
+            children.append(
+                subprocess.Popen(
+                    worker_command(session, index),
+                    env=worker_environment(config.storage),
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
         while any(child.poll() is None for child in children):
             bar.update(finished_count(study) - bar.n)
             time.sleep(POLL_S)
-    except BaseException:  # Ctrl-C, or the parent failing: no worker is left behind
+    except BaseException:  # Ctrl-C, SIGTERM, or the parent failing: no worker is left behind
         _stop(children)
         raise
     finally:
@@ -103,11 +131,14 @@ def run_workers(session: Session, *, progress: bool | None = None) -> None:
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C waits too
+    """SIGTERM each worker and wait for it to record its trial; kill one that takes longer
+    than `STOP_WAIT_S`. Further stop signals to this process wait too."""
+    ignored = signals.STOP_SIGNALS if signals.in_main_thread() else ()
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in ignored}
     try:
         for child in children:
             if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+                child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_WAIT_S
         for child in children:
             try:
@@ -116,7 +147,8 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
                 child.kill()
                 child.wait()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def join_study(
@@ -127,7 +159,8 @@ def join_study(
     seed: int | None,
     **run_settings: Any,
 ) -> Session:
-    """A session that optimises exactly what the study stores: its config and its teacher."""
+    """A session that optimises exactly what the study stores: its config and its teacher
+    (`prepare` checks the teacher against the study's fingerprint, or fetches it)."""
     stored = study.user_attrs.get("config")
     if stored is None:
         raise UsageError(f"study {study.study_name!r} has no medslim config; was it made by run?")
@@ -139,20 +172,8 @@ def join_study(
     config = StudyConfig.from_stored(
         stored, storage=storage, study=study.study_name, trials=target, **run_settings
     )
-    session = prepare(config)
-    mine = session.teacher_scores
-    theirs = study.user_attrs.get("teacher", {})
-    for key in ("val_auc", "val_acc"):
-        if abs(getattr(mine, key) - theirs.get(key, float("nan"))) <= TEACHER_TOLERANCE:
-            continue
-        raise UsageError(
-            f"this machine's teacher differs from the study's ({key} {getattr(mine, key):.4f} "
-            f"vs {theirs.get(key)}); copy the teacher file from the first machine's "
-            ".medslim/teachers/ cache, or run with the same --teacher file"
-        )
-    seed = random.SystemRandom().randrange(2**31) if seed is None else seed
-    session.study.sampler = make_sampler(config.sampler, len(config.objectives), seed)
-    return session
+    fresh = random.SystemRandom().randrange(2**31)
+    return prepare(config, sampler_seed=fresh if seed is None else seed)
 
 
 class WorkerRun(NamedTuple):
@@ -169,19 +190,23 @@ def run_worker(
     seed: int | None = None,
     threads: int | None = None,
     progress: bool | None = None,
+    managed: bool = False,
     **run_settings: Any,
 ) -> WorkerRun:
     """Join a stored study (from this machine or another) and run its trials, through the
     one study loop, until it holds its target: `trials`, else the last run's. It optimises
     the study's stored config; `run_settings` are this machine's own (device, data_dir,
-    heartbeat). `seed` seeds the sampler (random by default, so workers differ)."""
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    heartbeat). `seed` seeds the sampler (random by default, so workers differ). `managed`:
+    started by `run --workers`, which has said what needs saying."""
     with quiet_optuna():
         ref = open_study(storage, study)
         session = join_study(ref.study, storage=storage, trials=trials, seed=seed, **run_settings)
+        if threads is not None:  # after the teacher: one retrained here must match the study's
+            import torch
+
+            torch.set_num_threads(threads)
+        if not managed:
+            say_if_local_only(session.artifacts)
         name = session.study.study_name
         logger.info("worker joined %s: %d trials finished", name, finished_count(session.study))
         ran = run_trials(session, progress=progress)

@@ -1,7 +1,8 @@
 """The `medslim` command line: argparse over the Python API, one line per expected error.
 
 Exit codes: 0 done, 1 a run or check that failed, 2 bad input (nothing written), 130
-interrupted. Log lines go to stderr through the `medslim` logger; results go to stdout.
+interrupted by Ctrl-C, 143 stopped by SIGTERM. Log lines go to stderr through the `medslim`
+logger; results go to stdout. A storage URL's password never appears in either.
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from medslim.errors import MedslimError, UsageError
+from medslim.search import signals
 from medslim.search.cli.inspect_commands import add_inspect_commands
 from medslim.search.cli.listing import add_listing_commands
 from medslim.search.cli.study_commands import (
-    EXIT_INTERRUPTED,
     add_run_arguments,
     add_worker_arguments,
     cmd_run,
     cmd_sensitivity,
     cmd_worker,
 )
+from medslim.search.config import DEFAULT_STORAGE, STORAGE_ENV
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -64,18 +66,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return EXIT_USAGE
-    with _logging_to_stderr(quiet=getattr(args, "no_progress", False)):
+    if hasattr(args, "storage") and args.storage is None:
+        args.storage = os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    secret = getattr(args, "storage", "")
+    quiet = getattr(args, "no_progress", False)
+    with _logging_to_stderr(quiet=quiet, secret=secret), signals.stop_signals_interrupt():
         try:
             return handler(args)
         except UsageError as error:
-            print(f"medslim: error: {error}", file=sys.stderr)
+            print(f"medslim: error: {redact(str(error), secret)}", file=sys.stderr)
             return EXIT_USAGE
         except MedslimError as error:
-            print(f"medslim: {error}", file=sys.stderr)
+            print(f"medslim: {redact(str(error), secret)}", file=sys.stderr)
             return EXIT_FAILED
         except KeyboardInterrupt as interrupt:
-            print(f"\n{_interrupted(interrupt)}", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            print(f"\n{redact(_interrupted(interrupt), secret)}", file=sys.stderr)
+            return signals.exit_code()
         except BrokenPipeError:  # the reader (e.g. `head`) closed the pipe early: not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python docs' recipe
             return 0
@@ -87,13 +93,33 @@ def _interrupted(interrupt: KeyboardInterrupt) -> str:
     return text if text else "interrupted: finished trials are kept; run the same command again"
 
 
+def redact(text: str, url: str) -> str:
+    """`storage.redact`, without importing SQLAlchemy for a URL that holds no password."""
+    if "@" not in url:
+        return text
+    from medslim.search.storage import redact as redact_url
+
+    return redact_url(text, url)
+
+
+class _Redacting(logging.Formatter):
+    """Log lines with the storage URL's password masked (a library's message may quote it)."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__("%(message)s")
+        self.secret = secret
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), self.secret)
+
+
 @contextmanager
-def _logging_to_stderr(*, quiet: bool) -> Iterator[None]:
+def _logging_to_stderr(*, quiet: bool, secret: str) -> Iterator[None]:
     """The `medslim` logger's lines on stderr while a command runs (warnings only with
-    --no-progress)."""
+    --no-progress), the storage URL's password masked."""
     logger = logging.getLogger("medslim")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(_Redacting(secret))
     previous = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)

@@ -102,7 +102,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from medslim.search.inspection.dashboard import serve
 
-    print(f"optuna-dashboard on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
     try:
         serve(args.storage, args.host, args.port)
     except KeyboardInterrupt:

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 
 from medslim.errors import UsageError
 from medslim.kinds import METHODS, OBJECTIVES, PRUNING_KINDS, TASK_CHOICES
+from medslim.search import signals
 from medslim.search.config import (
     DEFAULT_OBJECTIVES,
     DEFAULT_SCREEN_MARGIN,
     DEFAULT_STORAGE,
+    STORAGE_ENV,
     StudyConfig,
 )
 from medslim.spaces.criteria import criterion_names
@@ -21,15 +24,14 @@ from medslim.spaces.families import preset_names
 
 logger = logging.getLogger("medslim")
 DEFAULTS = StudyConfig()
-EXIT_INTERRUPTED = 130
 
 
 def add_storage(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage",
-        default=DEFAULTS.storage,
         help="Optuna storage URL (sqlite:///file.db, postgresql://..., mysql://...) or a "
-        "journal file ending in .log (default: %(default)s)",
+        f"journal file ending in .log (default: ${STORAGE_ENV}, else {DEFAULT_STORAGE}; the "
+        "variable keeps a password out of command lines)",
     )
     parser.add_argument("--study", help="study name (default: derived from dataset, model, space)")
 
@@ -213,6 +215,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="worker processes on this machine, sharing its cores (default: %(default)s)",
     )
     add_heartbeat(parser)
+    parser.add_argument(
+        "--artifacts",
+        metavar="URL",
+        help="where the study keeps trial models, the teacher and its logits, for every "
+        "machine: a folder (shared by the machines) or s3://bucket/prefix (endpoint and "
+        "credentials from the AWS environment variables); chosen when the study is made "
+        "(default: .medslim/artifacts beside a SQLite or journal file, else this machine's "
+        "cache)",
+    )
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
@@ -271,6 +282,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         size=args.size,
         task=args.task,
         channels=args.channels,
+        artifacts=args.artifacts,
     )
 
 
@@ -293,7 +305,8 @@ def next_steps(storage: str, study: str, trial: int, why: str) -> str:
     """The commands that come after a run, ready to paste (a password masked)."""
     from medslim.search.storage import display_url
 
-    url = "" if storage == DEFAULT_STORAGE else f" --storage {shlex.quote(display_url(storage))}"
+    implied = os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    url = "" if storage == implied else f" --storage {shlex.quote(display_url(storage))}"
     where = f"{url} --study {shlex.quote(study)}"
     return "\n".join(
         [
@@ -318,11 +331,14 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     parser.add_argument("--seed", type=int, help="sampler seed (default: random per worker)")
     add_quiet(parser)
-    parser.add_argument("--managed", action="store_true", help=argparse.SUPPRESS)
+    # Set by `run --workers`: the parent's pid; the worker stops when that process dies.
+    parser.add_argument("--parent", type=int, help=argparse.SUPPRESS)
     add_heartbeat(parser)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.parent is not None:
+        signals.die_with_parent(args.parent)
     from medslim.search.workers import run_worker
 
     if args.threads is not None and args.threads < 1:
@@ -337,11 +353,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
             device=args.device,
             data_dir=args.data_dir,
             heartbeat=args.heartbeat,
-            progress=False if args.no_progress or args.managed else None,
+            progress=False if args.no_progress else None,
+            managed=args.parent is not None,
         )
     except KeyboardInterrupt:
-        if args.managed:  # a managed worker's parent prints the one line
-            return EXIT_INTERRUPTED
+        if args.parent is not None:  # a managed worker's parent prints the one line
+            return signals.exit_code()
         raise
     logger.info("worker ran %d trials; study %s holds %d finished", ran, name, finished)
     return 0

@@ -7,6 +7,7 @@ optuna-dashboard's public calls; `serve` then only reads.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import optuna
@@ -23,6 +24,8 @@ from medslim.search.inspection.report import (
 from medslim.search.inspection.rescore import TEACHER_KEY, trial_key
 from medslim.search.sensitivity import stored_curves
 from medslim.search.storage import open_storage
+
+logger = logging.getLogger(__name__)
 
 FIGURE_IDS = ("auc-vs-flops", "acc-vs-flops", "ratio-profile")
 """Stable ids, so publishing again replaces the figures instead of adding copies."""
@@ -81,5 +84,7 @@ def publish(study: optuna.Study) -> ReportData:
 
 
 def serve(storage_url: str, host: str, port: int) -> None:
-    """Serve the dashboard until interrupted (blocks)."""
-    optuna_dashboard.run_server(open_storage(storage_url), host=host, port=port)
+    """Serve the dashboard of an existing storage until interrupted (blocks)."""
+    storage = open_storage(storage_url, create=False)
+    logger.info("optuna-dashboard on http://%s:%d/ (Ctrl-C stops)", host, port)
+    optuna_dashboard.run_server(storage, host=host, port=port)

@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import json
+import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,12 +12,14 @@ import torch
 
 from medslim.errors import UsageError
 from medslim.objectives.data import load_dataset
+from medslim.objectives.determinism import weights_fingerprint
 from medslim.objectives.evaluate import split_scores
-from medslim.objectives.teacher import BestOnVal, obtain_teacher, teacher_key
+from medslim.objectives.teacher import BestOnVal, obtain_teacher, teacher_cache_path, teacher_key
 from medslim.objectives.training import Recipe, train
 from medslim.spaces.families import build_model
 from medslim.spaces.specs import MLPSpec
 
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SPEC = MLPSpec(hidden=(16,))
 RECIPE = Recipe(epochs=20, batch_size=64)
 
@@ -89,3 +96,68 @@ def test_a_trained_teacher_keeps_its_best_val_epoch(tmp_path: Path) -> None:
     train(model, data.train, data.task, Recipe(epochs=15, batch_size=64, lr=5e-2), on_epoch=record)
     best.restore(model)
     assert split_scores(model, data.val, data.task)[0] == best.auc == max(seen)
+
+
+# Trains a teacher in a fresh process after drawing from torch's global generator (as
+# loading data or other work would), and prints its fingerprint and val scores.
+_TRAIN_IN_A_PROCESS = """
+import sys, json, torch
+from pathlib import Path
+from medslim.objectives.data import load_dataset
+from medslim.objectives.determinism import weights_fingerprint
+from medslim.objectives.teacher import obtain_teacher
+from medslim.objectives.training import Recipe
+from medslim.spaces.families import get_preset
+torch.rand(int(sys.argv[2]))
+data = load_dataset(sys.argv[1], seed=0)
+spec = get_preset("mlp" if data.kind == "tabular" else "resnet8")
+recipe = Recipe(epochs=int(sys.argv[3]), batch_size=64, augment=data.kind == "image")
+model, scores, trained = obtain_teacher(
+    data, spec, recipe, seed=0, cache_dir=Path(sys.argv[4]), device=torch.device("cpu")
+)
+assert trained
+print(json.dumps([weights_fingerprint(model), scores.val_auc, scores.val_acc]))
+"""
+
+
+@pytest.mark.parametrize(
+    "dataset, epochs",
+    [("breast-cancer", "10"), (str(SHARED_DATA / "breastmnist.npz"), "1")],
+    ids=["breast-cancer", "breastmnist"],
+)
+def test_a_teacher_trains_bit_identically_in_separate_processes(
+    tmp_path: Path, dataset: str, epochs: str
+) -> None:
+    if dataset.endswith(".npz") and not Path(dataset).is_file():
+        pytest.skip(f"{dataset} is not here")
+    results = []
+    for draws in ("0", "97"):  # each process has used the global generator differently
+        done = subprocess.run(
+            [sys.executable, "-c", _TRAIN_IN_A_PROCESS, dataset, draws, epochs, tmp_path / draws],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "OMP_NUM_THREADS": "2"},
+        )
+        assert done.returncode == 0, done.stderr
+        results.append(json.loads(done.stdout.splitlines()[-1]))
+    (fingerprint, auc, acc), (again, auc2, acc2) = results
+    assert fingerprint == again, "the same seed, data and recipe gave other weights"
+    assert abs(auc - auc2) <= 1e-6 and abs(acc - acc2) <= 1e-6
+
+
+def test_a_corrupt_cached_teacher_is_named_and_trained_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = load_dataset("breast-cancer", seed=0)
+    cpu = torch.device("cpu")
+    first, scores, _ = obtain_teacher(data, SPEC, RECIPE, seed=0, cache_dir=tmp_path, device=cpu)
+    cached = teacher_cache_path(tmp_path, data, SPEC, RECIPE, 0)
+    cached.write_bytes(cached.read_bytes()[:100])  # a truncated copy
+    with caplog.at_level(logging.WARNING, logger="medslim"):
+        again, rescored, trained = obtain_teacher(
+            data, SPEC, RECIPE, seed=0, cache_dir=tmp_path, device=cpu
+        )
+    assert trained and str(cached) in caplog.text and "training it again" in caplog.text
+    assert weights_fingerprint(again) == weights_fingerprint(first) and rescored == scores
+    assert torch.load(cached, weights_only=True).keys() == first.state_dict().keys()

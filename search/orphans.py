@@ -1,0 +1,97 @@
+"""Trials whose process stopped: queued again with their parameters, so that nothing a
+study was told to run is lost (an interrupted trial, a baseline that stepped back), and, on
+a journal file, which has no heartbeats, RUNNING trials of dead local processes released."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import NamedTuple
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+logger = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    """`host:pid`, kept on every trial a process runs, so a dead one's trials are found."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue a trial's parameters again (a baseline or retry that stepped back, a trial that
+    was interrupted), with what marks it as a seed, so it is not lost."""
+    params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+    if params:
+        kept = {k: v for k, v in trial.user_attrs.items() if k in QUEUE_ATTRS}
+        study.enqueue_trial(params, user_attrs=kept)
+
+
+QUEUE_ATTRS = ("baseline",)
+"""User attrs a queued trial carries (`baseline`: uniform or scaled seed)."""
+
+
+class Owners(NamedTuple):
+    released: int  # trials of dead local processes, now FAIL and queued again
+    alive: int  # trials of live processes on this machine
+    elsewhere: list[str]  # owners of the rest: other machines, or unknown
+
+
+def release_dead_trials(study: optuna.Study, storage: BaseStorage) -> Owners:
+    """A journal file has no heartbeats: a RUNNING trial whose worker was a process on this
+    machine that no longer runs is marked FAIL and queued again."""
+    host = socket.gethostname()
+    study_id = storage.get_study_id_from_name(study.study_name)
+    owners = Owners(0, 0, [])
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(trial.user_attrs.get("worker", "an unknown process"))
+        owner, _, pid = worker.rpartition(":")
+        if owner != host or not pid.isdigit():
+            owners.elsewhere.append(worker)
+        elif _alive(int(pid)):
+            owners = owners._replace(alive=owners.alive + 1)
+        else:
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            try:
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another process released it a moment ago
+            requeue(study, trial)
+            logger.warning(
+                "trial %d was left RUNNING by process %s, which no longer runs: marked FAIL "
+                "and queued again",
+                trial.number,
+                pid,
+            )
+            owners = owners._replace(released=owners.released + 1)
+    return owners
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():  # not running a trial now: an earlier process with this pid
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def say_elsewhere(owners: list[str], complete: int, target: int) -> None:
+    """Why a journal-file study stops short: its last trials run where this process cannot
+    tell whether they are alive (another machine), and a journal has no heartbeats."""
+    logger.warning(
+        "%d of %d trials finished; %d RUNNING in %s cannot be checked (a journal file has "
+        "no heartbeats): run the same command again when they are done or, if those workers "
+        "are gone, with --trials %d to replace them",
+        complete,
+        target,
+        len(owners),
+        ", ".join(sorted(set(owners))),
+        target + len(owners),
+    )
