@@ -27,12 +27,19 @@ from medslim.objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
 from medslim.objectives.teacher import TeacherScores, load_state_dict_file, obtain_teacher
 from medslim.objectives.training import Recipe
 from medslim.search.config import ResolvedConfig, StudyConfig, config_differences
+from medslim.search.records import OFFSET_PREFIX_ATTR, stored_offset_prefix
 from medslim.search.samplers import make_sampler
 from medslim.search.sensitivity import study_curves
 from medslim.search.storage import check_storage_url, display_url, open_storage, storage_dir
 from medslim.search.trial_models import artifact_store
 from medslim.spaces.families import build_model, get_preset, input_kind
-from medslim.spaces.sparsity import SparsitySpace, prunable_units, uniform_params, uniform_ratios
+from medslim.spaces.sparsity import (
+    OFFSET_PREFIX,
+    SparsitySpace,
+    prunable_units,
+    uniform_params,
+    uniform_ratios,
+)
 from medslim.spaces.specs import ModelSpec
 from medslim.spaces.students import DistillSettings, StudentSpace, scaled_teacher, student_params
 
@@ -224,6 +231,8 @@ def prepare(config: StudyConfig) -> Session:
         _enqueue_baselines(
             study, space, units, min(resolved.baselines, resolved.trials), resolved.method
         )
+    else:  # an older study keeps the parameter names its trials already have
+        space = replace(space, offset_prefix=stored_offset_prefix(study))
     logger.info("study %s in %s", study.study_name, display_url(resolved.storage))
     if resolved.sensitivity_drop is not None:
         curves = study_curves(
@@ -285,6 +294,7 @@ def _describe_new_study(
     }
     study.set_user_attr("teacher", {**asdict(teacher), **sizes})
     study.set_user_attr("units", units)
+    study.set_user_attr(OFFSET_PREFIX_ATTR, OFFSET_PREFIX)
 
 
 def _existing_config(storage: BaseStorage, name: str) -> dict[str, Any] | None:

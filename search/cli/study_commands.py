@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
 
 from medslim.errors import UsageError
 from medslim.kinds import METHODS, OBJECTIVES, PRUNING_KINDS
 from medslim.search.config import (
     DEFAULT_OBJECTIVES,
     DEFAULT_SCREEN_MARGIN,
-    DEFAULT_STORAGE,
     StudyConfig,
 )
 from medslim.spaces.criteria import criterion_names
@@ -252,11 +250,12 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from medslim.search.api import run
-    from medslim.search.inspection.pareto import format_front
+    from medslim.search.inspection.front_table import render_text
 
     stored = run(config_from_args(args), progress=False if args.no_progress else None)
     front = stored.front()
-    print(format_front(front))
+    print(f"study {front.study}: {front.finished} finished trials")
+    print(render_text(stored.table(test=False)))
     pick = front.smallest_within(0.01)
     why = "the fewest FLOPs within 0.01 of the teacher's val AUC"
     if pick is None:
@@ -267,10 +266,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def next_steps(storage: str, study: str, trial: int, why: str) -> str:
     """The commands that come after a run, ready to paste (a password masked)."""
-    from medslim.search.storage import display_url
+    from medslim.search.inspection.commands import location_flags, storage_flag
 
-    url = "" if storage == DEFAULT_STORAGE else f" --storage {shlex.quote(display_url(storage))}"
-    where = f"{url} --study {shlex.quote(study)}"
+    url = storage_flag(storage)
+    where = location_flags(storage, study)
     return "\n".join(
         [
             "\nnext:",

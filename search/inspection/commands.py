@@ -1,0 +1,27 @@
+"""The commands a reader copies next: where a study lives as flags, and the export line of
+a trial (a stored password masked)."""
+
+from __future__ import annotations
+
+import shlex
+
+from medslim.search.config import DEFAULT_STORAGE
+from medslim.search.storage import display_url
+
+
+def storage_flag(storage: str) -> str:
+    """` --storage URL`, or nothing for the default storage."""
+    return "" if storage == DEFAULT_STORAGE else f" --storage {shlex.quote(display_url(storage))}"
+
+
+def location_flags(storage: str, study: str) -> str:
+    """` --storage URL --study NAME` (no --storage for the default storage)."""
+    return f"{storage_flag(storage)} --study {shlex.quote(study)}"
+
+
+def export_command(storage: str, study: str, trial: int) -> str:
+    """The `medslim export` line that writes trial `trial` as checked ONNX."""
+    return (
+        f"medslim export{location_flags(storage, study)} --trial {trial} --format onnx "
+        f"--out trial-{trial}.onnx"
+    )

@@ -1,0 +1,61 @@
+"""Batch-1 latency of the teacher and front members, measured side by side.
+
+A trial's own latency is measured once, under whatever load the machine had then (a
+teacher stored at 34.5 ms later measured 0.93 ms), so its ratios to the teacher mean
+little. Here every model is warmed up, then the models take turns over several rounds in
+one process, and each gets the median of its timings, the spread between its quartiles,
+and its ratio to the teacher measured in the same turns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from medslim.objectives.metrics import latency_samples_ms
+
+ROUNDS = 10
+REPEATS = 5
+WARMUP = 5
+
+
+@dataclass(frozen=True)
+class Latency:
+    median_ms: float
+    low_ms: float
+    """25th percentile of the timings."""
+    high_ms: float
+    """75th percentile."""
+    teacher_ms: float
+    """The teacher's median, measured in the same turns."""
+    ratio: float
+    """median_ms / teacher_ms: below 1 is faster than the teacher."""
+    timings: int
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def side_by_side(
+    teacher: nn.Module, models: dict[int, nn.Module], input_shape: tuple[int, ...]
+) -> tuple[Latency, dict[int, Latency]]:
+    """The teacher's latency and each model's, all measured in the same turns."""
+    keys = list(models)
+    samples = latency_samples_ms(
+        [teacher, *(models[k] for k in keys)],
+        input_shape,
+        rounds=ROUNDS,
+        repeats=REPEATS,
+        warmup=WARMUP,
+    )
+    reference = float(np.median(samples[0]))
+    summaries = [_summary(s, reference) for s in samples]
+    return summaries[0], dict(zip(keys, summaries[1:], strict=True))
+
+
+def _summary(timings: list[float], teacher_ms: float) -> Latency:
+    low, median, high = (float(v) for v in np.percentile(timings, [25, 50, 75]))
+    return Latency(median, low, high, teacher_ms, median / teacher_ms, len(timings))
