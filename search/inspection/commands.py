@@ -19,9 +19,12 @@ def location_flags(storage: str, study: str) -> str:
     return f"{storage_flag(storage)} --study {shlex.quote(study)}"
 
 
-def export_command(storage: str, study: str, trial: int) -> str:
-    """The `medslim export` line that writes trial `trial` as checked ONNX."""
-    return (
-        f"medslim export{location_flags(storage, study)} --trial {trial} --format onnx "
-        f"--out trial-{trial}.onnx"
-    )
+def export_command(storage: str, study: str, trial: int, *, lines: bool = False) -> str:
+    """The `medslim export` line that writes trial `trial` as checked ONNX; with `lines`,
+    split over three shell lines (for notes shown in a narrow box)."""
+    parts = [
+        f"medslim export{storage_flag(storage)}",
+        f"--study {shlex.quote(study)}",
+        f"--trial {trial} --format onnx --out trial-{trial}.onnx",
+    ]
+    return " \\\n    ".join(parts) if lines else " ".join(parts)

@@ -22,6 +22,7 @@ import plotly.graph_objects as go
 
 from medslim.errors import UsageError
 from medslim.search.inspection.classes import DEFAULT_POSITIVE, positive_class
+from medslim.search.inspection.commands import export_command
 from medslim.search.inspection.front_table import FrontTable, Row, front_table, render_markdown
 from medslim.search.inspection.layer_profile import layer_profile
 from medslim.search.inspection.pareto import compute_front
@@ -158,8 +159,9 @@ def member_note(row: Row, table: FrontTable) -> str:
         lines.append(f"- test: {row.note}")
     if row.flags:
         lines.append(f"- ⚠ {', '.join(row.flags)}: predicts one class for a whole split")
-    if row.export:
-        lines += ["", "```", row.export, "```"]
+    if row.trial is not None:
+        export = export_command(table.storage, table.study, row.trial, lines=True)
+        lines += ["", "```", export, "```"]
     return "\n".join(lines)
 
 

@@ -69,6 +69,7 @@ class FrontTable:
     notes: list[str]
     """What the columns mean and what to beware of, one line each."""
     export_hint: str
+    storage: str = ""
 
 
 def front_table(

@@ -24,11 +24,14 @@ h1 { font-size: 1.5em; overflow-wrap: anywhere; }
 h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
 p, li { overflow-wrap: anywhere; }
 .table-box { max-width: 100%; overflow-x: auto; border: 1px solid #ddd; }
-table.front { border-collapse: collapse; font-size: 13px; white-space: nowrap; }
-table.front th, table.front td { padding: 3px 8px; border-bottom: 1px solid #eee; }
-table.front th { position: sticky; top: 0; background: #f4f4f4; text-align: center; }
-table.front td.r { text-align: right; font-variant-numeric: tabular-nums; }
-table.front td.what { white-space: normal; min-width: 16em; max-width: 28em; font-size: 12px; }
+table.front, table.specs { border-collapse: collapse; font-size: 13px; white-space: nowrap; }
+table.front th, table.front td, table.specs th, table.specs td {
+  padding: 3px 8px; border-bottom: 1px solid #eee; }
+table.front th, table.specs th {
+  position: sticky; top: 0; background: #f4f4f4; text-align: center; }
+table.front td.r, table.specs td.r { text-align: right; font-variant-numeric: tabular-nums; }
+table.front td.what {
+  white-space: normal; min-width: 16em; max-width: 28em; font-size: 12px; }
 table.front tr.teacher { background: #fdecef; }
 table.front tr.flagged td { color: #a33; }
 table.front code { font-size: 12px; }

@@ -138,7 +138,7 @@ def trade_off_figure(t: TradeOff) -> go.Figure:
             + [t.front_2d[-1].value if t.front_2d else t.teacher.value],
             mode="lines",
             line={"color": FRONT_LINE, "width": 1.5, "shape": "hv"},
-            name=f"best {name} for its FLOPs (this plot's front)",
+            name=f"best {name} for its FLOPs",
             hoverinfo="skip",
         )
     )
@@ -161,7 +161,7 @@ def trade_off_figure(t: TradeOff) -> go.Figure:
         annotation_position="bottom left",
     )
     fig.update_layout(
-        title=f"{name} vs FLOPs (validation split; larger markers: the study's front)",
+        title=f"{name} vs FLOPs (val split; big markers: the front)",
         xaxis={"title": "FLOPs per input (log scale)", "type": "log"},
         yaxis={"title": name},
         height=HEIGHT,
@@ -208,7 +208,7 @@ def test_figure(rows: list[Row]) -> go.Figure:
             )
         )
     fig.update_layout(
-        title="Test AUC of the front with 95% bootstrap intervals",
+        title="Test AUC of the front (95% bootstrap intervals)",
         xaxis={"title": "FLOPs per input (log scale)", "type": "log"},
         yaxis={"title": "test AUC"},
         height=HEIGHT,
@@ -256,8 +256,7 @@ def calibration_figure(curves: list[CalibrationCurve], subject: str) -> go.Figur
                 x=curve.predicted,
                 y=curve.observed,
                 mode="lines+markers",
-                name=f"{curve.name} · ECE {curve.ece:.3f} [{curve.ece_ci[0]:.3f}, "
-                f"{curve.ece_ci[1]:.3f}]",
+                name=f"{curve.name} · ECE {curve.ece:.3f}",
                 line={"dash": "dash" if teacher else "solid", "width": 3 if teacher else 1.5},
                 marker={
                     "symbol": style.symbol,
@@ -266,15 +265,16 @@ def calibration_figure(curves: list[CalibrationCurve], subject: str) -> go.Figur
                 },
                 customdata=curve.counts,
                 hovertemplate=(
-                    f"{curve.name}<br>predicted %{{x:.3f}} · observed %{{y:.3f}}"
+                    f"{curve.name}<br>ECE {curve.ece:.3f} [{curve.ece_ci[0]:.3f}, "
+                    f"{curve.ece_ci[1]:.3f}]<br>predicted %{{x:.3f}} · observed %{{y:.3f}}"
                     "<br>%{customdata} predictions<extra></extra>"
                 ),
             )
         )
     fig.update_layout(
-        title=f"Reliability: {subject} against how often it came true (test split)",
-        xaxis={"title": f"mean predicted {subject}", "range": [0, 1]},
-        yaxis={"title": "observed frequency", "range": [0, 1]},
+        title="Reliability on the test split (ECE: calibration error)",
+        xaxis={"title": f"mean predicted {subject}", "range": [-0.02, 1.02]},
+        yaxis={"title": "observed frequency", "range": [-0.02, 1.02]},
         height=HEIGHT + 60,
         legend=LEGEND,
         margin={"l": 60, "r": 20, "t": 60, "b": 40},
@@ -316,11 +316,8 @@ def profile_figure(profile: LayerProfile) -> go.Figure:
         )
     )
     fig.update_layout(
-        title=(
-            f"Pruning ratio per layer group (network order); cells: ratio and kept/total "
-            f"{profile.unit}; the scale tops out at the cap --max-ratio {cap:g}"
-        ),
-        xaxis={"title": "layer group (named after its first layer: s2.b1 = stage 2, block 1)"},
+        title=f"Pruning ratio per group (cells: ratio, kept/total {profile.unit})",
+        xaxis={"title": "group, by its first layer (s2.b1 = stage 2, block 1)"},
         yaxis={"type": "category", "autorange": "reversed"},
         height=140 + 46 * len(profile.rows),
         margin={"l": 60, "r": 20, "t": 60, "b": 60},
@@ -339,7 +336,7 @@ def students_section(students: list[dict[str, Any]]) -> Section:
     )
     return Section(
         "Student specs of distilled front members",
-        f"<div class='table-box'><table class='front'><thead><tr>{head}</tr></thead>"
+        f"<div class='table-box'><table class='specs'><thead><tr>{head}</tr></thead>"
         f"<tbody>{rows}</tbody></table></div>",
     )
 
