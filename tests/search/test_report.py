@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,9 @@ def test_normalised_hypervolume_is_optunas_divided_by_the_teachers_box(
     teacher = study.user_attrs["teacher"]
     history = hypervolume_history(study, ["val_auc", "val_acc", "flops"])
     assert history is not None and history.trials == sorted(t.number for t in study.trials)
-    raw = optuna.visualization.plot_hypervolume_history(study, [0.0, 0.0, teacher["flops"]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        raw = optuna.visualization.plot_hypervolume_history(study, [0.0, 0.0, teacher["flops"]])
     box = teacher["val_auc"] * teacher["val_acc"] * teacher["flops"]
     assert np.array(history.values) == pytest.approx(np.array(raw.data[0].y) / box, rel=1e-3)
     assert history.baselines is not None and history.baselines <= history.values[-1] + 1e-12
