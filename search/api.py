@@ -128,41 +128,25 @@ class StoredStudy:
             )
         return front_table(front, rescored, rule, positive, storage=self.storage)
 
-    def report(
-        self,
-        path: str | Path = "report.html",
-        *,
-        test: bool = True,
-        non_inferior_on: str = "auc",
-        margin: str | float = 0.01,
-        positive_class: str | None = None,
-        resamples: int = 1000,
-        data_dir: str | Path | None = None,
-    ) -> Path:
-        """Write the standalone HTML report (the front table with test scores unless
-        `test=False`; the settings are `table`'s) and save its figures and notes for
-        optuna-dashboard. When the test split cannot be re-scored here (no cached teacher,
-        no data), the report says why and shows validation scores only."""
+    def report(self, path: str | Path = "report.html", **settings: Any) -> Path:
+        """Write the standalone HTML report and save its figures and notes for
+        optuna-dashboard. `settings` are `table`'s (`test`, `non_inferior_on`, `margin`,
+        `positive_class`, `resamples`, `data_dir`). When the test split cannot be re-scored
+        here (no cached teacher, no data), the report says why and shows validation scores
+        only."""
         from medslim.search.inspection.dashboard import publish
         from medslim.search.inspection.report import write_report
 
         out = Path(path)
         if not out.parent.is_dir():
             raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
-        settings: dict[str, Any] = {
-            "non_inferior_on": non_inferior_on,
-            "margin": margin,
-            "positive_class": positive_class,
-            "resamples": resamples,
-            "data_dir": data_dir,
-        }
         try:
-            table = self.table(test=test, **settings)
+            table = self.table(**settings)
         except UsageError as error:
-            if not test:
+            if not settings.get("test", True):
                 raise
             logger.warning("report without test scores: %s", error)
-            table = self.table(test=False, **settings)
+            table = self.table(**{**settings, "test": False})
             table = replace(table, notes=[*table.notes, f"no test scores: {error}"])
         write_report(self.ref, table, out)
         publish(self.ref, table)

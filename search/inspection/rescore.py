@@ -251,11 +251,11 @@ def score_predictions(
     )
     return TestScores(
         test_auc=auc.estimate,
-        test_auc_ci=[auc.low, auc.high],
+        test_auc_ci=_span(auc),
         test_acc=acc.estimate,
-        test_acc_ci=[acc.low, acc.high],
+        test_acc_ci=_span(acc),
         delta_auc=delta_auc.estimate,
-        delta_auc_ci=[delta_auc.low, delta_auc.high],
+        delta_auc_ci=_span(delta_auc),
         sensitivity=binary.pop("sensitivity", None),
         specificity=binary.pop("specificity", None),
         threshold=binary.pop("threshold", None),
@@ -263,9 +263,9 @@ def score_predictions(
         positive=positive,
         schema=SCHEMA,
         delta_acc=delta_acc.estimate,
-        delta_acc_ci=[delta_acc.low, delta_acc.high],
+        delta_acc_ci=_span(delta_acc),
         ece=ece.estimate,
-        ece_ci=[ece.low, ece.high],
+        ece_ci=_span(ece),
         reliability=reliability_curve(targets.probability, targets.outcome)._asdict(),
         one_class_val=predicts_one_class(predictions.val, task),
         one_class_test=predicts_one_class(predictions.test, task),
@@ -273,6 +273,10 @@ def score_predictions(
         n_test=len(y_test),
         **binary,
     )
+
+
+def _span(interval: Interval) -> list[float]:
+    return [interval.low, interval.high]
 
 
 def _binary_scores(
@@ -306,9 +310,9 @@ def _binary_scores(
             level,
         )
         result[rate] = value.estimate
-        result[f"{rate}_ci"] = [value.low, value.high]
+        result[f"{rate}_ci"] = _span(value)
         result[f"delta_{rate}"] = delta.estimate
-        result[f"delta_{rate}_ci"] = [delta.low, delta.high]
+        result[f"delta_{rate}_ci"] = _span(delta)
     points = []
     for target in SPECIFICITY_TARGETS:
         cut = threshold_at_specificity(
@@ -324,9 +328,9 @@ def _binary_scores(
             specificity_target=target,
             threshold=cut,
             sensitivity=sensitivity.estimate,
-            sensitivity_ci=[sensitivity.low, sensitivity.high],
+            sensitivity_ci=_span(sensitivity),
             specificity=specificity.estimate,
-            specificity_ci=[specificity.low, specificity.high],
+            specificity_ci=_span(specificity),
         )
         points.append(asdict(point))
     result["operating_points"] = points
