@@ -19,7 +19,7 @@ def location_flags(storage: str, study: str) -> str:
     return f"{storage_flag(storage)} --study {shlex.quote(study)}"
 
 
-def export_command(storage: str, study: str, trial: int, *, lines: bool = False) -> str:
+def export_command(storage: str, study: str, trial: int | str, *, lines: bool = False) -> str:
     """The `medslim export` line that writes trial `trial` as checked ONNX; with `lines`,
     split over three shell lines (for notes shown in a narrow box)."""
     parts = [

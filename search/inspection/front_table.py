@@ -69,7 +69,8 @@ class FrontTable:
     notes: list[str]
     """What the columns mean and what to beware of, one line each."""
     export_hint: str
-    storage: str = ""
+    storage: str
+    """Where the study lives (for the export commands)."""
 
 
 def front_table(
@@ -127,15 +128,14 @@ def front_table(
         binary=binary,
         positive=positive if binary else None,
         rule=rule,
-        notes=_notes(front, rescored, rule, positive if binary else None),
-        export_hint=export_command(storage, front.study, 0)
-        .replace(" 0 ", " N ", 1)
-        .replace("trial-0", "trial-N"),
+        notes=_notes(rescored, rule, positive if binary else None),
+        export_hint=export_command(storage, front.study, "N"),
+        storage=storage,
     )
 
 
 def _notes(
-    front: Front, rescored: Rescored | None, rule: NonInferiority, positive: PositiveClass | None
+    rescored: Rescored | None, rule: NonInferiority, positive: PositiveClass | None
 ) -> list[str]:
     notes = ["front chosen on the validation split; FLOPs× = the member's FLOPs ÷ the teacher's"]
     if rescored is None:
@@ -154,11 +154,18 @@ def _notes(
             f"'{positive.name}' (threshold maximising Youden's J on val); "
             f"--positive-class '{positive.negative}' to turn it round"
         )
-    if teacher.latency:
+    latency = teacher.latency_measured()
+    if latency is not None:
         notes.append(
             "lat× = batch-1 latency ÷ the teacher's, both measured in the same turns after "
             "warm-up (median; --wide: ms with the quartiles)"
         )
+        if latency.noisy:
+            notes.append(
+                f"latency was measured on a busy machine (the teacher's quartiles span "
+                f"{latency.low_ms:.3g}–{latency.high_ms:.3g} ms around {latency.median_ms:.3g}):"
+                " lat× is only indicative"
+            )
     flagged = {f for s in rescored.members.values() for f in s.flags}
     if flagged:
         notes.append(
@@ -166,7 +173,7 @@ def _notes(
             "that split, so its ACC is the majority rate with a zero-width interval: not a "
             "precise estimate; a member with one class on test gets no verdict"
         )
-    notes += margin_advice(teacher, rule)
+    notes += margin_advice(teacher, rule, list(rescored.members.values()))
     if rescored.stale:
         notes.append(f"test scores cached by an older medslim, not re-scored: {rescored.stale}")
     return notes
@@ -381,10 +388,12 @@ def render_html(table: FrontTable) -> str:
         cells = []
         for column in shown:
             text = html.escape(column.cell(row))
-            if column.header == "export" and text:
-                text = f"<code>{text}</code>"
-            kind = "what" if column.header == "what" else ("l" if column.align == "<" else "r")
-            cells.append(f"<td class='{kind}'>{text}</td>")
+            if column.header == "what":  # one line; the whole text on hover
+                cells.append(f"<td class='what' title='{text}'>{text}</td>")
+            elif column.header == "export":
+                cells.append(f"<td class='l'><code>{text}</code></td>" if text else "<td></td>")
+            else:
+                cells.append(f"<td class='{'l' if column.align == '<' else 'r'}'>{text}</td>")
         body.append(f"<tr class='{' '.join(classes)}'>{''.join(cells)}</tr>")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in table.notes)
     return (

@@ -2,9 +2,10 @@
 
 A trial's own latency is measured once, under whatever load the machine had then (a
 teacher stored at 34.5 ms later measured 0.93 ms), so its ratios to the teacher mean
-little. Here every model is warmed up, then the models take turns over several rounds in
-one process, and each gets the median of its timings, the spread between its quartiles,
-and its ratio to the teacher measured in the same turns.
+little. Here every model is warmed up, then the models take turns, one forward pass each
+per round, so a change in machine load falls on all of them alike; each gets the median of
+its timings, the spread between its quartiles, and its ratio to the teacher measured in
+the same turns. A wide spread says the machine was busy.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from torch import nn
 
 from medslim.objectives.metrics import latency_samples_ms
 
-ROUNDS = 10
-REPEATS = 5
+ROUNDS = 40
+REPEATS = 1
 WARMUP = 5
+NOISY = 0.5
+"""Quartile spread (÷ median) of the teacher's timings above which the ratios are only
+indicative."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,10 @@ class Latency:
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def noisy(self) -> bool:
+        return (self.high_ms - self.low_ms) > NOISY * self.median_ms
 
 
 def side_by_side(

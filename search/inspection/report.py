@@ -31,7 +31,7 @@ table.front th, table.specs th {
   position: sticky; top: 0; background: #f4f4f4; text-align: center; }
 table.front td.r, table.specs td.r { text-align: right; font-variant-numeric: tabular-nums; }
 table.front td.what {
-  white-space: normal; min-width: 16em; max-width: 28em; font-size: 12px; }
+  max-width: 30em; overflow: hidden; text-overflow: ellipsis; font-size: 12px; }
 table.front tr.teacher { background: #fdecef; }
 table.front tr.flagged td { color: #a33; }
 table.front code { font-size: 12px; }

@@ -256,7 +256,7 @@ def calibration_figure(curves: list[CalibrationCurve], subject: str) -> go.Figur
                 x=curve.predicted,
                 y=curve.observed,
                 mode="lines+markers",
-                name=f"{curve.name} · ECE {curve.ece:.3f}",
+                name=f"{curve.name.split(' (')[0]} · ECE {curve.ece:.3f}",
                 line={"dash": "dash" if teacher else "solid", "width": 3 if teacher else 1.5},
                 marker={
                     "symbol": style.symbol,
@@ -275,9 +275,9 @@ def calibration_figure(curves: list[CalibrationCurve], subject: str) -> go.Figur
         title="Reliability on the test split (ECE: calibration error)",
         xaxis={"title": f"mean predicted {subject}", "range": [-0.02, 1.02]},
         yaxis={"title": "observed frequency", "range": [-0.02, 1.02]},
-        height=HEIGHT + 60,
-        legend=LEGEND,
-        margin={"l": 60, "r": 20, "t": 60, "b": 40},
+        height=HEIGHT + 40,
+        legend={"font": {"size": 10}, "tracegroupgap": 0},
+        margin={"l": 60, "r": 10, "t": 60, "b": 40},
     )
     return fig
 
@@ -308,7 +308,7 @@ def profile_figure(profile: LayerProfile) -> go.Figure:
             zmax=cap,
             colorscale="Blues",
             colorbar={
-                "title": {"text": "pruning ratio"},
+                "title": {"text": "pruning ratio", "side": "right"},
                 "tickvals": [0, cap / 2, cap],
                 "ticktext": ["0", f"{cap / 2:.2f}", f"{cap:g} = cap"],
             },
@@ -317,10 +317,13 @@ def profile_figure(profile: LayerProfile) -> go.Figure:
     )
     fig.update_layout(
         title=f"Pruning ratio per group (cells: ratio, kept/total {profile.unit})",
-        xaxis={"title": "group, by its first layer (s2.b1 = stage 2, block 1)"},
-        yaxis={"type": "category", "autorange": "reversed"},
-        height=140 + 46 * len(profile.rows),
-        margin={"l": 60, "r": 20, "t": 60, "b": 60},
+        xaxis={
+            "title": "group, by its first layer (s2.b1 = stage 2, block 1)",
+            "automargin": True,
+        },
+        yaxis={"type": "category", "autorange": "reversed", "automargin": True},
+        height=200 + 46 * len(profile.rows),
+        margin={"l": 60, "r": 20, "t": 60, "b": 40},
     )
     return fig
 

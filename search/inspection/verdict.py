@@ -134,8 +134,11 @@ def resolvable_margin(teacher: TestScores, metric: str) -> float | None:
     return None if ci is None else (ci[1] - ci[0]) / 2
 
 
-def margin_advice(teacher: TestScores, rule: NonInferiority) -> list[str]:
-    """One line per verdict metric whose margin is below what the test split resolves."""
+def margin_advice(
+    teacher: TestScores, rule: NonInferiority, members: list[TestScores] | None = None
+) -> list[str]:
+    """One line per verdict metric whose margin is below what the test split resolves
+    (with the half-widths this front's paired intervals actually have)."""
     lines = []
     size = f" ({teacher.n_test} images)" if teacher.n_test else ""
     for metric in rule.metrics:
@@ -143,13 +146,24 @@ def margin_advice(teacher: TestScores, rule: NonInferiority) -> list[str]:
         margin = rule.margin(metric)
         if resolvable is None or margin >= resolvable:
             continue
-        suggestion = _round_up(resolvable)
+        widths = [
+            (ci[1] - ci[0]) / 2
+            for ci in (delta_interval(m, metric) for m in members or [])
+            if ci is not None
+        ]
+        front = (
+            f"; this front's paired Δ{LABELS[metric]} intervals are ±{min(widths):.3f} to "
+            f"±{max(widths):.3f}"
+            if widths
+            else ""
+        )
         lines.append(
             f"the test split{size} resolves {LABELS[metric]} differences of about "
-            f"±{resolvable:.3f} (half the teacher's 95% interval), more than the margin "
-            f"{margin:g}: 'not shown' here means 'cannot tell', not 'worse'. Use --margin "
-            f"{_margin_flag(rule, metric, suggestion)} or more, or judge on more images "
-            "(a larger test split, or cross-validation: medslim run --cv K)"
+            f"±{resolvable:.3f} (half the teacher's own 95% interval){front}; the margin "
+            f"{margin:g} is smaller, so 'not shown' here means 'cannot tell', not 'worse'. "
+            f"Use --margin {_margin_flag(rule, metric, _round_up(resolvable))} or more, or "
+            "judge on more images (a larger test split, or cross-validation: medslim run "
+            "--cv K)"
         )
     return lines
 

@@ -128,6 +128,7 @@ def test_the_summary_and_each_front_member_carry_a_note(tiny_study_dir: Path) ->
         trial_id = ref.storage.get_trial_id_from_study_id_trial_number(study_id, member.number)
         text = optuna_dashboard.get_note(optuna.Trial(study, trial_id))
         assert f"Trial {member.number}:" in text
+        assert "--storage sqlite:///" in text and f"--study {ref.name}" in text
         assert f"--trial {member.number} --format onnx" in text
 
 
