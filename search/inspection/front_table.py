@@ -157,8 +157,8 @@ def _notes(
     latency = teacher.latency_measured()
     if latency is not None:
         notes.append(
-            "lat× = batch-1 latency ÷ the teacher's, both measured in the same turns after "
-            "warm-up (median; --wide: ms with the quartiles)"
+            f"lat× = batch-1 latency on {_threads(latency.threads)} ÷ the teacher's, both "
+            "measured in the same turns after warm-up (median; --wide: ms with the quartiles)"
         )
         if latency.noisy:
             notes.append(
@@ -177,6 +177,10 @@ def _notes(
     if rescored.stale:
         notes.append(f"test scores cached by an older medslim, not re-scored: {rescored.stale}")
     return notes
+
+
+def _threads(count: int) -> str:
+    return "one CPU thread" if count == 1 else f"{count} CPU threads"
 
 
 # --- cells -------------------------------------------------------------------------------
