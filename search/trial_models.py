@@ -151,6 +151,9 @@ def base_spec(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> ModelSpec
     return BASE_SPECS[method](study, trial)
 
 
+MODEL_MIME = "application/octet-stream"
+
+
 def artifact_store(files_dir: Path) -> FileSystemArtifactStore:
     """Model files live in `artifacts/` of the study's files folder (beside the storage)."""
     root = files_dir / "artifacts"
@@ -174,7 +177,10 @@ def save_trial_model(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             artifact_id = upload_artifact(
-                artifact_store=store, file_path=str(path), study_or_trial=trial
+                artifact_store=store,
+                file_path=str(path),
+                study_or_trial=trial,
+                mimetype=MODEL_MIME,  # a guess from `.pt` says "SNES page table"
             )
     return artifact_id
 

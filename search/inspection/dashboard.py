@@ -42,6 +42,7 @@ from medslim.search.inspection.rescore import RescoreSettings, cached_scores
 from medslim.search.inspection.verdict import NonInferiority
 from medslim.search.sensitivity import stored_curves
 from medslim.search.stored import StudyRef
+from medslim.search.trial_models import MODEL_MIME
 
 FIGURE_ORDER = (
     "auc-vs-flops",
@@ -52,7 +53,6 @@ FIGURE_ORDER = (
     "sensitivity",
 )
 """Stable ids (publishing again replaces a figure), in the order the dashboard shows them."""
-BINARY_MIME = "application/octet-stream"
 WRONG_MIME = "application/vnd.snesdev-page-table"
 """What Debian's MIME table calls `.pt` (a SNES page table); older studies stored it."""
 
@@ -211,7 +211,7 @@ def display_fixes(app: WSGIApp) -> WSGIApp:
         def capture(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
             if path.startswith("/artifacts/"):
                 headers = [
-                    (k, BINARY_MIME if k.lower() == "content-type" and v == WRONG_MIME else v)
+                    (k, MODEL_MIME if k.lower() == "content-type" and v == WRONG_MIME else v)
                     for k, v in headers
                 ]
             captured.update(status=status, headers=headers)

@@ -143,3 +143,27 @@ def test_a_busy_port_is_one_line_and_exit_2(tiny_study_dir: Path, medslim: Any) 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "--port" in lines[0]
+
+
+def test_models_are_stored_as_binary_and_older_pt_types_are_served_as_binary(
+    tiny_study_dir: Path,
+) -> None:
+    from optuna.artifacts import get_all_artifact_meta
+
+    from medslim.search.inspection.dashboard import WRONG_MIME, display_fixes
+
+    ref = open_study(f"sqlite:///{tiny_study_dir / 'm.db'}")
+    for trial in ref.study.trials:
+        (meta,) = get_all_artifact_meta(trial, storage=ref.storage)
+        assert meta.mimetype == "application/octet-stream"
+
+    def older_study(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        """What optuna-dashboard sends for a model an older medslim uploaded."""
+        start_response("200 OK", [("Content-Type", WRONG_MIME), ("X-Kept", "1")])
+        return [b"weights"]
+
+    seen: dict[str, Any] = {}
+    app = display_fixes(older_study)
+    body = app({"PATH_INFO": "/artifacts/1/2/abc"}, lambda s, h, *e: seen.update(headers=h))
+    assert list(body) == [b"weights"]
+    assert dict(seen["headers"]) == {"Content-Type": "application/octet-stream", "X-Kept": "1"}
