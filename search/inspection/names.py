@@ -74,5 +74,5 @@ def describe(choices: dict[str, Any], labels: dict[str, str] | None = None) -> s
 
 
 def _short(ratio: float) -> str:
-    """`.30`, `0`, `1.0`: a ratio in as few characters as stay readable."""
+    """`.30`, `.00`: a ratio without its leading zero."""
     return f"{ratio:.2f}".lstrip("0") or "0"

@@ -14,7 +14,6 @@ smaller margin cannot be shown on this split whatever the member is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from medslim.errors import UsageError
@@ -177,7 +176,3 @@ def _margin_flag(rule: NonInferiority, metric: str, value: float) -> str:
     if len(rule.metrics) == 1:
         return f"{value:g}"
     return f"{metric}={value:g}"
-
-
-def verdict_metrics_label(metrics: Iterable[str]) -> str:
-    return ", ".join(LABELS[m] for m in metrics)
