@@ -44,7 +44,6 @@ from medslim.objectives.metrics import acc_score, auc_score, count_flops, measur
 from medslim.objectives.training import Recipe, predict_scores, recalibrate_batchnorm, train
 from medslim.search.config import StudyConfig
 from medslim.search.loop import run_trials
-from medslim.search.records import trial_record
 from medslim.search.session import prepare
 from medslim.spaces.families import build_model, get_preset
 
@@ -72,9 +71,7 @@ def run_medslim(setup: Setup, storage: str) -> dict[str, Any]:
         "setup_s": ready - start,
         "loop_s": done - ready,
         "trials": len(trials),
-        "results": {
-            t.number: {k: trial_record(t)[k] for k in ("val_auc", "flops")} for t in trials
-        },
+        "results": {t.number: {"val_auc": t.values[0], "flops": int(t.values[2])} for t in trials},
     }
 
 
@@ -95,14 +92,14 @@ def run_hand_written(setup: Setup, storage: str | None) -> dict[str, Any]:
     units = setup.units
     for i in range(config.baselines):  # uniform ratios first, as medslim does
         ratio = round(config.max_ratio * (i + 1) / config.baselines, 4)
-        study.enqueue_trial({"sparsity.global": ratio, **{f"sparsity.{u}": 0.0 for u in units}})
+        study.enqueue_trial({"sparsity.global": ratio, **{f"offset.{u}": 0.0 for u in units}})
     example = data.train.batch(slice(0, 2))
     ready = time.perf_counter()
 
     def objective(trial: optuna.Trial) -> tuple[float, float, float]:
         g = trial.suggest_float("sparsity.global", 0.0, config.max_ratio)
         offsets = {
-            u: trial.suggest_float(f"sparsity.{u}", -config.max_offset, config.max_offset)
+            u: trial.suggest_float(f"offset.{u}", -config.max_offset, config.max_offset)
             for u in units
         }
         ratios = {u: min(max(g + offsets[u], 0.0), config.max_ratio) for u in units}

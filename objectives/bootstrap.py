@@ -10,13 +10,13 @@ equals scikit-learn's `roc_auc_score`, ties included).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 from scipy.stats import rankdata
-from sklearn.metrics import roc_curve
 
 from medslim.kinds import BINARY, MULTI_LABEL, Task
+from medslim.objectives.thresholds import is_positive, positive_scores
 
 CHUNK = 100
 """Resamples scored per vectorised batch, to bound memory on large test sets."""
@@ -114,17 +114,60 @@ def percentile_interval(estimate: float, samples: np.ndarray, level: float = 0.9
     return Interval(float(estimate), float(low), float(high))
 
 
-def youden_threshold(y_true: np.ndarray, positive_score: np.ndarray) -> float:
-    """The score threshold that maximises sensitivity + specificity − 1 (Youden's J)."""
-    fpr, tpr, thresholds = roc_curve(np.asarray(y_true).reshape(-1), positive_score)
-    best = int(np.argmax(tpr - fpr))
-    return float(min(thresholds[best], 1.0))  # roc_curve's first threshold is +inf
+Rate = Literal["sensitivity", "specificity"]
 
 
-def sensitivity_specificity(
-    y_true: np.ndarray, positive_score: np.ndarray, threshold: float
-) -> tuple[float, float]:
-    """(true-positive rate, true-negative rate) when `score >= threshold` predicts positive."""
-    positive = np.asarray(y_true).reshape(-1) == 1
-    predicted = np.asarray(positive_score) >= threshold
-    return float(predicted[positive].mean()), float((~predicted[~positive]).mean())
+def rate_metric(rate: Rate, threshold: float, positive: int = 1) -> BatchedMetric:
+    """Sensitivity or specificity of the binary decision `score of class positive >=
+    threshold`, per resample (the threshold is fixed, chosen once on the val split)."""
+
+    def metric(y_true: np.ndarray, y_score: np.ndarray, task: Task) -> np.ndarray:
+        actual = is_positive(y_true, positive)
+        predicted = positive_scores(y_score, positive, batched=True) >= threshold
+        if rate == "sensitivity":
+            return (predicted & actual).sum(axis=1) / actual.sum(axis=1)
+        return (~predicted & ~actual).sum(axis=1) / (~actual).sum(axis=1)
+
+    return metric
+
+
+class Scored(NamedTuple):
+    """One model's side of a paired comparison: its scores and the metric that rates them
+    (a threshold metric carries that model's own threshold)."""
+
+    scores: np.ndarray
+    metric: BatchedMetric
+
+
+def paired_interval(
+    y_true: np.ndarray,
+    model: Scored,
+    reference: Scored,
+    task: Task,
+    indices: np.ndarray,
+    level: float = 0.95,
+) -> Interval:
+    """The metric of `model` minus that of `reference`, on the same resamples (paired)."""
+    estimate = point_estimate(model.metric, y_true, model.scores, task) - point_estimate(
+        reference.metric, y_true, reference.scores, task
+    )
+    samples = metric_samples(model.metric, y_true, model.scores, task, indices) - (
+        metric_samples(reference.metric, y_true, reference.scores, task, indices)
+    )
+    return percentile_interval(estimate, samples, level)
+
+
+def interval(
+    metric: BatchedMetric,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    task: Task,
+    indices: np.ndarray,
+    level: float = 0.95,
+) -> Interval:
+    """The metric on the full sample, with its percentile interval over the resamples."""
+    return percentile_interval(
+        point_estimate(metric, y_true, y_score, task),
+        metric_samples(metric, y_true, y_score, task, indices),
+        level,
+    )

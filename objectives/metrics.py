@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -99,21 +100,48 @@ def measure_latency_ms(
     warmup: int = 5,
 ) -> float:
     """Median wall time of one forward pass after warm-up, on the model's device."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    x = torch.randn(batch_size, *input_shape, device=device)
-    timings = []
-    with torch.inference_mode():
-        for i in range(warmup + repeats):
-            _synchronize(device)
-            start = time.perf_counter()
-            model(x)
-            _synchronize(device)
-            if i >= warmup:
-                timings.append((time.perf_counter() - start) * 1000.0)
-    model.train(was_training)
+    (timings,) = latency_samples_ms(
+        [model], input_shape, batch_size=batch_size, rounds=1, repeats=repeats, warmup=warmup
+    )
     return statistics.median(timings)
+
+
+def latency_samples_ms(
+    models: Sequence[nn.Module],
+    input_shape: tuple[int, ...],
+    *,
+    batch_size: int = 1,
+    rounds: int = 10,
+    repeats: int = 5,
+    warmup: int = 5,
+) -> list[list[float]]:
+    """Wall times (ms) of `rounds × repeats` forward passes per model, each model warmed up
+    first; the models take turns round by round, so a change in machine load falls on all
+    of them alike and their ratios stay fair."""
+    if rounds < 1 or repeats < 1:
+        raise ValueError(f"`rounds` and `repeats` must be at least 1, got {rounds}, {repeats}")
+    states = [m.training for m in models]
+    inputs = []
+    for model in models:
+        model.eval()
+        device = next(model.parameters()).device
+        inputs.append(torch.randn(batch_size, *input_shape, device=device))
+    timings: list[list[float]] = [[] for _ in models]
+    with torch.inference_mode():
+        for model, x in zip(models, inputs, strict=True):
+            for _ in range(warmup):
+                model(x)
+        for _ in range(rounds):
+            for model, x, samples in zip(models, inputs, timings, strict=True):
+                for _ in range(repeats):
+                    _synchronize(x.device)
+                    start = time.perf_counter()
+                    model(x)
+                    _synchronize(x.device)
+                    samples.append((time.perf_counter() - start) * 1000.0)
+    for model, state in zip(models, states, strict=True):
+        model.train(state)
+    return timings
 
 
 def _synchronize(device: torch.device) -> None:

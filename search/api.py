@@ -14,7 +14,7 @@ Progress is logged through `logging.getLogger("medslim")`; nothing is printed.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from medslim.objectives.sensitivity import SensitivityCurve
     from medslim.search.inspection.export import OnnxCheck
+    from medslim.search.inspection.front_table import FrontTable
     from medslim.search.inspection.pareto import Front
     from medslim.search.inspection.rescore import Rescored
 
@@ -77,24 +78,78 @@ class StoredStudy:
 
         return compute_front(self.study)
 
-    def rescore(self, *, resamples: int = 1000, data_dir: str | Path | None = None) -> Rescored:
-        """Test scores of the teacher and each front member: bootstrap intervals, the paired
-        AUC difference to the teacher. Computed once, then read from the study."""
-        from medslim.search.inspection.rescore import Bootstrap, rescore_front
+    def rescore(
+        self,
+        *,
+        resamples: int = 1000,
+        positive_class: str | None = None,
+        data_dir: str | Path | None = None,
+    ) -> Rescored:
+        """Test scores of the teacher and each front member: bootstrap intervals, paired
+        differences to the teacher (AUC, ACC, sensitivity, specificity), operating points,
+        calibration, one-class flags and side-by-side latency. Computed once (per settings),
+        then read from the study. `positive_class`: a class name or label of a binary task
+        (label 1 by default)."""
+        from medslim.search.inspection.classes import positive_class as resolve
+        from medslim.search.inspection.rescore import Bootstrap, RescoreSettings, rescore_front
 
+        positive = resolve(self.study.user_attrs.get("dataset", {}), positive_class)
+        settings = RescoreSettings(Bootstrap(resamples), positive.index if positive else 1)
         folder = Path(data_dir) if data_dir is not None else None
-        return rescore_front(self.ref, self.front(), Bootstrap(resamples), data_dir=folder)
+        return rescore_front(self.ref, self.front(), settings, data_dir=folder)
 
-    def report(self, path: str | Path = "report.html") -> Path:
-        """Write the standalone HTML report; also saves its figures for optuna-dashboard."""
+    def table(
+        self,
+        *,
+        test: bool = True,
+        non_inferior_on: str = "auc",
+        margin: str | float = 0.01,
+        positive_class: str | None = None,
+        resamples: int = 1000,
+        data_dir: str | Path | None = None,
+    ) -> FrontTable:
+        """The front table `pareto`, the report and the dashboard show: the teacher, then
+        each member with its test scores (unless `test=False`), verdict, flags and export
+        command. `non_inferior_on`: metrics the verdict needs (`auc,acc,sensitivity,
+        specificity`, all must pass); `margin`: one number or `auc=0.01,acc=0.03`."""
+        from medslim.search.inspection.classes import positive_class as resolve
+        from medslim.search.inspection.front_table import front_table
+        from medslim.search.inspection.verdict import NonInferiority
+
+        rule = NonInferiority.parse(non_inferior_on, margin)
+        dataset = self.study.user_attrs.get("dataset", {})
+        rule.check_task(dataset.get("task"))
+        positive = resolve(dataset, positive_class)
+        front = self.front()
+        rescored = None
+        if test and front.members:
+            rescored = self.rescore(
+                resamples=resamples, positive_class=positive_class, data_dir=data_dir
+            )
+        return front_table(front, rescored, rule, positive, storage=self.storage)
+
+    def report(self, path: str | Path = "report.html", **settings: Any) -> Path:
+        """Write the standalone HTML report and save its figures and notes for
+        optuna-dashboard. `settings` are `table`'s (`test`, `non_inferior_on`, `margin`,
+        `positive_class`, `resamples`, `data_dir`). When the test split cannot be re-scored
+        here (no cached teacher, no data), the report says why and shows validation scores
+        only."""
         from medslim.search.inspection.dashboard import publish
         from medslim.search.inspection.report import write_report
 
         out = Path(path)
         if not out.parent.is_dir():
             raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
-        write_report(self.study, out)
-        publish(self.study)
+        try:
+            table = self.table(**settings)
+        except UsageError as error:
+            if not settings.get("test", True):
+                raise
+            logger.warning("report without test scores: %s", error)
+            table = self.table(**{**settings, "test": False})
+            table = replace(table, notes=[*table.notes, f"no test scores: {error}"])
+        write_report(self.ref, table, out)
+        publish(self.ref, table)
         return out
 
     def export(
@@ -154,7 +209,7 @@ def run(
 
 def _run(config: StudyConfig, progress: bool | None) -> StoredStudy:
     from medslim.search.artifacts import say_if_local_only
-    from medslim.search.inspection.dashboard import publish
+    from medslim.search.inspection.dashboard import publish_cached
     from medslim.search.loop import finished_count, run_trials
     from medslim.search.screening import screened_out
     from medslim.search.session import prepare
@@ -185,7 +240,7 @@ def _run(config: StudyConfig, progress: bool | None) -> StoredStudy:
         )
     if session.config.screen is not None:
         logger.info("screening stopped %d candidates before their fine-tune", screened_out(study))
-    publish(study)  # figures and a summary note for optuna-dashboard
+    publish_cached(stored.ref)  # figures and notes for optuna-dashboard
     return stored
 
 
@@ -203,7 +258,7 @@ def sensitivity(config: StudyConfig | None = None, /, **settings: Any) -> Sensit
     """Performance-based pruning: prune one group at a time at a few ratios (batch norm
     recalibrated, no fine-tuning) and measure each group's val AUC drop. The curves are kept
     in the study, so a `run` with the same settings and `sensitivity_drop` reuses them."""
-    from medslim.search.inspection.dashboard import publish
+    from medslim.search.inspection.dashboard import publish_cached
     from medslim.search.loop import quiet_optuna
     from medslim.search.sensitivity import study_curves
     from medslim.search.session import prepare
@@ -221,9 +276,10 @@ def sensitivity(config: StudyConfig | None = None, /, **settings: Any) -> Sensit
         seed=session.config.seed,
     )
     capped = session.config.sensitivity_drop is not None
-    publish(session.study)
+    ref = StudyRef(session.study, session.config.storage, session.storage)
+    publish_cached(ref)
     return Sensitivity(
-        StoredStudy(StudyRef(session.study, session.config.storage, session.storage)),
+        StoredStudy(ref),
         curves,
         dict(session.space.ceilings) if capped else None,
     )

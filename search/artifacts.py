@@ -23,6 +23,9 @@ from optuna.artifacts import Boto3ArtifactStore, FileSystemArtifactStore
 from medslim.errors import UsageError
 from medslim.search.storage import is_server_url, storage_dir
 
+MODEL_MIME = "application/octet-stream"
+"""How models and other study files are uploaded (a guess from `.pt` says "SNES page table")."""
+
 logger = logging.getLogger(__name__)
 
 ARTIFACTS_ATTR = "artifacts"

@@ -63,8 +63,7 @@ def make_objective(session: Session) -> Callable[[optuna.Trial], tuple[float, ..
         except optuna.TrialPruned:
             raise
         except Exception as error:  # recorded on the trial as FAIL; the study goes on
-            for key, value in choices.items():
-                trial.set_user_attr(key, value)
+            record_result(trial, {"method": method, **choices})
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             raise
         result = {

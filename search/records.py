@@ -1,9 +1,13 @@
-"""A finished trial's result (method, choices, scores) lives in one user attr; readers see
-it merged with the other attrs.
+"""A finished trial's result (method, scores, real per-group ratios) as scalar user attrs,
+and the reader that gives every trial, old or new, the same record.
 
-Each `set_user_attr` is its own storage transaction. Writing the result as one dict instead
-of a key each cuts a trial's bookkeeping from 12 commits to 2 (`benchmarks/overhead.py`
-measures the per-trial cost against a hand-written loop).
+optuna-dashboard shows each user attr as a column of its trial table, sortable when it is
+a number, so the result is stored one scalar a key (`method`, `val_auc`, `flops_ratio`,
+`params`, `latency_ms`, `ratio.<group>`, ...), rounded to the digits that mean something.
+Trials of older studies keep everything in one `result` dict; `trial_record` reads both.
+Each `set_user_attr` is one storage transaction (`benchmarks/overhead.py` measures the
+per-trial cost against a hand-written loop), so values equal to another (sparse FLOPs of a
+structurally pruned model) and the plan's study-wide settings are not stored per trial.
 """
 
 from __future__ import annotations
@@ -12,20 +16,72 @@ from typing import Any
 
 import optuna
 
+from medslim.spaces.sparsity import LEGACY_OFFSET_PREFIX
+
 RESULT_ATTR = "result"
+"""Older trials: the whole result in one dict."""
+RATIO_PREFIX = "ratio."
+"""`ratio.<group>`: the pruning ratio a group really got (global ratio + offset, clipped)."""
 TARGET_ATTR = "target_trials"
 """Study attr: the finished trials the last `run` asked for, so joining workers know it."""
+OFFSET_PREFIX_ATTR = "offset_prefix"
+"""Study attr: how the study names per-group offset parameters (`offset.` since it exists)."""
+GLOBAL_PARAM = "sparsity.global"
+DIGITS = {"val_auc": 4, "val_acc": 4}
+SIGNIFICANT = {"flops_ratio": 4, "latency_ms": 3}
+DENSE = {"sparse_flops": "flops", "nonzero_params": "params"}
+"""Stored only where they differ from their dense counterpart (unstructured pruning)."""
 
 
 def record_result(trial: optuna.Trial, result: dict[str, Any]) -> None:
-    trial.set_user_attr(RESULT_ATTR, result)
+    """Store a trial's result (`method`, scores, a pruned trial's `plan`) as scalar attrs."""
+    for key, value in stored_attrs(result).items():
+        trial.set_user_attr(key, value)
+
+
+def stored_attrs(result: dict[str, Any]) -> dict[str, Any]:
+    """The attrs `record_result` writes: a plan becomes `ratio.<group>` (its global ratio
+    and criterion are trial parameters or study settings already)."""
+    attrs: dict[str, Any] = {}
+    for key, value in result.items():
+        if key == "plan":
+            attrs.update({RATIO_PREFIX + g: round(r, 4) for g, r in value["ratios"].items()})
+        elif key in DENSE and value == result.get(DENSE[key]):
+            continue
+        elif key in DIGITS:
+            attrs[key] = round(float(value), DIGITS[key])
+        elif key in SIGNIFICANT:
+            attrs[key] = float(f"{float(value):.{SIGNIFICANT[key]}g}")
+        else:
+            attrs[key] = value
+    return attrs
 
 
 def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The trial's user attrs with its result (method, plan, val_auc, flops, ...) at the top
-    level."""
+    level, the same for trials stored one scalar a key and for older `result` dicts."""
     attrs = trial.user_attrs
-    return {**attrs, **attrs.get(RESULT_ATTR, {})}
+    if RESULT_ATTR in attrs:
+        return {**attrs, **attrs[RESULT_ATTR]}
+    record = dict(attrs)
+    ratios = {k[len(RATIO_PREFIX) :]: v for k, v in attrs.items() if k.startswith(RATIO_PREFIX)}
+    if ratios:
+        record["plan"] = {
+            "method": "prune",
+            "criterion": trial.params.get("criterion"),
+            "global_ratio": trial.params.get(GLOBAL_PARAM),
+            "ratios": ratios,
+        }
+    for sparse, dense in DENSE.items():
+        if dense in record:
+            record.setdefault(sparse, record[dense])
+    return record
+
+
+def stored_offset_prefix(study: optuna.Study) -> str:
+    """How this study names per-group offsets (`sparsity.` in studies older than the
+    name `offset.`)."""
+    return str(study.user_attrs.get(OFFSET_PREFIX_ATTR, LEGACY_OFFSET_PREFIX))
 
 
 def flat_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -36,7 +92,7 @@ def flat_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
     row.update({k: v for k, v in record.items() if not isinstance(v, dict | list)})
     plan = record.get("plan", {})
-    row.update({k: v for k, v in plan.items() if k != "ratios"})
+    row.update({k: v for k, v in plan.items() if k != "ratios" and v is not None})
     row.update({f"ratio.{group}": r for group, r in plan.get("ratios", {}).items()})
     for prefix in ("student", "distill"):
         nested = record.get("student_spec" if prefix == "student" else prefix, {})

@@ -31,6 +31,7 @@ from medslim.search.artifacts import ARTIFACTS_ATTR, Artifacts, chosen_artifacts
 from medslim.search.config import ResolvedConfig, StudyConfig, config_differences
 from medslim.search.datasource import check_same_data, describe, load_study_data
 from medslim.search.joining import choose_sampler_seed, find_study, open_or_make
+from medslim.search.records import OFFSET_PREFIX_ATTR, stored_offset_prefix
 from medslim.search.samplers import make_sampler
 from medslim.search.sensitivity import study_curves
 from medslim.search.storage import check_storage_url, display_url, open_storage, storage_dir
@@ -45,7 +46,13 @@ from medslim.search.study_teacher import (
 )
 from medslim.search.teacher_files import study_teacher_file
 from medslim.spaces.families import build_model, get_preset, input_kind
-from medslim.spaces.sparsity import SparsitySpace, prunable_units, uniform_params, uniform_ratios
+from medslim.spaces.sparsity import (
+    OFFSET_PREFIX,
+    SparsitySpace,
+    prunable_units,
+    uniform_params,
+    uniform_ratios,
+)
 from medslim.spaces.specs import ModelSpec
 from medslim.spaces.students import DistillSettings, StudentSpace, scaled_teacher, student_params
 
@@ -218,7 +225,8 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
             study, space, units, min(resolved.baselines, resolved.trials), resolved.method
         )
         study.set_user_attr("config", resolved.stored())  # last: a racing run waits for it
-    else:
+    else:  # an older study keeps the parameter names its trials already have
+        space = replace(space, offset_prefix=stored_offset_prefix(study))
         if raced:  # made by another run a moment ago: the same config, the same teacher
             _check_same_config(study.user_attrs.get("config"), resolved)
             teacher = _study_teacher(source, study, artifacts, device, resolved)
@@ -321,6 +329,7 @@ def _describe_new_study(
     }
     study.set_user_attr(TEACHER_ATTR, teacher.record(sizes))
     study.set_user_attr("units", units)
+    study.set_user_attr(OFFSET_PREFIX_ATTR, OFFSET_PREFIX)
 
 
 def _enqueue_baselines(

@@ -82,3 +82,14 @@ def open_study(url: str, name: str | None = None) -> StudyRef:
             f"no study {name!r} in {shown}; studies there: {', '.join(names) or 'none'}"
         )
     return StudyRef(optuna.load_study(study_name=name, storage=storage), url, storage)
+
+
+def open_any_study(url: str, name: str | None = None) -> StudyRef:
+    """Study `name`, or else the storage's first study: what `medslim dashboard` needs to
+    find the artifact store beside a storage that may hold several studies."""
+    if name is not None:
+        return open_study(url, name)
+    names = study_names(open_storage(url))
+    if not names:
+        raise StorageError(f"{display_url(url)} holds no study yet; run `medslim run` first")
+    return open_study(url, names[0])

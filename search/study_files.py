@@ -14,7 +14,7 @@ import optuna
 from optuna.artifacts import download_artifact, get_all_artifact_meta, upload_artifact
 
 from medslim.errors import StorageError
-from medslim.search.artifacts import Artifacts
+from medslim.search.artifacts import MODEL_MIME, Artifacts
 
 
 def study_file_id(study: optuna.Study, name: str) -> str | None:
@@ -53,4 +53,9 @@ def publish_study_file(study: optuna.Study, store: Artifacts, path: Path, name: 
         shutil.copyfile(path, named)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            upload_artifact(artifact_store=store, file_path=str(named), study_or_trial=study)
+            upload_artifact(
+                artifact_store=store,
+                file_path=str(named),
+                study_or_trial=study,
+                mimetype=MODEL_MIME,
+            )

@@ -23,7 +23,7 @@ from optuna.storages import BaseStorage
 from torch import nn
 
 from medslim.errors import UsageError
-from medslim.search.artifacts import Artifacts
+from medslim.search.artifacts import MODEL_MIME, Artifacts
 from medslim.search.records import trial_record
 from medslim.spaces.families import build_model, get_preset, spec_from_dict, spec_to_dict
 from medslim.spaces.specs import ModelSpec
@@ -163,7 +163,10 @@ def save_trial_model(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             artifact_id = upload_artifact(
-                artifact_store=store, file_path=str(path), study_or_trial=trial
+                artifact_store=store,
+                file_path=str(path),
+                study_or_trial=trial,
+                mimetype=MODEL_MIME,  # a guess from `.pt` says "SNES page table"
             )
     return artifact_id
 

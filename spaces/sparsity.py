@@ -24,6 +24,12 @@ from medslim.spaces.criteria import Criterion, get_criterion, searchable_criteri
 SampleLosses = Callable[[nn.Module], torch.Tensor]
 """Per-sample losses of a model on a fixed calibration batch (for gradient criteria)."""
 
+OFFSET_PREFIX = "offset."
+"""Trial parameter of a group's offset from the global ratio: `offset.<group>`."""
+LEGACY_OFFSET_PREFIX = "sparsity."
+"""What studies made before medslim named offsets `offset.<group>` call them; they keep it,
+so a resumed study's sampler sees the same parameters."""
+
 
 @dataclass(frozen=True)
 class SparsitySpace:
@@ -36,6 +42,7 @@ class SparsitySpace:
     iterative_steps: int = 1
     ceilings: tuple[tuple[str, float], ...] = ()
     """Per-unit ratio ceilings below `max_ratio` (e.g. from a sensitivity analysis)."""
+    offset_prefix: str = OFFSET_PREFIX
 
     def __post_init__(self) -> None:
         if self.pruning not in PRUNING_KINDS:
@@ -118,7 +125,9 @@ def sample_plan(trial: Any, space: SparsitySpace, unit_names: Sequence[str]) -> 
     for name in unit_names:
         offset = 0.0
         if space.max_offset > 0:
-            offset = trial.suggest_float(f"sparsity.{name}", -space.max_offset, space.max_offset)
+            offset = trial.suggest_float(
+                f"{space.offset_prefix}{name}", -space.max_offset, space.max_offset
+            )
         ceiling = min(space.max_ratio, ceilings.get(name, space.max_ratio))
         ratios[name] = min(max(global_ratio + offset, 0.0), ceiling)
     criterion = space.criterion
@@ -131,7 +140,7 @@ def uniform_params(space: SparsitySpace, unit_names: Sequence[str], ratio: float
     """The trial parameters of the uniform baseline at `ratio` (all offsets zero)."""
     params: dict[str, Any] = {"sparsity.global": ratio}
     if space.max_offset > 0:
-        params.update({f"sparsity.{name}": 0.0 for name in unit_names})
+        params.update({f"{space.offset_prefix}{name}": 0.0 for name in unit_names})
     if space.criterion is None:
         params["criterion"] = "l1"
     return params

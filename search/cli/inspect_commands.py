@@ -8,8 +8,9 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
-from medslim.errors import ExportMismatch, UsageError
+from medslim.errors import ExportMismatch
 from medslim.search.cli.study_commands import add_storage
 
 logger = logging.getLogger("medslim")
@@ -20,31 +21,24 @@ DEFAULT_RESAMPLES = 1000
 
 def add_inspect_commands(commands: argparse._SubParsersAction) -> None:
     """`pareto`, `report`, `dashboard` and `export`, each reading a study."""
-    pareto = commands.add_parser("pareto", help="print a study's Pareto front")
+    pareto = commands.add_parser(
+        "pareto", help="print a study's Pareto front with its test scores and verdicts"
+    )
     add_storage(pareto)
     pareto.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     pareto.add_argument(
-        "--margin",
-        type=float,
-        default=DEFAULT_MARGIN,
-        help="non-inferiority margin in AUC: a member is non-inferior when the lower bound "
-        "of its AUC difference to the teacher is above -margin (default: %(default)s)",
+        "--wide",
+        action="store_true",
+        help="every column (CIs of every metric, operating points, calibration, latency "
+        "quartiles, flags, export commands) instead of what fits 100 columns",
     )
-    pareto.add_argument(
-        "--resamples",
-        type=int,
-        default=DEFAULT_RESAMPLES,
-        help="stratified bootstrap resamples for the 95%% intervals (default: %(default)s)",
-    )
-    pareto.add_argument(
-        "--no-test", action="store_true", help="validation columns only; skip test re-scoring"
-    )
-    add_data_dir(pareto, "for the test split")
+    add_test_arguments(pareto)
     pareto.set_defaults(handler=cmd_pareto)
 
     report = commands.add_parser("report", help="write a standalone HTML report of a study")
     add_storage(report)
     report.add_argument("--out", default="report.html", help="HTML file (default: %(default)s)")
+    add_test_arguments(report)
     report.set_defaults(handler=cmd_report)
 
     dashboard = commands.add_parser("dashboard", help="serve studies with optuna-dashboard")
@@ -62,6 +56,52 @@ def add_inspect_commands(commands: argparse._SubParsersAction) -> None:
     export.set_defaults(handler=cmd_export)
 
 
+def add_test_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the front is judged on the test split (`pareto` and `report`)."""
+    parser.add_argument(
+        "--non-inferior-on",
+        default="auc",
+        metavar="METRICS",
+        help="metrics the non-inferiority verdict needs, comma-separated, all must pass: "
+        "auc, acc, sensitivity, specificity (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--margin",
+        default=str(DEFAULT_MARGIN),
+        help="non-inferiority margin: a member passes a metric when the lower bound of its "
+        "paired difference to the teacher is above -margin; one number, or per metric "
+        "like auc=0.01,sensitivity=0.05 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--positive-class",
+        metavar="CLASS",
+        help="binary tasks: the class sensitivity, specificity and operating points are "
+        "about, by name or label (default: label 1; its name is printed)",
+    )
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=DEFAULT_RESAMPLES,
+        help="stratified bootstrap resamples for the 95%% intervals (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-test", action="store_true", help="validation columns only; skip test re-scoring"
+    )
+    add_data_dir(parser, "for the test split")
+
+
+def test_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of `StoredStudy.table` the test flags set."""
+    return {
+        "test": not args.no_test,
+        "non_inferior_on": args.non_inferior_on,
+        "margin": args.margin,
+        "positive_class": args.positive_class,
+        "resamples": args.resamples,
+        "data_dir": args.data_dir,
+    }
+
+
 def add_data_dir(parser: argparse.ArgumentParser, why: str) -> None:
     parser.add_argument(
         "--data-dir", help=f"where this machine keeps the data ({why}; default: the study's)"
@@ -69,23 +109,19 @@ def add_data_dir(parser: argparse.ArgumentParser, why: str) -> None:
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
-    """The front as a table or JSON, re-scored on the test split unless --no-test."""
+    """The front as one table (or JSON), re-scored on the test split unless --no-test."""
     from medslim.search.api import load_study
-    from medslim.search.inspection.pareto import format_front
-    from medslim.search.inspection.rescore import format_tests, front_json_with_tests
+    from medslim.search.inspection.front_table import front_json, render_text
 
-    if args.margin < 0:
-        raise UsageError(f"--margin must be 0 or more, got {args.margin}")
     stored = load_study(args.storage, args.study)
-    front = stored.front()
-    if args.no_test or not front.members:
-        print(json.dumps(front.as_json(), indent=2) if args.json else format_front(front))
-        return 0
-    rescored = stored.rescore(resamples=args.resamples, data_dir=args.data_dir)
+    table = stored.table(**test_settings(args))
     if args.json:
-        print(json.dumps(front_json_with_tests(front.as_json(), rescored, args.margin), indent=2))
+        print(json.dumps(front_json(table, stored.front().as_json()), indent=2))
     else:
-        print(f"{format_front(front)}\n\n{format_tests(front, rescored, args.margin)}")
+        head = stored.front()
+        failed = f", {head.failed} failed" if head.failed else ""
+        print(f"study {head.study}: {head.finished} finished trials{failed}")
+        print(render_text(table, wide=args.wide))
     return 0
 
 
@@ -93,17 +129,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     from medslim.search.api import load_study
 
     stored = load_study(args.storage, args.study)
-    out = stored.report(args.out)
+    settings = test_settings(args)
+    out = stored.report(args.out, **settings)
     finished = stored.front().finished
-    print(f"wrote {out} ({finished} finished trials); figures and note saved to the study")
+    print(f"wrote {out} ({finished} finished trials); figures and notes saved to the study")
     return 0
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    """optuna-dashboard over the storage, with the study's artifact store for downloads."""
     from medslim.search.inspection.dashboard import serve
+    from medslim.search.stored import open_any_study
+
+    ref = open_any_study(args.storage, args.study)
+
+    def ready() -> None:
+        print(
+            f"optuna-dashboard on http://{args.host}:{args.port}/ (Ctrl-C stops)",
+            file=sys.stderr,
+        )
 
     try:
-        serve(args.storage, args.host, args.port)
+        serve(ref, args.host, args.port, ready=ready)
     except KeyboardInterrupt:
         pass
     return 0

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shlex
 
 from medslim.errors import UsageError
 from medslim.kinds import METHODS, OBJECTIVES, PRUNING_KINDS, TASK_CHOICES
@@ -288,11 +286,12 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from medslim.search.api import run
-    from medslim.search.inspection.pareto import format_front
+    from medslim.search.inspection.front_table import render_text
 
     stored = run(config_from_args(args), progress=False if args.no_progress else None)
     front = stored.front()
-    print(format_front(front))
+    print(f"study {front.study}: {front.finished} finished trials")
+    print(render_text(stored.table(test=False)))
     pick = front.smallest_within(0.01)
     why = "the fewest FLOPs within 0.01 of the teacher's val AUC"
     if pick is None:
@@ -303,11 +302,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def next_steps(storage: str, study: str, trial: int, why: str) -> str:
     """The commands that come after a run, ready to paste (a password masked)."""
-    from medslim.search.storage import display_url
+    from medslim.search.inspection.commands import location_flags, storage_flag
 
-    implied = os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
-    url = "" if storage == implied else f" --storage {shlex.quote(display_url(storage))}"
-    where = f"{url} --study {shlex.quote(study)}"
+    url = storage_flag(storage)
+    where = location_flags(storage, study)
     return "\n".join(
         [
             "\nnext:",

@@ -1,90 +1,265 @@
 """Make a study readable in optuna-dashboard, and serve it.
 
 Everything the dashboard shows comes from the storage, so publishing means writing the
-report's main figures and a markdown summary note into the study through
-optuna-dashboard's public calls; `serve` then only reads.
+report's main figures, a summary note with the front table, and a note on every front
+member into the study through optuna-dashboard's public calls; `serve` then only reads.
+It serves with the study's artifact store, so each trial's model can be downloaded.
 """
 
 from __future__ import annotations
 
-import logging
+import json
+import re
+import socketserver
+import warnings
+from collections.abc import Callable, Iterable
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
 import optuna_dashboard
+import plotly.graph_objects as go
 
+from medslim.errors import UsageError
+from medslim.search.artifacts import MODEL_MIME
+from medslim.search.inspection.classes import DEFAULT_POSITIVE, positive_class
+from medslim.search.inspection.commands import export_command
+from medslim.search.inspection.front_table import FrontTable, Row, front_table, render_markdown
+from medslim.search.inspection.layer_profile import layer_profile
 from medslim.search.inspection.pareto import compute_front
-from medslim.search.inspection.report import (
-    ReportData,
+from medslim.search.inspection.report_data import (
+    calibration_curves,
+    calibration_subject,
+    trade_offs,
+)
+from medslim.search.inspection.report_figures import (
+    calibration_figure,
     profile_figure,
-    report_data,
     sensitivity_figure,
+    test_figure,
     trade_off_figure,
 )
-from medslim.search.inspection.rescore import TEACHER_KEY, trial_key
+from medslim.search.inspection.rescore import RescoreSettings, cached_scores
+from medslim.search.inspection.verdict import NonInferiority
 from medslim.search.sensitivity import stored_curves
-from medslim.search.storage import open_storage
+from medslim.search.stored import StudyRef
 
-logger = logging.getLogger(__name__)
+FIGURE_ORDER = (
+    "auc-vs-flops",
+    "acc-vs-flops",
+    "test-auc",
+    "calibration",
+    "ratio-profile",
+    "sensitivity",
+)
+"""Stable ids (publishing again replaces a figure), in the order the dashboard shows them."""
+WRONG_MIME = "application/vnd.snesdev-page-table"
+"""What Debian's MIME table calls `.pt` (a SNES page table); older studies stored it."""
 
-FIGURE_IDS = ("auc-vs-flops", "acc-vs-flops", "ratio-profile")
-"""Stable ids, so publishing again replaces the figures instead of adding copies."""
 
-
-def summary_note(study: optuna.Study, data: ReportData) -> str:
-    """Markdown: dataset, teacher scores, and the front's best trade-offs."""
+def publish(ref: StudyRef, table: FrontTable) -> None:
+    """Save the figures, the summary note and a note per front member into the study."""
+    study = ref.study
     front = compute_front(study)
-    teacher = front.teacher
+    figures: dict[str, go.Figure] = {}
+    for trade_off in trade_offs(study, front, table):
+        key = "auc-vs-flops" if trade_off.metric == "val_auc" else "acc-vs-flops"
+        figures[key] = trade_off_figure(trade_off)
+    if table.tested:
+        figures["test-auc"] = test_figure(table.rows)
+        figures["calibration"] = calibration_figure(
+            calibration_curves(table), calibration_subject(study, table)
+        )
+    profile = layer_profile(ref, front)
+    if profile.rows:
+        figures["ratio-profile"] = profile_figure(profile)
+    curves = stored_curves(study)
+    if curves:
+        figures["sensitivity"] = sensitivity_figure(curves)
+    for graph_id, figure in figures.items():
+        optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=graph_id)
+    _name_metrics(study, front.objectives)
+    optuna_dashboard.save_note(study, summary_note(study, table))
+    _member_notes(ref, table)
+
+
+def publish_cached(ref: StudyRef) -> None:
+    """Publish with the default verdict and whatever test scores are cached (what `run`
+    and `sensitivity` leave for the dashboard; they never read the test split)."""
+    front = compute_front(ref.study)
+    positive = positive_class(ref.study.user_attrs.get("dataset", {}))
+    settings = RescoreSettings(positive=positive.index if positive else DEFAULT_POSITIVE)
+    cached = cached_scores(ref, front, settings) if front.members else None
+    publish(ref, front_table(front, cached, NonInferiority(), positive, storage=ref.url))
+
+
+def _name_metrics(study: optuna.Study, objectives: list[str]) -> None:
+    """Objective names in the dashboard (studies made before medslim named them lack them)."""
+    if study.metric_names is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(objectives)
+
+
+def summary_note(study: optuna.Study, table: FrontTable) -> str:
+    """Markdown: dataset, the front table (with test scores once `pareto` or `report` has
+    computed them), what the columns mean, and how to export a member."""
+    front = compute_front(study)
     dataset = study.user_attrs.get("dataset", {})
     lines = [
         f"# {study.study_name}",
         f"Dataset **{dataset.get('name', '?')}** ({dataset.get('task', '?')}); "
-        f"{data.finished} finished trials; objectives {', '.join(data.objectives)}.",
-        "",
-        f"Teacher: val AUC {teacher.get('val_auc', float('nan')):.4f}, "
-        f"val ACC {teacher.get('val_acc', float('nan')):.4f}, "
-        f"test AUC {teacher.get('test_auc', float('nan')):.4f}, "
-        f"test ACC {teacher.get('test_acc', float('nan')):.4f}, "
-        f"FLOPs {int(teacher.get('flops', 0)):,}.",
-        "",
-        "Best trade-offs (Pareto front, chosen on the validation split):",
-        "",
-        "| trial | val AUC | val ACC | FLOPs × teacher | params | test AUC [95% CI] |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for m in front.members:
-        lines.append(
-            f"| {m.trial} | {m.val_auc:.4f} | {m.val_acc:.4f} | {m.flops_ratio:.3f} | "
-            f"{m.params:,} | {_test_cell(study.user_attrs.get(trial_key(m.trial)))} |"
+        f"{front.finished} finished trials; objectives "
+        + ", ".join(
+            f"{o} ({d.name.lower()})"
+            for o, d in zip(front.objectives, study.directions, strict=True)
         )
-    if TEACHER_KEY not in study.user_attrs:
-        lines += ["", "Test columns fill in after `medslim pareto` re-scores the front."]
+        + ".",
+        "",
+        "## Models on the front",
+        "",
+        render_markdown(table),
+    ]
+    if not table.tested:
+        lines += ["", "Test columns fill in after `medslim pareto` or `medslim report`."]
+    lines += ["", f"Export one: `{table.export_hint}`"]
     return "\n".join(lines)
 
 
-def _test_cell(entry: dict[str, Any] | None) -> str:
-    if entry is None:
-        return "—"
-    low, high = entry["test_auc_ci"]
-    return f"{entry['test_auc']:.4f} [{low:.4f}, {high:.4f}]"
+def member_note(row: Row, table: FrontTable) -> str:
+    """What one front member is, how it does, and the command that exports it."""
+    lines = [
+        f"## Trial {row.trial}: {row.kind}, on the front",
+        "",
+        f"- {row.description}",
+        f"- FLOPs {row.flops:,} ({row.flops_ratio:.1%} of the teacher's), params {row.params:,}",
+        f"- val AUC {row.val_auc:.4f}, val ACC {row.val_acc:.4f}",
+    ]
+    test = row.test
+    if test is not None:
+        low, high = test.test_auc_ci
+        lines.append(
+            f"- test AUC {test.test_auc:.4f} [{low:.4f}, {high:.4f}],"
+            f" ΔAUC {test.delta_auc:+.4f} [{test.delta_auc_ci[0]:+.4f}, "
+            f"{test.delta_auc_ci[1]:+.4f}] (95% bootstrap, paired)"
+        )
+        if test.sensitivity is not None and table.positive is not None:
+            lines.append(
+                f"- sensitivity {test.sensitivity:.3f}, specificity {test.specificity:.3f} for "
+                f"{table.positive.describe()}"
+            )
+        if row.latency is not None:
+            lines.append(
+                f"- batch-1 latency {row.latency.median_ms:.3g} ms, "
+                f"{row.latency.ratio:.2f}× the teacher's"
+            )
+        if row.verdict is not None:
+            lines.append(f"- verdict: **{row.verdict.text}** ({table.rule.describe()})")
+    elif row.note:
+        lines.append(f"- test: {row.note}")
+    if row.flags:
+        lines.append(f"- ⚠ {', '.join(row.flags)}: predicts one class for a whole split")
+    if row.trial is not None:
+        export = export_command(table.storage, table.study, row.trial, lines=True)
+        lines += ["", "```", export, "```"]
+    return "\n".join(lines)
 
 
-def publish(study: optuna.Study) -> ReportData:
-    """Save the main figures and the summary note into the study."""
-    data = report_data(study)
-    figures = [trade_off_figure(t) for t in data.trade_offs] + [profile_figure(data)]
-    for graph_id, figure in zip(FIGURE_IDS, figures, strict=True):
-        optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=graph_id)
-    curves = stored_curves(study)
-    if curves:
-        figure = sensitivity_figure(curves)
-        optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id="sensitivity")
-    optuna_dashboard.save_note(study, summary_note(study, data))
-    return data
+def _member_notes(ref: StudyRef, table: FrontTable) -> None:
+    """One note per front member, written only when it changed."""
+    storage = ref.storage
+    study_id = storage.get_study_id_from_name(ref.name)
+    # A sampler with no side effects: a Trial handle here only addresses the note.
+    study = optuna.load_study(
+        study_name=ref.name, storage=storage, sampler=optuna.samplers.RandomSampler()
+    )
+    for row in table.rows[1:]:
+        if row.trial is None:
+            continue
+        trial = optuna.Trial(
+            study, storage.get_trial_id_from_study_id_trial_number(study_id, row.trial)
+        )
+        body = member_note(row, table)
+        if optuna_dashboard.get_note(trial) != body:
+            optuna_dashboard.save_note(trial, body)
 
 
-def serve(storage_url: str, host: str, port: int) -> None:
-    """Serve the dashboard of an existing storage until interrupted (blocks)."""
-    storage = open_storage(storage_url, create=False)
-    logger.info("optuna-dashboard on http://%s:%d/ (Ctrl-C stops)", host, port)
-    optuna_dashboard.run_server(storage, host=host, port=port)
+# --- serving -----------------------------------------------------------------------------
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+_STUDY_DETAIL = re.compile(r"^/api/studies/\d+/?$")
+
+
+class _ThreadedServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        return
+
+
+def display_fixes(app: WSGIApp) -> WSGIApp:
+    """optuna-dashboard as medslim serves it: saved figures in `FIGURE_ORDER` (the dashboard
+    lists them in set order, which changes from one server start to the next), and model
+    artifacts of older studies sent as binary data, not as their stored MIME type."""
+
+    def fixed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            if path.startswith("/artifacts/"):
+                headers = [
+                    (k, MODEL_MIME if k.lower() == "content-type" and v == WRONG_MIME else v)
+                    for k, v in headers
+                ]
+            captured.update(status=status, headers=headers)
+            if not _STUDY_DETAIL.match(path):
+                return start_response(status, headers, *exc)
+            return lambda data: None
+
+        body = app(environ, capture)
+        if not _STUDY_DETAIL.match(path):
+            return body
+        content = b"".join(body)
+        if hasattr(body, "close"):
+            body.close()
+        content = _ordered_figures(content)
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        start_response(captured["status"], [*headers, ("Content-Length", str(len(content)))])
+        return [content]
+
+    return fixed
+
+
+def _ordered_figures(content: bytes) -> bytes:
+    try:
+        detail = json.loads(content)
+    except ValueError:
+        return content
+    graphs = detail.get("plotly_graph_objects") if isinstance(detail, dict) else None
+    if not graphs:
+        return content
+    rank = {graph_id: i for i, graph_id in enumerate(FIGURE_ORDER)}
+    graphs.sort(key=lambda g: (rank.get(g.get("id"), len(rank)), str(g.get("id"))))
+    return json.dumps(detail).encode()
+
+
+def serve(ref: StudyRef, host: str, port: int, *, ready: Callable[[], None] | None = None) -> None:
+    """Serve the storage of `ref` with its artifact store until interrupted (blocks); a
+    port in use is a usage error."""
+    app = display_fixes(optuna_dashboard.wsgi(ref.storage, artifact_store=ref.artifacts))
+    try:
+        server = make_server(
+            host, port, app, server_class=_ThreadedServer, handler_class=_QuietHandler
+        )
+    except OSError as error:
+        raise UsageError(
+            f"cannot serve on {host}:{port}: {error.strerror or error}; pick another --port "
+            "(or stop what listens there)"
+        ) from error
+    with server:
+        if ready is not None:
+            ready()
+        server.serve_forever()

@@ -1,4 +1,4 @@
-"""The Pareto front of a study, as plain data first, then as a table or JSON."""
+"""The Pareto front of a study, as plain data (`front_table` draws it as a table)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import optuna
 
 from medslim.search.config import OBJECTIVES
+from medslim.search.inspection.names import describe, group_labels, kind
 from medslim.search.records import trial_record
-from medslim.spaces.students import describe_student
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,12 @@ class FrontMember:
     baseline: bool
     choices: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    kind: str = "pruned"
+    """`pruned`, `uniform` (a uniform-ratio baseline) or `distilled`."""
+    description: str = ""
+    """What the member is, in one line (ratios with group names, or the student spec)."""
+    summary: str = ""
+    """The same in fewer characters (ratios without names)."""
 
     def as_json(self) -> dict[str, Any]:
         data = {
@@ -35,6 +41,8 @@ class FrontMember:
             "params": self.params,
             "method": self.method,
             "baseline": self.baseline,
+            "kind": self.kind,
+            "description": self.description,
             "choices": self.choices,
         }
         data.update(self.extra)
@@ -49,6 +57,8 @@ class Front:
     members: list[FrontMember]
     finished: int
     failed: int
+    units: list[str] = field(default_factory=list)
+    """Prunable groups in network order."""
 
     def smallest_within(self, auc_drop: float = 0.01) -> FrontMember | None:
         """The member with the fewest FLOPs whose val AUC is at most `auc_drop` below the
@@ -73,9 +83,11 @@ def compute_front(study: optuna.Study) -> Front:
     """Front members sorted by FLOPs; chosen on validation scores only (and constraints)."""
     trials = study.get_trials(deepcopy=False)
     states = [t.state for t in trials]
-    members = _distinct(sorted(study.best_trials, key=lambda t: t.number))
-    members.sort(key=lambda m: (m.flops, -m.val_auc))
     config = study.user_attrs.get("config", {})
+    units = list(study.user_attrs.get("units", []))
+    best = sorted(study.best_trials, key=lambda t: t.number)
+    members = _distinct(best, config, units)
+    members.sort(key=lambda m: (m.flops, -m.val_auc))
     return Front(
         study=study.study_name,
         objectives=list(config.get("objectives", OBJECTIVES)),
@@ -83,10 +95,13 @@ def compute_front(study: optuna.Study) -> Front:
         members=members,
         finished=states.count(optuna.trial.TrialState.COMPLETE),
         failed=states.count(optuna.trial.TrialState.FAIL),
+        units=units,
     )
 
 
-def _distinct(trials: list[optuna.trial.FrozenTrial]) -> list[FrontMember]:
+def _distinct(
+    trials: list[optuna.trial.FrozenTrial], config: dict[str, Any], units: list[str]
+) -> list[FrontMember]:
     """One member per distinct result: later trials that landed on the same pruned model
     (equal objective values) add nothing to the front."""
     seen: set[tuple[float, ...]] = set()
@@ -95,16 +110,21 @@ def _distinct(trials: list[optuna.trial.FrozenTrial]) -> list[FrontMember]:
         key = tuple(trial.values)
         if key not in seen:
             seen.add(key)
-            members.append(_member(trial))
+            members.append(member_of(trial, config, units))
     return members
 
 
-def _member(trial: optuna.trial.FrozenTrial) -> FrontMember:
+def member_of(
+    trial: optuna.trial.FrozenTrial, config: dict[str, Any], units: list[str]
+) -> FrontMember:
+    """A finished trial as plain data; a plan's study-wide settings (criterion, pruning
+    kind) come from the study's config, its ratios in network order."""
     attrs = trial_record(trial)
-    plan = attrs.get("plan") or {
-        "student": attrs.get("student_spec", {}),
-        "distill": attrs.get("distill", {}),
-    }
+    plan = attrs.get("plan")
+    if plan is None:
+        plan = {"student": attrs.get("student_spec", {}), "distill": attrs.get("distill", {})}
+    else:
+        plan = _complete_plan(plan, config, units)
     return FrontMember(
         trial=trial.number,
         val_auc=float(attrs["val_auc"]),
@@ -118,44 +138,22 @@ def _member(trial: optuna.trial.FrozenTrial) -> FrontMember:
         extra={
             k: attrs[k] for k in ("sparse_flops", "nonzero_params", "latency_ms") if k in attrs
         },
+        kind=kind(attrs),
+        description=describe(plan, group_labels(units)),
+        summary=describe(plan),
     )
 
 
-def short_choices(choices: dict[str, Any]) -> str:
-    """`g=0.42 l1 [.30 .51 …]`: global ratio, criterion, per-unit ratios in network order;
-    for a student `resnet 8-16-32 ×1-1-1 k3 T=4.0 α=0.50`: its spec and distillation knobs."""
-    if "student" in choices:
-        knobs = choices["distill"]
-        feature = f" feat={knobs['feature_weight']:g}" if knobs.get("feature_weight") else ""
-        return (
-            f"{describe_student(choices['student'])} T={knobs['temperature']:.1f} "
-            f"α={knobs['alpha']:.2f}{feature}"
-        )
-    ratios = choices.get("ratios", {})
-    profile = " ".join(f"{r:.2f}".lstrip("0") or "0" for r in ratios.values())
-    return f"g={choices.get('global_ratio', 0):.2f} {choices.get('criterion', '')} [{profile}]"
-
-
-def format_front(front: Front) -> str:
-    teacher = front.teacher
-    lines = [
-        f"study {front.study}: {front.finished} finished trials"
-        + (f", {front.failed} failed" if front.failed else "")
-        + "; front chosen on the validation split",
-        f"{'trial':>6} {'val AUC':>8} {'val ACC':>8} {'FLOPs':>12} {'×teacher':>8} "
-        f"{'params':>9}  method  choices",
-    ]
-    if teacher:
-        lines.append(
-            f"{'teacher':>6} {teacher['val_auc']:>8.4f} {teacher['val_acc']:>8.4f} "
-            f"{int(teacher['flops']):>12,} {1.0:>8.3f} {int(teacher['params']):>9,}  (reference)"
-        )
-    for m in front.members:
-        tag = " (uniform baseline)" if m.baseline else ""
-        lines.append(
-            f"{m.trial:>6} {m.val_auc:>8.4f} {m.val_acc:>8.4f} {m.flops:>12,} "
-            f"{m.flops_ratio:>8.3f} {m.params:>9,}  {m.method:<7} {short_choices(m.choices)}{tag}"
-        )
-    if not front.members:
-        lines.append("(no finished trial yet)")
-    return "\n".join(lines)
+def _complete_plan(
+    plan: dict[str, Any], config: dict[str, Any], units: list[str]
+) -> dict[str, Any]:
+    ratios = plan.get("ratios", {})
+    ordered = {u: ratios[u] for u in units if u in ratios}
+    ordered.update({u: r for u, r in ratios.items() if u not in ordered})
+    settings = {
+        "pruning": config.get("pruning", "structured"),
+        "criterion": config.get("criterion"),
+        "iterative_steps": config.get("iterative_steps", 1),
+    }
+    known = {k: v for k, v in plan.items() if v is not None}
+    return {**settings, **known, "ratios": ordered}

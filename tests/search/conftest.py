@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import optuna
 import pytest
@@ -254,3 +254,56 @@ def wait_for_study() -> Callable[[str, str, subprocess.Popen[str]], None]:
             time.sleep(0.3)
 
     return wait
+
+
+@pytest.fixture(scope="session")
+def tiny_both_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 8-trial `--method both` study (pruned teachers and distilled students on
+    one front) in `m.db`, run once per session; copy the folder before changing it."""
+    from medslim.search.cli import main
+
+    folder = tmp_path_factory.mktemp("tiny-both")
+    url = f"sqlite:///{folder / 'm.db'}"
+    extra = ("--method", "both", "--student-epochs", "5", "--seed", "1")
+    assert main(["run", "--storage", url, "--trials", "8", *Medslim.TINY, *extra]) == 0
+    return folder
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROME_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+)
+
+
+@pytest.fixture
+def chromium(tmp_path: Path) -> Iterator[Callable[[int, int], Any]]:
+    """Opens headless Debian Chromium (Selenium) at a window size; closed after the test."""
+    if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
+        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    drivers = []
+
+    def open_browser(width: int = 1400, height: int = 1600) -> Any:
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in (*CHROME_FLAGS, f"--window-size={width},{height}"):
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}")
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        drivers.append(driver)
+        return driver
+
+    yield open_browser
+    for driver in drivers:
+        driver.quit()

@@ -11,7 +11,9 @@ from optuna.trial import TrialState
 import medslim.objectives.distill as distill
 from medslim.errors import UsageError
 from medslim.search.config import StudyConfig
-from medslim.search.inspection.pareto import compute_front, format_front
+from medslim.search.inspection.front_table import front_table, render_text
+from medslim.search.inspection.pareto import compute_front
+from medslim.search.inspection.verdict import NonInferiority
 from medslim.search.loop import run_trials
 from medslim.search.records import trial_record
 from medslim.search.session import prepare
@@ -48,11 +50,14 @@ def test_both_yields_pruned_and_distilled_trials_on_one_front(tmp_path: Path) ->
             assert not any(k.startswith(("student.", "distill.")) for k in trial.params)
     front = compute_front(study)
     assert {m.method for m in front.members} <= {"prune", "distill"}
-    table = format_front(front)
+    table = render_text(front_table(front, None, NonInferiority(), None, storage="sqlite://"))
     for member in front.members:
         assert member.as_json()["method"] == member.method
+        assert member.kind == {"prune": "uniform" if member.baseline else "pruned"}.get(
+            member.method, "distilled"
+        )
         if member.method == "distill":
-            assert "mlp " in table and "T=" in table
+            assert "mlp " in table and "T=" in table and " distilled " in table
 
 
 def test_students_above_the_flops_bound_are_pruned_before_training(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -11,16 +12,20 @@ import optuna
 import pytest
 
 from medslim.objectives.bootstrap import (
+    Scored,
     batched_acc,
     batched_auc,
     metric_samples,
+    paired_interval,
     percentile_interval,
     point_estimate,
     stratified_indices,
 )
 from medslim.objectives.metrics import acc_score, auc_score
 from medslim.search.cli import main
-from medslim.search.inspection.rescore import TEACHER_KEY, paired_difference, trial_key
+from medslim.search.inspection.rescore import TEACHER_KEY, trial_key
+from medslim.search.study_files import study_file_id
+from medslim.search.study_teacher import TEACHER_FILE
 
 TASKS = ("binary-class", "multi-class", "multi-label, binary-class")
 
@@ -79,10 +84,11 @@ def test_intervals_contain_the_estimate_and_shrink_with_more_samples(task: str) 
 def test_paired_difference_of_a_model_with_itself_is_exactly_zero() -> None:
     y, scores = _synthetic("binary-class", 300, 0)
     indices = stratified_indices(y, 1000, seed=0)
-    delta = paired_difference(y, scores, scores, "binary-class", indices)
+    same = Scored(scores, batched_auc)
+    delta = paired_interval(y, same, same, "binary-class", indices)
     assert tuple(delta) == (0.0, 0.0, 0.0)
     noisy = np.clip(scores + np.random.default_rng(1).normal(0, 0.2, scores.shape), 0, 1)
-    worse = paired_difference(y, noisy, scores, "binary-class", indices)
+    worse = paired_interval(y, Scored(noisy, batched_auc), same, "binary-class", indices)
     assert worse.high < 0  # the paired interval sees a clearly worse model
 
 
@@ -102,12 +108,31 @@ def test_pareto_rescores_the_front_once_and_reads_the_cache_after(
     # The re-scored teacher matches the scores `prepare` stored when it trained it.
     study = optuna.load_study(study_name=first["study"], storage=url)
     assert teacher["test_auc"] == pytest.approx(study.user_attrs["teacher"]["test_auc"])
+    assert first["test"]["positive_class"] == {
+        "index": 1,
+        "name": "benign",
+        "negative": "malignant",
+    }
+    assert first["test"]["non_inferior_on"] == ["auc"]
     for member in first["front"]:
         low, high = member["delta_auc_ci"]
         assert low <= member["delta_auc"] <= high
         assert member["non_inferior"] is (low > -0.01)
+        assert member["verdict"] == ("non-inferior" if low > -0.01 else "not shown: AUC")
         assert member["test_auc"] - teacher["test_auc"] == pytest.approx(member["delta_auc"])
+        assert member["test_acc"] - teacher["test_acc"] == pytest.approx(member["delta_acc"])
         assert 0.0 <= member["sensitivity"] <= 1.0 and 0.0 <= member["specificity"] <= 1.0
+        for metric in ("acc", "sensitivity", "specificity"):
+            low, high = member[f"delta_{metric}_ci"]
+            assert low <= member[f"delta_{metric}"] <= high
+        assert [p["specificity_target"] for p in member["operating_points"]] == [0.9, 0.95]
+        assert 0.0 <= member["ece"] <= 1.0 and member["flags"] == []
+        assert member["latency"]["ratio"] == pytest.approx(
+            member["latency"]["median_ms"] / member["latency"]["teacher_ms"]
+        )
+        assert member["export_command"].endswith(
+            f"--trial {member['trial']} --format onnx --out trial-{member['trial']}.onnx"
+        )
         assert {"val_auc", "flops_ratio", "choices"} <= set(member)  # existing keys kept
     assert {TEACHER_KEY, *(trial_key(m["trial"]) for m in first["front"])} <= set(study.user_attrs)
 
@@ -121,7 +146,83 @@ def test_pareto_rescores_the_front_once_and_reads_the_cache_after(
     table = capsys.readouterr().out
     assert "front chosen on the validation split" in table
     assert "teacher" in table and "reference" in table
-    # The margin is a display choice, applied to the cached intervals.
+    assert all(len(line) <= 100 for line in table.splitlines())
+    # The margin and the verdict's metrics are display choices, applied to cached intervals.
     shown = sum(m["delta_auc_ci"][0] > -0.5 for m in first["front"])
-    assert table.count("  non-inferior") == shown
-    assert table.count("not shown non-inferior") == len(first["front"]) - shown
+    rows = [line for line in table.splitlines() if re.match(r"\s*\d+ ", line)]
+    assert [r.split()[0] for r in rows] == [str(m["trial"]) for m in first["front"]]
+    assert sum(r.endswith(" non-inferior") for r in rows) == shown
+    assert sum(r.endswith(" not shown: AUC") for r in rows) == len(rows) - shown
+    on = ["--non-inferior-on", "auc,specificity", "--margin", "auc=0.5,specificity=0.2"]
+    assert main(["pareto", "--json", "--storage", url, "--resamples", "300", *on]) == 0
+    for member in json.loads(capsys.readouterr().out)["front"]:
+        passes = member["delta_auc_ci"][0] > -0.5 and member["delta_specificity_ci"][0] > -0.2
+        assert member["non_inferior"] is passes
+
+
+def test_a_new_positive_class_or_resample_count_rescores_and_old_entries_still_read(
+    tiny_study_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = shutil.copytree(tiny_study_dir, tmp_path / "copy")
+    url = f"sqlite:///{folder / 'm.db'}"
+    args = ["pareto", "--json", "--storage", url, "--resamples", "200"]
+    assert main(args) == 0
+    benign = json.loads(capsys.readouterr().out)
+    assert main([*args, "--positive-class", "malignant"]) == 0
+    malignant = json.loads(capsys.readouterr().out)
+    assert malignant["test"]["positive_class"]["name"] == "malignant"
+    for one, other in zip(benign["front"], malignant["front"], strict=True):
+        # AUC and ACC do not depend on the positive class; the rates swap roles.
+        assert one["test_auc"] == pytest.approx(other["test_auc"])
+        assert one["test_acc"] == pytest.approx(other["test_acc"])
+        assert other["positive"] == 0 and one["positive"] == 1
+    study = optuna.load_study(study_name=benign["study"], storage=url)
+    assert study.user_attrs[TEACHER_KEY]["positive"] == 0  # the cache follows the settings
+    assert main(["pareto", "--storage", url, "--positive-class", "nodule"]) == 2
+    assert "'malignant' (0), 'benign' (1)" in capsys.readouterr().err
+
+    # Entries cached by an older medslim (no scoring version) are shown as they are when the
+    # teacher can no longer be reopened, and re-scored when it can.
+    for key, entry in study.user_attrs.items():
+        if key.startswith("test."):
+            old = {k: entry[k] for k in LEGACY_FIELDS}
+            old["bootstrap"]["resamples"] = 200
+            study.set_user_attr(key, old)
+    teachers = folder / ".medslim" / "teachers"
+    hidden = shutil.move(teachers, folder / "teachers-away")
+    stored_teacher = folder / ".medslim" / "artifacts" / str(study_file_id(study, TEACHER_FILE))
+    stored_away = shutil.move(stored_teacher, folder / "stored-teacher-away")  # nor the store's
+    assert main(args) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [m["test_auc"] for m in shown["front"]] == pytest.approx(
+        [m["test_auc"] for m in benign["front"]]
+    )
+    assert all(m["delta_acc"] is None for m in shown["front"])
+    assert any("older medslim" in note for note in shown["test"]["notes"])
+    shutil.move(hidden, teachers)
+    shutil.move(stored_away, stored_teacher)
+    assert main(args) == 0
+    rescored = json.loads(capsys.readouterr().out)["front"]
+    assert [_without_latency(m) for m in rescored] == [
+        _without_latency(m) for m in benign["front"]
+    ]
+
+
+def _without_latency(member: dict[str, object]) -> dict[str, object]:
+    """A member's JSON less its latency, measured again on every re-scoring."""
+    return {k: v for k, v in member.items() if k != "latency"}
+
+
+LEGACY_FIELDS = (
+    "test_auc",
+    "test_auc_ci",
+    "test_acc",
+    "test_acc_ci",
+    "delta_auc",
+    "delta_auc_ci",
+    "sensitivity",
+    "specificity",
+    "threshold",
+    "bootstrap",
+)
+"""What a cached test score held before medslim judged more than AUC."""

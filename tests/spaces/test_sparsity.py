@@ -109,7 +109,7 @@ def test_uniform_baseline_params_reproduce_a_uniform_plan() -> None:
 
 def test_offsets_are_bounded_and_clipped_to_the_ceiling() -> None:
     space = SparsitySpace(max_ratio=0.5, max_offset=0.2)
-    params = {"sparsity.global": 0.45, "sparsity.a": 0.2, "sparsity.b": -0.2}
+    params = {"sparsity.global": 0.45, "offset.a": 0.2, "offset.b": -0.2}
     plan = sample_plan(optuna.trial.FixedTrial(params), space, ["a", "b"])
     assert plan.ratios == {"a": 0.5, "b": pytest.approx(0.25)}
 

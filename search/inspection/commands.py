@@ -1,0 +1,33 @@
+"""The commands a reader copies next: where a study lives as flags, and the export line of
+a trial (a stored password masked)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+
+from medslim.search.config import DEFAULT_STORAGE, STORAGE_ENV
+from medslim.search.storage import display_url
+
+
+def storage_flag(storage: str) -> str:
+    """` --storage URL`, or nothing for the storage a command finds by itself (the
+    `MEDSLIM_STORAGE` environment variable, else the default)."""
+    implied = os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    return "" if storage == implied else f" --storage {shlex.quote(display_url(storage))}"
+
+
+def location_flags(storage: str, study: str) -> str:
+    """` --storage URL --study NAME` (no --storage for the default storage)."""
+    return f"{storage_flag(storage)} --study {shlex.quote(study)}"
+
+
+def export_command(storage: str, study: str, trial: int | str, *, lines: bool = False) -> str:
+    """The `medslim export` line that writes trial `trial` as checked ONNX; with `lines`,
+    split over three shell lines (for notes shown in a narrow box)."""
+    parts = [
+        f"medslim export{storage_flag(storage)}",
+        f"--study {shlex.quote(study)}",
+        f"--trial {trial} --format onnx --out trial-{trial}.onnx",
+    ]
+    return " \\\n    ".join(parts) if lines else " ".join(parts)

@@ -1,0 +1,101 @@
+"""The non-inferiority verdict, its metrics and margins, and the resolvable margin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medslim.errors import UsageError
+from medslim.objectives.bootstrap import stratified_indices
+from medslim.search.inspection.rescore import (
+    Labels,
+    Predictions,
+    RescoreSettings,
+    score_predictions,
+)
+from medslim.search.inspection.verdict import (
+    NonInferiority,
+    margin_advice,
+    resolvable_margin,
+)
+
+
+def _labels_and_scores(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A binary task with a teacher of AUC ≈ 0.85."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.7).astype(np.int64)
+    logit = 1.5 * (2 * y - 1) + rng.normal(0, 1.3, n)
+    p = 1 / (1 + np.exp(-logit))
+    return y, np.stack([1 - p, p], axis=1)
+
+
+def _teacher_scores(n: int) -> object:
+    y, scores = _labels_and_scores(n)
+    val_y, val_scores = _labels_and_scores(n, seed=1)
+    labels = Labels(val_y, y, "binary-class")
+    predictions = Predictions(test=scores, val=val_scores)
+    indices = stratified_indices(y, 1000, seed=0)
+    return score_predictions(predictions, labels, indices, predictions, RescoreSettings())
+
+
+def test_resolvable_margin_is_half_the_teachers_interval_and_shrinks_with_the_split() -> None:
+    small, large = _teacher_scores(156), _teacher_scores(5000)
+    low, high = small.test_auc_ci
+    assert resolvable_margin(small, "auc") == pytest.approx((high - low) / 2)
+    # BreastMNIST's 156 test images cannot resolve 0.01; 5000 images come close.
+    assert resolvable_margin(small, "auc") > 0.03
+    assert resolvable_margin(large, "auc") < resolvable_margin(small, "auc") / 4
+    assert resolvable_margin(small, "sensitivity") > resolvable_margin(large, "sensitivity")
+    advice = margin_advice(small, NonInferiority())
+    assert len(advice) == 1 and "(156 images)" in advice[0] and "--margin 0.0" in advice[0]
+    assert "cannot tell" in advice[0] and "--cv" in advice[0]
+    suggested = float(advice[0].split("--margin ")[1].split()[0])
+    assert suggested >= resolvable_margin(small, "auc")
+    assert margin_advice(small, NonInferiority.parse("auc", suggested)) == []
+
+
+def test_the_verdict_needs_every_listed_metric() -> None:
+    teacher = _teacher_scores(300)
+    # The teacher against itself: every paired difference is exactly zero.
+    assert teacher.delta_auc_ci == [0.0, 0.0] and teacher.delta_specificity_ci == [0.0, 0.0]
+    rule = NonInferiority.parse("auc,acc,sensitivity,specificity", "0.01")
+    assert rule.judge(teacher).text == "non-inferior"
+    worse = _with(teacher, delta_specificity_ci=[-0.08, 0.01])
+    verdict = rule.judge(worse)
+    assert verdict.text == "not shown: spec" and not verdict.non_inferior
+    assert (
+        NonInferiority.parse("auc,specificity", "auc=0.01,specificity=0.1")
+        .judge(worse)
+        .non_inferior
+    )
+    assert NonInferiority().judge(worse).non_inferior  # AUC alone does not see it
+    assert rule.judge(_with(teacher, one_class_test=True)).text == "1-class test"
+    legacy = _with(teacher, delta_acc_ci=None)
+    assert rule.judge(legacy).text == "not scored: ΔACC"
+
+
+def _with(scores: object, **changes: object) -> object:
+    from dataclasses import replace
+
+    return replace(scores, **changes)  # type: ignore[type-var]
+
+
+@pytest.mark.parametrize(
+    "on, margin, message",
+    [
+        ("auc,f1", "0.01", "unknown metric"),
+        ("auc", "lots", "not a number"),
+        ("auc", "acc=0.02", "does not list"),
+        ("auc", "1.5", "must be in [0, 1)"),
+        ("", "0.01", "unknown metric"),
+    ],
+)
+def test_bad_verdict_settings_are_usage_errors(on: str, margin: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message.replace("[", r"\[").replace(")", r"\)")):
+        NonInferiority.parse(on, margin)
+
+
+def test_rates_need_a_binary_task() -> None:
+    with pytest.raises(UsageError, match="needs a binary task"):
+        NonInferiority.parse("auc,sensitivity").check_task("multi-class")
+    NonInferiority.parse("auc,acc").check_task("multi-class")
