@@ -1,5 +1,5 @@
 """The teacher: trained once per (data, model, seed, recipe), cached on disk by a hash of
-that config, or loaded from a user's state-dict file."""
+that config, or loaded from a user's weights file (`checkpoints.load_weights`)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from medslim.errors import UsageError
+from medslim.objectives.checkpoints import load_weights
 from medslim.objectives.data import Dataset
 from medslim.objectives.evaluate import split_scores
 from medslim.objectives.training import Recipe, train
-from medslim.spaces.families import build_model, spec_to_dict
-from medslim.spaces.specs import ModelSpec
+from medslim.spaces.blueprints import Blueprint
 
 
 @dataclass(frozen=True)
@@ -36,58 +35,48 @@ def data_fingerprint(data: Dataset) -> str:
     return digest.hexdigest()[:16]
 
 
-def teacher_key(data: Dataset, spec: ModelSpec, recipe: Recipe, seed: int) -> str:
+def teacher_key(
+    data: Dataset, blueprint: Blueprint, recipe: Recipe, seed: int, pretrained: bool = False
+) -> str:
     config = {
         "data": data_fingerprint(data),
         "task": data.task,
-        "model": spec_to_dict(spec),
+        "model": blueprint.identity(),
         "recipe": asdict(recipe),
         "seed": seed,
     }
+    if pretrained:  # training starts from the library's weights
+        config["pretrained"] = True
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def load_state_dict_file(model: nn.Module, path: Path, what: str = "teacher") -> None:
-    """Load a state dict safely (`weights_only=True`), with a clear error when it does not fit."""
-    if not path.is_file():
-        raise UsageError(f"{what} file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling refuses anything but tensors and plain containers
-        raise UsageError(f"{what} file {path} is not a readable state dict: {error}") from error
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as error:
-        first = str(error).strip().splitlines()
-        detail = " ".join(line.strip() for line in first[:3])
-        raise UsageError(f"{what} file {path} does not match the model: {detail}") from error
 
 
 def obtain_teacher(
     data: Dataset,
-    spec: ModelSpec,
+    blueprint: Blueprint,
     recipe: Recipe,
     *,
     seed: int,
     cache_dir: Path,
     device: torch.device,
     teacher_file: Path | None = None,
+    pretrained: bool = False,
 ) -> tuple[nn.Module, TeacherScores, bool]:
-    """The teacher model on `device`, its scores, and whether it was trained just now."""
-    model = build_model(spec, data.input_shape, data.n_outputs)
+    """The teacher model on `device`, its scores, and whether it was trained just now
+    (from the library's pretrained weights with `pretrained`)."""
+    model = blueprint.build()
     trained = False
     if teacher_file is not None:
-        load_state_dict_file(model, teacher_file, "teacher")
+        load_weights(model, teacher_file, blueprint.model, "teacher")
         model.to(device)
     else:
-        key = teacher_key(data, spec, recipe, seed)
+        key = teacher_key(data, blueprint, recipe, seed, pretrained)
         weights = cache_dir / f"teacher-{key}.pt"
         if weights.is_file():
             model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             model.to(device)
         else:
+            if pretrained:  # fetched only when a teacher is trained from them
+                model = blueprint.build(pretrained=True)
             torch.manual_seed(seed)
             model.to(device)
             train(model, data.train.x, data.train.y, data.task, recipe, seed=seed)

@@ -21,20 +21,29 @@ from torch import nn
 
 from medslim.errors import TrainingDiverged, UsageError
 from medslim.kinds import DataKind, Method
+from medslim.objectives.checkpoints import load_weights
 from medslim.objectives.data import Dataset, load_dataset
 from medslim.objectives.evaluate import Budget, Scores, score_model
+from medslim.objectives.metrics import count_flops
 from medslim.objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
-from medslim.objectives.teacher import TeacherScores, load_state_dict_file, obtain_teacher
+from medslim.objectives.teacher import TeacherScores, obtain_teacher
 from medslim.objectives.training import Recipe
 from medslim.search.config import ResolvedConfig, StudyConfig, config_differences
 from medslim.search.samplers import make_sampler
 from medslim.search.sensitivity import study_curves
 from medslim.search.storage import check_storage_url, display_url, open_storage, storage_dir
 from medslim.search.trial_models import artifact_store
-from medslim.spaces.families import build_model, get_preset, input_kind
+from medslim.spaces.blueprints import Blueprint, blueprint_for, blueprint_from_spec, input_kind
+from medslim.spaces.graphs import matching_modules
 from medslim.spaces.sparsity import SparsitySpace, prunable_units, uniform_params, uniform_ratios
-from medslim.spaces.specs import ModelSpec
-from medslim.spaces.students import DistillSettings, StudentSpace, scaled_teacher, student_params
+from medslim.spaces.specs import LibrarySpec, ModelSpec
+from medslim.spaces.students import (
+    DistillSettings,
+    StudentSpace,
+    scaled_teacher,
+    sized_students,
+    student_params,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +59,9 @@ DATA_DEFAULTS: dict[DataKind, tuple[int, int, int]] = {
 STUDENT_EPOCHS: dict[DataKind, int] = {"tabular": 60, "image": 3}
 SEED_DIVISORS = (2, 4, 8)
 """Student seeds: the teacher with every width divided by these."""
+SEED_FLOPS = (1 / 4, 1 / 16, 1 / 64)
+"""Student seeds for a teacher medslim did not write: ResNets near these shares of its FLOPs."""
+LIBRARY_SEED = LibrarySpec("mobilenet_v3_small", 0.5)
 
 
 @dataclass
@@ -60,7 +72,7 @@ class Session:
     data: Dataset
     device: torch.device
     teacher: nn.Module
-    teacher_spec: ModelSpec
+    teacher_blueprint: Blueprint
     teacher_scores: TeacherScores
     teacher_flops: int
     unit_names: list[str]
@@ -109,10 +121,10 @@ def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> 
             if data.kind == "tabular"
             else ("resnet18" if device.type == "cuda" else "resnet8")
         )
-    spec = get_preset(model)
-    if input_kind(spec) != data.kind:
+    kind = input_kind(blueprint_for(model, config.model_args, data.input_shape, data.n_outputs))
+    if kind is not None and kind != data.kind:
         raise UsageError(
-            f"model {model!r} takes {input_kind(spec)} data, but {config.dataset!r} is {data.kind}"
+            f"model {model!r} takes {kind} data, but {config.dataset!r} is {data.kind}"
         )
     trials, epochs, teacher_epochs = DATA_DEFAULTS[data.kind]
     filled = config.with_overrides(
@@ -124,6 +136,7 @@ def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> 
         student_epochs=(
             STUDENT_EPOCHS[data.kind] if config.student_epochs is None else config.student_epochs
         ),
+        round_to=default_round_to(device) if config.round_to is None else config.round_to,
     )
     study = config.study or filled.default_study_name()
     return ResolvedConfig(**{**asdict(filled), "study": study})
@@ -138,6 +151,11 @@ def default_kd(config: StudyConfig, kind: DataKind) -> bool:
     return kind == "image" and not config.cv and config.method != "distill"
 
 
+def default_round_to(device: torch.device) -> int:
+    """Channel counts in multiples of 8 on a GPU (tensor cores), unrounded on the CPU."""
+    return 8 if device.type == "cuda" else 1
+
+
 def sparsity_space(config: StudyConfig) -> SparsitySpace:
     return SparsitySpace(
         pruning=config.pruning,
@@ -145,6 +163,8 @@ def sparsity_space(config: StudyConfig) -> SparsitySpace:
         max_offset=config.max_offset,
         criterion=None if config.criterion == "search" else config.criterion,
         iterative_steps=config.iterative_steps,
+        ignore_layers=config.ignore_layers,
+        round_to=config.round_to or 1,
     )
 
 
@@ -171,10 +191,12 @@ def prepare(config: StudyConfig) -> Session:
     data_dir = Path(config.data_dir) if config.data_dir else None
     data = on_device(load_dataset(config.dataset, data_dir=data_dir, seed=config.seed), device)
     resolved = resolve_config(config, data, device)
-    spec = get_preset(resolved.model)
+    space = sparsity_space(resolved)
+    blueprint = blueprint_for(
+        resolved.model, resolved.model_args, data.input_shape, data.n_outputs
+    )
     teacher_file = Path(resolved.teacher) if resolved.teacher else None
-    if teacher_file is not None:  # refuse a mismatched file before the storage is touched
-        load_state_dict_file(build_model(spec, data.input_shape, data.n_outputs), teacher_file)
+    _check_model(blueprint, teacher_file, resolved)  # before the storage is touched
     storage = open_storage(resolved.storage, heartbeat=resolved.heartbeat)
     existing = _existing_config(storage, resolved.study)
     if existing is not None and not resolved.force_config:
@@ -190,12 +212,13 @@ def prepare(config: StudyConfig) -> Session:
     try:
         teacher, teacher_scores, trained = obtain_teacher(
             data,
-            spec,
+            blueprint,
             teacher_recipe(resolved, data.kind),
             seed=resolved.seed,
             cache_dir=files / "teachers",
             device=device,
             teacher_file=teacher_file,
+            pretrained=resolved.pretrained,
         )
     except TrainingDiverged as error:
         raise UsageError(
@@ -209,7 +232,7 @@ def prepare(config: StudyConfig) -> Session:
         teacher_scores.val_acc,
     )
     reference = score_model(teacher, data, budget_for(resolved))
-    units = list(prunable_units(teacher, data.train.x[:2], space.pruning))
+    units = list(prunable_units(teacher, data.train.x[:2], space.pruning, space.ignore_layers))
     study = optuna.create_study(
         study_name=resolved.study,
         storage=storage,
@@ -220,9 +243,15 @@ def prepare(config: StudyConfig) -> Session:
     if existing is None:  # all that can fail ran before create_study: no half-made study
         # (seeds are enqueued once, when the study is made, so none can be there already)
         _describe_new_study(study, resolved, data, teacher_scores, reference, units)
-        _enqueue_students(study, spec, resolved.method)
+        _enqueue_students(
+            study, student_seeds(blueprint, teacher, reference.flops, resolved.method)
+        )
         _enqueue_baselines(
-            study, space, units, min(resolved.baselines, resolved.trials), resolved.method
+            study,
+            space,
+            units,
+            baseline_count(resolved.baselines, resolved.trials),
+            resolved.method,
         )
     logger.info("study %s in %s", study.study_name, display_url(resolved.storage))
     if resolved.sensitivity_drop is not None:
@@ -244,7 +273,7 @@ def prepare(config: StudyConfig) -> Session:
         data=data,
         device=device,
         teacher=teacher,
-        teacher_spec=spec,
+        teacher_blueprint=blueprint,
         teacher_scores=teacher_scores,
         teacher_flops=reference.flops,
         unit_names=units,
@@ -296,6 +325,15 @@ def _existing_config(storage: BaseStorage, name: str) -> dict[str, Any] | None:
     return stored
 
 
+def baseline_count(baselines: int | None, trials: int) -> int:
+    """`--baselines`, or by default a quarter of the trials (2 to 9): the uniform sweep
+    scales with the budget, so a small study leaves most trials to the search (9 of 16
+    used to be baselines)."""
+    if baselines is None:
+        baselines = min(9, max(2, trials // 4))
+    return min(baselines, trials)
+
+
 def _enqueue_baselines(
     study: optuna.Study, space: SparsitySpace, units: list[str], count: int, method: Method
 ) -> None:
@@ -310,18 +348,44 @@ def _enqueue_baselines(
         )
 
 
-def student_seeds(teacher: ModelSpec, method: Method) -> list[dict[str, Any]]:
-    """Trial parameters of the scaled-down teacher copies, enqueued so the front has
-    students from the start."""
-    space = StudentSpace.for_teacher(teacher)
+def _check_model(blueprint: Blueprint, teacher_file: Path | None, config: ResolvedConfig) -> None:
+    """Build the model once (an unknown name, a failing import, a wrong factory, outputs
+    that do not fit the data all fail here), check --ignore-layers and the --teacher file,
+    and fetch --pretrained weights, all before the storage is touched."""
+    probe = blueprint.build()
+    matching_modules(probe, config.ignore_layers)
+    if teacher_file is not None:
+        load_weights(probe, teacher_file, f"--model {config.model}", "teacher")
+    elif config.pretrained:
+        blueprint.build(pretrained=True)  # downloads now, or says to pass --teacher
+
+
+def student_seeds(
+    teacher: Blueprint, model: nn.Module, teacher_flops: int, method: Method
+) -> list[dict[str, Any]]:
+    """Trial parameters of students enqueued so the front has some from the start: the
+    teacher scaled down by its widths (a built-in teacher), else ResNets at a quarter, a
+    16th and a 64th of its FLOPs and a half-width MobileNetV3-Small."""
+    if method == "prune":
+        return []
+    space = StudentSpace.for_blueprint(teacher, model)
+    specs: list[ModelSpec]
+    if teacher.builtin:
+        spec = teacher.spec()
+        specs = list(dict.fromkeys(scaled_teacher(spec, d, space) for d in SEED_DIVISORS))
+    else:
+
+        def flops(spec: ModelSpec) -> int:
+            student = blueprint_from_spec(spec, teacher.input_shape, teacher.n_outputs).build()
+            return count_flops(student, teacher.input_shape)
+
+        targets = [teacher_flops * share for share in SEED_FLOPS]
+        specs = [*sized_students(space, flops, targets), LIBRARY_SEED]
     prefix = {"method": "distill"} if method == "both" else {}
-    specs = dict.fromkeys(scaled_teacher(teacher, d, space) for d in SEED_DIVISORS)
     return [{**prefix, **student_params(spec, DistillSettings())} for spec in specs]
 
 
-def _enqueue_students(study: optuna.Study, teacher: ModelSpec, method: Method) -> None:
-    """Scaled-down copies of the teacher, so the front holds students from the start."""
-    if method == "prune":
-        return
-    for params in student_seeds(teacher, method):
+def _enqueue_students(study: optuna.Study, seeds: list[dict[str, Any]]) -> None:
+    """Seed students first, so the front holds students from the start."""
+    for params in seeds:
         study.enqueue_trial(params, user_attrs={"baseline": "scaled"})

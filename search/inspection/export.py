@@ -55,7 +55,7 @@ def validation_inputs(ref: StudyRef, bundle: ModelBundle, data_dir: Path | None)
 
     config = ref.config()
     data = load_dataset(config.dataset, data_dir=data_dir, seed=config.seed)
-    if list(data.input_shape) != bundle.spec["input_shape"]:
+    if tuple(data.input_shape) != bundle.blueprint().input_shape:
         raise UsageError(f"dataset {config.dataset!r} no longer matches the stored model")
     return data.val.x[:CHECK_BATCH].cpu()
 

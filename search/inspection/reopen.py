@@ -18,8 +18,7 @@ from medslim.objectives.teacher import obtain_teacher, teacher_key
 from medslim.search.config import ResolvedConfig
 from medslim.search.session import teacher_recipe
 from medslim.search.stored import StudyRef
-from medslim.spaces.families import get_preset
-from medslim.spaces.specs import ModelSpec
+from medslim.spaces.blueprints import Blueprint, blueprint_for
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class Reopened:
     config: ResolvedConfig
     data: Dataset
     teacher: nn.Module
-    teacher_spec: ModelSpec
+    teacher_blueprint: Blueprint
 
 
 def reopen(ref: StudyRef, data_dir: Path | None = None) -> Reopened:
@@ -35,24 +34,27 @@ def reopen(ref: StudyRef, data_dir: Path | None = None) -> Reopened:
     cached teacher is gone."""
     config = ref.config()
     data = load_dataset(config.dataset, data_dir=data_dir, seed=config.seed)
-    spec = get_preset(str(config.model))
+    blueprint = blueprint_for(
+        str(config.model), config.model_args, data.input_shape, data.n_outputs
+    )
     recipe = teacher_recipe(config, data.kind)
     cache = ref.files_dir / "teachers"
     teacher_file = Path(config.teacher) if config.teacher else None
     if teacher_file is None:
-        cached = cache / f"teacher-{teacher_key(data, spec, recipe, config.seed)}.pt"
+        key = teacher_key(data, blueprint, recipe, config.seed, config.pretrained)
+        cached = cache / f"teacher-{key}.pt"
         if not cached.is_file():
             raise UsageError(
-                f"the teacher of study {ref.name!r} is not cached at {cached}; "
-                "run `medslim run` on this storage again to rebuild it"
+                f"the teacher of study {ref.name!r} is not cached at {cached} (or its model "
+                "file changed); run `medslim run` on this storage again to rebuild it"
             )
     teacher, _, _ = obtain_teacher(
         data,
-        spec,
+        blueprint,
         recipe,
         seed=config.seed,
         cache_dir=cache,
         device=torch.device("cpu"),
         teacher_file=teacher_file,
     )
-    return Reopened(config, data, teacher, spec)
+    return Reopened(config, data, teacher, blueprint)

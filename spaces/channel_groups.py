@@ -1,0 +1,351 @@
+"""Channel groups: what structured pruning can cut in any network, and the pruners that cut it.
+
+Torch-Pruning's dependency graph couples channels across residual additions, concatenations
+(DenseNet), depthwise and grouped convolutions, squeeze-excitation, LayerNorm and attention
+heads. Where it cannot trace the whole network (ShuffleNet's channel shuffle), medslim traces
+the largest pieces it can on their own and keeps only the groups that leave each piece's
+inputs and outputs as they were, so the rest of the network never sees a difference. Layers
+in no group stay whole and are listed once; nothing here raises for a layer it cannot cut.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from medslim.spaces.graphs import attention_heads, head_count, sync_attention
+
+logger = logging.getLogger(__name__)
+ROOT_TYPES = [nn.Conv2d, nn.Linear]
+_LOGGED: set[tuple[str, ...]] = set()
+Inputs = tuple[tuple[Any, ...], dict[str, Any]]
+"""One forward call's positional and keyword arguments."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A module Torch-Pruning traces on its own ("" is the whole model), with the inputs
+    it saw in one forward pass of the model."""
+
+    name: str
+    module: nn.Module
+    inputs: Inputs
+
+    @property
+    def whole(self) -> bool:
+        return self.name == ""
+
+    def full_name(self, relative: str) -> str:
+        return f"{self.name}.{relative}" if self.name else relative
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Each prunable group's name (its root layer) and root module, in network order, and
+    the layers with weights that no group cuts (besides the protected ones)."""
+
+    units: dict[str, nn.Module]
+    whole: list[str]
+
+
+def channel_groups(model: nn.Module, example: torch.Tensor, protected: Sequence[str]) -> Groups:
+    """The groups a trial gives a ratio, and the layers left whole."""
+    names: dict[Any, str] = {module: name for name, module in model.named_modules()}
+    for name, module in model.named_modules():  # parameters outside any layer (ConvNeXt's
+        for param in module.parameters(recurse=False):  # layer scale) count for their module
+            names.setdefault(param, name)
+    order = {name: index for index, name in enumerate(dict.fromkeys(names.values()))}
+    roots: dict[str, nn.Module] = {}
+    members: set[str] = set(protected)
+    for piece, graph in _traced_pieces(model, example):
+        ignored = _protected_in(piece, protected)
+        for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES):
+            root = group[0].dep.target.module
+            if not piece.whole and not _keeps_interface(piece, names[root]):
+                continue
+            roots[names[root]] = root
+            members |= {
+                names[dep.target.module]
+                for dep, _ in group
+                if dep.target.module in names and _cuts_outputs(graph, dep)
+            }
+    whole = [
+        name
+        for name, module in model.named_modules()
+        if name not in members and any(True for _ in module.parameters(recurse=False))
+    ]
+    units = {name: roots[name] for name in sorted(roots, key=order.__getitem__)}
+    _log_whole_layers(whole)
+    return Groups(units, whole)
+
+
+def _log_whole_layers(whole: list[str]) -> None:
+    """Once per process and network: which layers no trial will cut."""
+    key = tuple(whole)
+    if whole and key not in _LOGGED:
+        _LOGGED.add(key)
+        shown = ", ".join(whole[:12]) + (f" and {len(whole) - 12} more" if len(whole) > 12 else "")
+        logger.info(
+            "%d layers stay whole (Torch-Pruning cannot cut them, or they are coupled to the "
+            "head or --ignore-layers): %s",
+            len(whole),
+            shown,
+        )
+
+
+class Pruners:
+    """Torch-Pruning pruners over a model (one, or one per traceable piece), stepped
+    together; attention modules learn their new head counts after each step."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example: torch.Tensor,
+        ratios: dict[str, float],
+        protected: Sequence[str],
+        *,
+        importance: Any,
+        steps: int,
+        round_to: int,
+    ) -> None:
+        self.attention = attention_heads(model)
+        self.pruners: list[Any] = []
+        whole = Piece("", model, ((example,), {}))
+        try:
+            self._add(whole, ratios, protected, importance, steps, round_to)
+        except Exception:  # Torch-Pruning cannot trace the whole model: prune its pieces
+            for piece in _split(model, example):
+                self._add(piece, ratios, protected, importance, steps, round_to)
+
+    def _add(
+        self,
+        piece: Piece,
+        ratios: dict[str, float],
+        protected: Sequence[str],
+        importance: Any,
+        steps: int,
+        round_to: int,
+    ) -> None:
+        local = {
+            piece.module.get_submodule(_relative(piece, name)): ratio
+            for name, ratio in ratios.items()
+            if _inside(piece, name)
+        }
+        if not local:
+            return
+        inside = set(piece.module.modules())
+        heads = {qkv: head_count(a) for qkv, a in self.attention.items() if qkv in inside}
+        with _quiet():
+            pruner = tp.pruner.BasePruner(
+                piece.module,
+                piece.inputs,
+                importance=importance,
+                pruning_ratio=0.0,
+                pruning_ratio_dict=local,
+                ignored_layers=_protected_in(piece, protected),
+                iterative_steps=steps,
+                round_to=round_to if round_to > 1 else None,
+                num_heads=heads,
+                prune_num_heads=bool(heads),
+                prune_head_dims=not heads,
+                forward_fn=_call,
+            )
+        if heads:  # known once the pruner's graph says which group holds which heads
+            pruner.head_pruning_ratio_dict = {
+                qkv: pruner.iterative_pruning_ratio_scheduler(ratio, steps)
+                for qkv, ratio in _head_ratios(pruner, local, heads).items()
+            }
+        self.pruners.append(pruner)
+
+    def step(self) -> None:
+        for pruner in self.pruners:
+            with _quiet():
+                pruner.step()
+            layers = {qkv: self.attention[qkv] for qkv in pruner.num_heads}
+            sync_attention(layers, pruner.num_heads)
+
+
+def _head_ratios(
+    pruner: Any, ratios: dict[nn.Module, float], heads: dict[nn.Module, int]
+) -> dict[nn.Module, float]:
+    """Each attention layer's share of heads to remove: its group's ratio, keeping one."""
+    found = {}
+    for qkv, count in heads.items():
+        group = pruner.DG.get_pruning_group(
+            qkv, pruner.DG.get_pruner_of_module(qkv).prune_out_channels, [0]
+        )
+        ratio = next(
+            (ratios[dep.target.module] for dep, _ in group if dep.target.module in ratios), 0.0
+        )
+        found[qkv] = min(ratio, (count - 1) / count)
+    return found
+
+
+def _traced_pieces(model: nn.Module, example: torch.Tensor) -> list[tuple[Piece, Any]]:
+    """The whole model with its dependency graph when Torch-Pruning can trace it, else the
+    largest submodules it can, each with its own graph."""
+    whole = Piece("", model, ((example,), {}))
+    try:
+        return [(whole, _graph(whole))]
+    except Exception:  # split it into pieces that trace on their own
+        return [(piece, _graph(piece)) for piece in _split(model, example)]
+
+
+def _split(model: nn.Module, example: torch.Tensor) -> list[Piece]:
+    """The largest submodules with weights that Torch-Pruning traces on their own."""
+    inputs = _recorded_inputs(model, example)
+    pieces: list[Piece] = []
+
+    def visit(prefix: str, module: nn.Module) -> None:
+        for child_name, child in module.named_children():
+            name = f"{prefix}.{child_name}" if prefix else child_name
+            if name not in inputs or not any(True for _ in child.parameters()):
+                continue
+            piece = Piece(name, child, inputs[name])
+            if _traceable(piece):
+                pieces.append(piece)
+            else:
+                visit(name, child)
+
+    visit("", model)
+    logger.debug(
+        "Torch-Pruning traces %d pieces on their own: %s", len(pieces), [p.name for p in pieces]
+    )
+    return pieces
+
+
+def _traceable(piece: Piece) -> bool:
+    try:
+        graph = _graph(piece)
+        for _ in graph.get_all_groups(root_module_types=ROOT_TYPES):
+            pass
+    except Exception:  # any failure to trace: the piece is split further, or left whole
+        return False
+    return True
+
+
+def _graph(piece: Piece) -> Any:
+    with _quiet():
+        return tp.DependencyGraph().build_dependency(
+            piece.module, example_inputs=piece.inputs, forward_fn=_call, verbose=False
+        )
+
+
+def _call(module: nn.Module, inputs: Inputs) -> Any:
+    args, kwargs = inputs
+    return module(*args, **kwargs)
+
+
+def _recorded_inputs(model: nn.Module, example: torch.Tensor) -> dict[str, Inputs]:
+    """Each module's arguments the first time it runs in one forward pass."""
+    seen: dict[str, Inputs] = {}
+
+    def keeper(name: str) -> Callable[..., None]:
+        def keep(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            seen.setdefault(name, (_detached(args), _detached(kwargs)))
+
+        return keep
+
+    hooks = [
+        m.register_forward_pre_hook(keeper(n), with_kwargs=True)
+        for n, m in model.named_modules()
+        if n
+    ]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    return seen
+
+
+def _detached(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, tuple | list):
+        return type(value)(_detached(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _detached(v) for k, v in value.items()}
+    return value
+
+
+def _keeps_interface(piece: Piece, root_name: str) -> bool:
+    """Whether cutting half of this group's channels in a copy of the piece leaves the
+    piece's outputs as they were (and its inputs acceptable)."""
+    expected = _shapes(_call_eval(piece.module, piece.inputs))
+    trial = copy.deepcopy(piece.module)
+    try:
+        test = Piece(piece.name, trial, piece.inputs)
+        trial_graph = _graph(test)
+        root = trial.get_submodule(_relative(piece, root_name))
+        pruner = trial_graph.get_pruner_of_module(root)
+        channels = pruner.get_out_channels(root)
+        if channels is None or channels < 2:
+            return False
+        group = trial_graph.get_pruning_group(
+            root, pruner.prune_out_channels, list(range(channels // 2))
+        )
+        with _quiet():
+            group.prune()
+        return _shapes(_call_eval(trial, piece.inputs)) == expected
+    except Exception:  # the cut breaks the piece: this group stays whole
+        return False
+
+
+def _call_eval(module: nn.Module, inputs: Inputs) -> Any:
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            return _call(module, inputs)
+    finally:
+        module.train(was_training)
+
+
+def _shapes(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, tuple | list):
+        return tuple(_shapes(v) for v in value)
+    return type(value).__name__
+
+
+def _cuts_outputs(graph: Any, dep: Any) -> bool:
+    return bool(graph.is_out_channel_pruning_fn(dep.handler))
+
+
+def _protected_in(piece: Piece, protected: Sequence[str]) -> list[nn.Module]:
+    return [
+        piece.module.get_submodule(_relative(piece, name))
+        for name in protected
+        if _inside(piece, name)
+    ]
+
+
+def _inside(piece: Piece, name: str) -> bool:
+    return piece.whole or name == piece.name or name.startswith(piece.name + ".")
+
+
+def _relative(piece: Piece, name: str) -> str:
+    return name if piece.whole else name[len(piece.name) + 1 :]
+
+
+class _quiet(warnings.catch_warnings):
+    """Torch-Pruning warns about every unwrapped parameter it guesses a dimension for."""
+
+    def __enter__(self) -> Any:
+        result = super().__enter__()
+        warnings.simplefilter("ignore")
+        return result
