@@ -32,12 +32,16 @@ def load_weights(model: nn.Module, path: Path, model_label: str, what: str = "te
         raise UsageError(f"{what} file {path} does not exist")
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:  # weights_only met a Python object
+    except pickle.UnpicklingError as error:  # weights_only met a Python object, or garbage
         found = _GLOBAL.search(_plain(error))
-        holds = f" ({found.group(1)})" if found else ""
+        if found is None:
+            raise UsageError(
+                f"{what} file {path} is not a readable PyTorch file: {_unpickler_reason(error)}"
+            ) from error
         raise UsageError(
-            f"{what} file {path} holds pickled Python objects{holds}, which medslim never "
-            "unpickles; save the weights alone: torch.save(model.state_dict(), PATH)"
+            f"{what} file {path} holds pickled Python objects ({found.group(1)}), which "
+            "medslim never unpickles; save the weights alone: "
+            "torch.save(model.state_dict(), PATH)"
         ) from error
     except Exception as error:  # not a PyTorch file at all, or a truncated one
         raise UsageError(
@@ -76,18 +80,15 @@ def _is_state_dict(content: Mapping[str, Any]) -> bool:
 def _matching_keys(
     state: dict[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
-    """Drop a leading wrapper name (`module.`, `model.`, ...) shared by every key, as long
-    as that brings the keys closer to the model's."""
-    while state and set(state) != set(expected):
-        first = {key.split(".", 1)[0] for key in state}
-        if len(first) != 1 or not all("." in key for key in state):
+    """The keys with the leading wrapper names (`module.`, `model.`, ...) that every key
+    shares stripped, as far as that matches the model's keys best."""
+    candidates = [state]
+    while all("." in key for key in candidates[-1]):
+        first = {key.split(".", 1)[0] for key in candidates[-1]}
+        if len(first) != 1:
             break
-        prefix = f"{first.pop()}."
-        stripped = {key[len(prefix) :]: value for key, value in state.items()}
-        if len(set(stripped) & set(expected)) <= len(set(state) & set(expected)):
-            break
-        state = stripped
-    return state
+        candidates.append({key.split(".", 1)[1]: v for key, v in candidates[-1].items()})
+    return max(candidates, key=lambda keys: len(set(keys) & set(expected)))
 
 
 def _mismatch(state: dict[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> str | None:
@@ -110,6 +111,13 @@ def _mismatch(state: dict[str, torch.Tensor], expected: Mapping[str, torch.Tenso
                 "the model; was it saved from another --model, --model-args or dataset?"
             )
     return None
+
+
+def _unpickler_reason(error: BaseException) -> str:
+    """What torch's weights-only unpickler objected to, without its advice paragraphs."""
+    text = _plain(error)
+    reason = text.partition("WeightsUnpickler error:")[2].strip().splitlines()
+    return reason[0].strip() if reason else _first_line(error)
 
 
 def _plain(error: BaseException) -> str:

@@ -71,9 +71,23 @@ class ModelBundle:
 
 def bundle_model(model: nn.Module, base: Blueprint) -> ModelBundle:
     """A CPU copy of `model`'s weights with what tells it apart from `base`'s model."""
-    spec = {"blueprint": base.as_dict(), "changes": changed_attributes(model, base.build())}
+    spec = {"blueprint": base.as_dict(), "changes": changed_attributes(model, _reference(base))}
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return ModelBundle(state, json.loads(json.dumps(spec)))  # plain JSON data only
+
+
+_REFERENCES: dict[str, nn.Module] = {}
+
+
+def _reference(base: Blueprint) -> nn.Module:
+    """A fresh build of `base` to compare pruned models with; built once per process (a
+    study's pruned trials all share the teacher's blueprint)."""
+    key = json.dumps(base.as_dict(), sort_keys=True)
+    if key not in _REFERENCES:
+        if len(_REFERENCES) > 8:  # students differ per trial: keep only a few
+            _REFERENCES.clear()
+        _REFERENCES[key] = base.build()
+    return _REFERENCES[key]
 
 
 def rebuild(bundle: ModelBundle) -> nn.Module:

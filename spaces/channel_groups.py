@@ -15,7 +15,7 @@ import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch_pruning as tp
@@ -26,6 +26,7 @@ from medslim.spaces.graphs import attention_heads, head_count, sync_attention
 logger = logging.getLogger(__name__)
 ROOT_TYPES = [nn.Conv2d, nn.Linear]
 _LOGGED: set[tuple[str, ...]] = set()
+T = TypeVar("T")
 Inputs = tuple[tuple[Any, ...], dict[str, Any]]
 """One forward call's positional and keyword arguments."""
 
@@ -65,9 +66,19 @@ def channel_groups(model: nn.Module, example: torch.Tensor, protected: Sequence[
     order = {name: index for index, name in enumerate(dict.fromkeys(names.values()))}
     roots: dict[str, nn.Module] = {}
     members: set[str] = set(protected)
-    for piece, graph in _traced_pieces(model, example):
+
+    def grouped(piece: Piece) -> tuple[Any, list[Any]]:
+        graph = _graph(piece)
         ignored = _protected_in(piece, protected)
-        for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES):
+        return graph, list(
+            graph.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES)
+        )
+
+    def has_weights(piece: Piece) -> bool:
+        return any(True for _ in piece.module.parameters())
+
+    for piece, (graph, groups) in _largest_traceable(model, example, grouped, has_weights):
+        for group in groups:
             root = group[0].dep.target.module
             if not piece.whole and not _keeps_interface(piece, names[root]):
                 continue
@@ -117,15 +128,17 @@ class Pruners:
         round_to: int,
     ) -> None:
         self.attention = attention_heads(model)
-        self.pruners: list[Any] = []
-        whole = Piece("", model, ((example,), {}))
-        try:
-            self._add(whole, ratios, protected, importance, steps, round_to)
-        except Exception:  # Torch-Pruning cannot trace the whole model: prune its pieces
-            for piece in _split(model, example):
-                self._add(piece, ratios, protected, importance, steps, round_to)
 
-    def _add(
+        def make(piece: Piece) -> Any:
+            return self._pruner(piece, ratios, protected, importance, steps, round_to)
+
+        def wanted(piece: Piece) -> bool:
+            return any(_inside(piece, name) for name in ratios)
+
+        traced = _largest_traceable(model, example, make, wanted)
+        self.pruners: list[Any] = [pruner for _, pruner in traced if pruner is not None]
+
+    def _pruner(
         self,
         piece: Piece,
         ratios: dict[str, float],
@@ -133,14 +146,14 @@ class Pruners:
         importance: Any,
         steps: int,
         round_to: int,
-    ) -> None:
+    ) -> Any:
         local = {
             piece.module.get_submodule(_relative(piece, name)): ratio
             for name, ratio in ratios.items()
             if _inside(piece, name)
         }
         if not local:
-            return
+            return None
         inside = set(piece.module.modules())
         heads = {qkv: head_count(a) for qkv, a in self.attention.items() if qkv in inside}
         with _quiet():
@@ -163,7 +176,7 @@ class Pruners:
                 qkv: pruner.iterative_pruning_ratio_scheduler(ratio, steps)
                 for qkv, ratio in _head_ratios(pruner, local, heads).items()
             }
-        self.pruners.append(pruner)
+        return pruner
 
     def step(self) -> None:
         for pruner in self.pruners:
@@ -189,47 +202,38 @@ def _head_ratios(
     return found
 
 
-def _traced_pieces(model: nn.Module, example: torch.Tensor) -> list[tuple[Piece, Any]]:
-    """The whole model with its dependency graph when Torch-Pruning can trace it, else the
-    largest submodules it can, each with its own graph."""
+def _largest_traceable(
+    model: nn.Module,
+    example: torch.Tensor,
+    attempt: Callable[[Piece], T],
+    wanted: Callable[[Piece], bool],
+) -> list[tuple[Piece, T]]:
+    """`attempt` on the whole model; where it raises, on each child, recursively: the
+    largest `wanted` pieces it succeeds on, with its results."""
     whole = Piece("", model, ((example,), {}))
     try:
-        return [(whole, _graph(whole))]
-    except Exception:  # split it into pieces that trace on their own
-        return [(piece, _graph(piece)) for piece in _split(model, example)]
-
-
-def _split(model: nn.Module, example: torch.Tensor) -> list[Piece]:
-    """The largest submodules with weights that Torch-Pruning traces on their own."""
+        return [(whole, attempt(whole))]
+    except Exception:  # Torch-Pruning cannot trace the whole model: try its pieces
+        pass
     inputs = _recorded_inputs(model, example)
-    pieces: list[Piece] = []
+    found: list[tuple[Piece, T]] = []
 
     def visit(prefix: str, module: nn.Module) -> None:
         for child_name, child in module.named_children():
             name = f"{prefix}.{child_name}" if prefix else child_name
-            if name not in inputs or not any(True for _ in child.parameters()):
+            if name not in inputs:  # never called in the forward pass
                 continue
             piece = Piece(name, child, inputs[name])
-            if _traceable(piece):
-                pieces.append(piece)
-            else:
+            if not wanted(piece):
+                continue
+            try:
+                found.append((piece, attempt(piece)))
+            except Exception:  # split it further; a leaf that fails stays whole
                 visit(name, child)
 
     visit("", model)
-    logger.debug(
-        "Torch-Pruning traces %d pieces on their own: %s", len(pieces), [p.name for p in pieces]
-    )
-    return pieces
-
-
-def _traceable(piece: Piece) -> bool:
-    try:
-        graph = _graph(piece)
-        for _ in graph.get_all_groups(root_module_types=ROOT_TYPES):
-            pass
-    except Exception:  # any failure to trace: the piece is split further, or left whole
-        return False
-    return True
+    logger.debug("Torch-Pruning traces pieces on their own: %s", [p.name for p, _ in found])
+    return found
 
 
 def _graph(piece: Piece) -> Any:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from medslim.errors import UsageError
-from medslim.spaces.sources import MONAI_NETS, get_source, missing_library
+from medslim.spaces.sources import MONAI_NETS, get_source, missing_library, source_syntax
 
 logger = logging.getLogger(__name__)
 _NOTED: set[str] = set()  # adaptations already logged in this process
@@ -124,54 +124,20 @@ def fit_to_input(
 ) -> nn.Module:
     """The model, able to run on one batch of `input_shape` samples with `outputs` logits
     each; its stem keeps the image's resolution when the model cannot run otherwise."""
-    problem = _forward_problem(model, input_shape)
+    out = _forward(model, input_shape)
     adaptations: list[str] = []
-    if problem is not None and len(input_shape) == 3:
+    if isinstance(out, str) and len(input_shape) == 3:
         for adapt in (_stride_one_stem, _drop_stem_pool):
             done = adapt(model)
             if done is None:
                 continue
             adaptations.append(done)
-            problem = _forward_problem(model, input_shape)
-            if problem is None:
+            out = _forward(model, input_shape)
+            if not isinstance(out, str):
                 break
-    if problem is not None:
-        size = "×".join(map(str, input_shape))
-        raise UsageError(f"{label} cannot run on {size} inputs: {problem}")
-    _check_outputs(model, input_shape, outputs, label)
-    note = f"{label}@{input_shape}"
-    if adaptations and note not in _NOTED:
-        _NOTED.add(note)
-        logger.info(
-            "%s downsamples %d-px images to nothing as built; fitted: %s",
-            label,
-            input_shape[-1],
-            ", ".join(adaptations),
-        )
-    return model
-
-
-def _forward_problem(model: nn.Module, input_shape: tuple[int, ...]) -> str | None:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(2, *input_shape))
-    except Exception as error:  # any library's own complaint, kept to its first line
-        return f"{type(error).__name__}: {_first_line(error)}"
-    finally:
-        model.train(was_training)
-    return None
-
-
-def _check_outputs(
-    model: nn.Module, input_shape: tuple[int, ...], outputs: int, label: str
-) -> None:
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model(torch.zeros(2, *input_shape))
-    model.train(was_training)
+    size = "×".join(map(str, input_shape))
+    if isinstance(out, str):
+        raise UsageError(f"{label} cannot run on {size} inputs: {out}")
     if not isinstance(out, torch.Tensor):
         raise UsageError(
             f"{label} returns a {type(out).__name__}; medslim needs one tensor of logits "
@@ -183,6 +149,29 @@ def _check_outputs(
             f"dataset has {outputs} outputs; build it with num_classes={outputs} (a model "
             "function is called with num_classes)"
         )
+    note = f"{label}@{size}"
+    if adaptations and note not in _NOTED:
+        _NOTED.add(note)
+        logger.info(
+            "%s downsamples %s images to nothing as built; fitted: %s",
+            label,
+            size,
+            ", ".join(adaptations),
+        )
+    return model
+
+
+def _forward(model: nn.Module, input_shape: tuple[int, ...]) -> Any:
+    """The model's output for a batch of two zero samples, or why it failed (a string)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(torch.zeros(2, *input_shape))
+    except Exception as error:  # any library's own complaint, kept to its first line
+        return f"{type(error).__name__}: {_first_line(error)}"
+    finally:
+        model.train(was_training)
 
 
 def _stride_one_stem(model: nn.Module) -> str | None:
@@ -287,9 +276,12 @@ def _import(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except Exception as error:  # ImportError, or whatever the module raises at import
+        hint = ""
+        if "." not in module:  # `tv:resnet18` reads as module tv, function resnet18
+            hint = f"; or a model source: {', '.join(source_syntax()[1:-2])}"
         raise UsageError(
             f"cannot import module {module!r} ({type(error).__name__}: {_first_line(error)}); "
-            "it must be installed or on PYTHONPATH"
+            f"it must be installed or on PYTHONPATH{hint}"
         ) from error
 
 

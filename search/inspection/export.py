@@ -60,8 +60,11 @@ def validation_inputs(ref: StudyRef, bundle: ModelBundle, data_dir: Path | None)
     return data.val.x[:CHECK_BATCH].cpu()
 
 
-def export_onnx(model: nn.Module, inputs: torch.Tensor, out: Path) -> OnnxCheck:
-    """Export with a dynamic batch axis, then compare onnxruntime with PyTorch."""
+def export_onnx(
+    model: nn.Module, inputs: torch.Tensor, out: Path, *, repeats: int = 30
+) -> OnnxCheck:
+    """Export with a dynamic batch axis, then compare onnxruntime with PyTorch (and time
+    both at batch 1, median of `repeats`)."""
     import onnxruntime
 
     model = model.cpu().eval()
@@ -83,8 +86,8 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor, out: Path) -> OnnxCheck:
     diff = float(np.max(np.abs(actual - expected)))
     check = OnnxCheck(
         max_abs_diff=diff,
-        torch_latency_ms=measure_latency_ms(model, tuple(inputs.shape[1:])),
-        onnx_latency_ms=_onnx_latency_ms(session, inputs[:1].numpy()),
+        torch_latency_ms=measure_latency_ms(model, tuple(inputs.shape[1:]), repeats=repeats),
+        onnx_latency_ms=_onnx_latency_ms(session, inputs[:1].numpy(), repeats),
     )
     if not diff <= ONNX_TOLERANCE:
         raise ExportMismatch(
