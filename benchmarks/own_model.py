@@ -7,7 +7,11 @@ trials and the same fine-tuning (one epoch per trial on the task loss plus the t
 soft labels, medslim's default for images):
   (u) uniform sweep: evenly spaced ratios in (0, --max-ratio], every group at that ratio;
   (s) medslim: `medslim run`'s defaults (uniform baselines for a quarter of the trials, then
-      TPE over a global ratio and bounded per-group offsets).
+      TPE over a global ratio and bounded per-group offsets);
+  (p) with `--arms usp`: medslim's search whose first trials are shaped by a one-shot
+      sensitivity analysis instead of uniform (each group pruned alone, no fine-tuning;
+      the most tolerant groups start at +max offset, the most sensitive at -max offset;
+      the analysis counts in its wall time).
 Printed side by side (mean ± spread over seeds): the hypervolume of val AUC against
 log10(FLOPs ratio) above (AUC 0.5, FLOPs ratio 1) and its ratio (s) ÷ (u), seed by seed;
 and the smallest FLOPs ratio among each arm's front members (chosen on val) whose test AUC
@@ -39,6 +43,7 @@ from front_quality import hypervolume
 
 from medslim.objectives.bootstrap import stratified_indices
 from medslim.objectives.evaluate import evaluate_pruning
+from medslim.objectives.sensitivity import SensitivityCurve, sensitivity_curves
 from medslim.search.api import StoredStudy
 from medslim.search.config import StudyConfig
 from medslim.search.inspection.rescore import (
@@ -49,7 +54,13 @@ from medslim.search.inspection.rescore import (
 from medslim.search.loop import run_trials
 from medslim.search.methods import kd_finetune_loss
 from medslim.search.records import trial_record
-from medslim.search.session import Session, budget_for, prepare, sparsity_space
+from medslim.search.session import (
+    Session,
+    baseline_count,
+    budget_for,
+    prepare,
+    sparsity_space,
+)
 from medslim.search.stored import StudyRef
 from medslim.spaces.sparsity import PruningPlan, uniform_ratios
 
@@ -85,20 +96,30 @@ def teacher_session(model: str, path: Path, args: argparse.Namespace) -> Session
     return prepare(config)
 
 
-def search_arm(session: Session, teacher_file: Path, workdir: Path, trials: int, seed: int) -> Arm:
+def search_arm(
+    session: Session,
+    teacher_file: Path,
+    workdir: Path,
+    trials: int,
+    seed: int,
+    shaped: bool = False,
+) -> Arm:
     start = time.perf_counter()
-    storage = f"sqlite:///{workdir / f'search-{seed}.db'}"
+    tag = f"{'shaped' if shaped else 'search'}-{seed}"
+    storage = f"sqlite:///{workdir / f'{tag}.db'}"
     fresh = prepare(
         session.config.with_overrides(
             teacher=str(teacher_file),
             seed=seed,
             trials=trials,
-            baselines=None,
+            baselines=0 if shaped else None,
             storage=storage,
-            study=f"search-{seed}",
+            study=tag,
             force_config=False,
         )
     )
+    if shaped:
+        enqueue_shaped(fresh, trials, seed)
     run_trials(fresh, progress=False)
     stored = StoredStudy(StudyRef(fresh.study, storage, fresh.storage))
     points = [
@@ -119,6 +140,29 @@ def search_arm(session: Session, teacher_file: Path, workdir: Path, trials: int,
         for m in front.members
     ]
     return _arm(points, members, start)
+
+
+def enqueue_shaped(session: Session, trials: int, seed: int) -> None:
+    """At the uniform baselines' global ratios, offsets ranked by one-shot sensitivity."""
+    curves = sensitivity_curves(
+        session.teacher,
+        session.data,
+        session.unit_names,
+        teacher_auc=session.teacher_scores.val_auc,
+        seed=seed,
+    )
+    offsets = shaped_offsets(curves, session.space.max_offset)
+    for ratio in uniform_ratios(session.space, baseline_count(None, trials)):
+        params = {"sparsity.global": ratio, **{f"sparsity.{u}": o for u, o in offsets.items()}}
+        session.study.enqueue_trial(params, user_attrs={"baseline": "shaped"})
+
+
+def shaped_offsets(curves: list[SensitivityCurve], max_offset: float) -> dict[str, float]:
+    """−max_offset for the group whose AUC drops most when pruned alone, +max_offset for
+    the one that drops least, evenly spaced by rank in between."""
+    order = sorted(curves, key=lambda c: -statistics.mean(c.auc_drop))
+    last = max(len(order) - 1, 1)
+    return {c.unit: round(max_offset * (2 * rank / last - 1), 4) for rank, c in enumerate(order)}
 
 
 def uniform_arm(session: Session, trials: int, seed: int) -> Arm:
@@ -193,15 +237,22 @@ def benchmark(model: str, dataset: str, path: Path, args: argparse.Namespace) ->
     runs = []
     for seed in args.seeds:
         load = os.getloadavg()[0]
-        uniform = uniform_arm(session, args.trials, seed)
-        search = search_arm(session, teacher_file, workdir, args.trials, seed)
-        runs.append({"seed": seed, "load_average": load, "uniform": uniform, "search": search})
+        uniform = cached_uniform(session, model, dataset, seed, args)
+        run: dict[str, Any] = {"seed": seed, "load_average": load, "uniform": uniform}
+        if "s" in args.arms:
+            run["search"] = search_arm(session, teacher_file, workdir, args.trials, seed)
+        if "p" in args.arms:
+            run["shaped"] = search_arm(session, teacher_file, workdir, args.trials, seed, True)
+        runs.append(run)
         print(
-            f"  seed {seed}: HV uniform {uniform.hypervolume:.4f}, medslim "
-            f"{search.hypervolume:.4f} (×{_ratio(search, uniform):.3f}); smallest non-inferior "
-            f"FLOPs ratio uniform {uniform.smallest_non_inferior:.3f}, medslim "
-            f"{search.smallest_non_inferior:.3f}; {uniform.wall_s:.0f}s + {search.wall_s:.0f}s, "
-            f"load {load:.1f} → {os.getloadavg()[0]:.1f}",
+            f"  seed {seed}: "
+            + "; ".join(
+                f"{arm} HV {r.hypervolume:.4f} (×{_ratio(r, uniform):.3f}), smallest "
+                f"non-inferior {r.smallest_non_inferior:.3f}, {r.wall_s:.0f}s"
+                for arm, r in run.items()
+                if isinstance(r, Arm)
+            )
+            + f"; load {load:.1f} → {os.getloadavg()[0]:.1f}",
             flush=True,
         )
     teacher = session.teacher_scores
@@ -214,15 +265,22 @@ def benchmark(model: str, dataset: str, path: Path, args: argparse.Namespace) ->
         "trials": args.trials,
         "epochs": session.config.epochs,
         "teacher_epochs": session.config.teacher_epochs,
-        "runs": [
-            {
-                "seed": r["seed"],
-                "load_average": r["load_average"],
-                **{arm: r[arm].__dict__ for arm in ("uniform", "search")},
-            }
-            for r in runs
-        ],
+        "runs": [{k: v.__dict__ if isinstance(v, Arm) else v for k, v in r.items()} for r in runs],
     }
+
+
+def cached_uniform(
+    session: Session, model: str, dataset: str, seed: int, args: argparse.Namespace
+) -> Arm:
+    """The uniform arm depends only on the teacher, the trials and the seed: kept in
+    --cache, so trying another search arm does not pay for it again."""
+    name = f"uniform-{model}-{dataset}-{args.trials}-{seed}-{args.epochs}-{args.teacher_epochs}"
+    path = args.cache / f"{name.replace(':', '-')}.json"
+    if path.is_file():
+        return Arm(**json.loads(path.read_text()))
+    arm = uniform_arm(session, args.trials, seed)
+    path.write_text(json.dumps(arm.__dict__, default=_plain))
+    return arm
 
 
 def _ratio(search: Arm, uniform: Arm) -> float:
@@ -235,12 +293,16 @@ def summarise(report: dict[str, Any]) -> str:
         return f"{statistics.mean(values):.4f} ± {spread:.4f}"
 
     runs = report["runs"]
-    ratios = [
-        r["search"]["hypervolume"] / r["uniform"]["hypervolume"]
-        if r["uniform"]["hypervolume"] > 0
-        else float("nan")
-        for r in runs
-    ]
+    arms = [a for a in ("uniform", "search", "shaped") if a in runs[0]]
+    ratios = {
+        arm: [
+            r[arm]["hypervolume"] / r["uniform"]["hypervolume"]
+            if r["uniform"]["hypervolume"] > 0
+            else float("nan")
+            for r in runs
+        ]
+        for arm in arms
+    }
     lines = [
         f"\n{report['dataset']} {report['model']}: teacher val AUC "
         f"{report['teacher']['val_auc']:.4f}, test AUC {report['teacher']['test_auc']:.4f}; "
@@ -249,15 +311,18 @@ def summarise(report: dict[str, Any]) -> str:
         f"{'arm':<14} {'hypervolume (val)':>20} {'÷ uniform':>16} "
         f"{'smallest non-inferior FLOPs ratio (test)':>42} {'wall s':>8}",
     ]
-    for arm, label in (("uniform", "(u) uniform"), ("search", "(s) medslim")):
+    labels = {"uniform": "(u) uniform", "search": "(s) medslim", "shaped": "(p) shaped"}
+    for arm in arms:
         hv = [r[arm]["hypervolume"] for r in runs]
-        share = ratios if arm == "search" else [1.0] * len(runs)
         smallest = [r[arm]["smallest_non_inferior"] for r in runs]
         wall = statistics.mean(r[arm]["wall_s"] for r in runs)
         lines.append(
-            f"{label:<14} {stat(hv):>20} {stat(share):>16} {stat(smallest):>42} {wall:>8.0f}"
+            f"{labels[arm]:<14} {stat(hv):>20} {stat(ratios[arm]):>16} {stat(smallest):>42} "
+            f"{wall:>8.0f}"
         )
-    lines.append("÷ uniform per seed: " + ", ".join(f"{r:.3f}" for r in ratios))
+        if arm != "uniform":
+            per_seed = ", ".join(f"{r:.3f}" for r in ratios[arm])
+            lines.append(f"  {labels[arm]} ÷ uniform per seed: {per_seed}")
     return "\n".join(lines)
 
 
@@ -270,6 +335,9 @@ def main() -> None:
     parser.add_argument("--teacher-epochs", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=1, help="fine-tune epochs per trial")
     parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
+    parser.add_argument(
+        "--arms", default="s", help="search arms beside the uniform sweep: s (default), p"
+    )
     parser.add_argument("--out", type=Path, default=Path("own_model.json"))
     add_cache_argument(parser)
     args = parser.parse_args()

@@ -21,7 +21,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from medslim.spaces.graphs import attention_heads, head_count, sync_attention
+from medslim.spaces.graphs import attention_heads, head_count, sync_attention, trace_calls
 
 logger = logging.getLogger(__name__)
 ROOT_TYPES = [nn.Conv2d, nn.Linear]
@@ -251,38 +251,9 @@ def _call(module: nn.Module, inputs: Inputs) -> Any:
 def _recorded_inputs(model: nn.Module, example: torch.Tensor) -> dict[str, Inputs]:
     """Each module's arguments the first time it runs in one forward pass."""
     seen: dict[str, Inputs] = {}
-
-    def keeper(name: str) -> Callable[..., None]:
-        def keep(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            seen.setdefault(name, (_detached(args), _detached(kwargs)))
-
-        return keep
-
-    hooks = [
-        m.register_forward_pre_hook(keeper(n), with_kwargs=True)
-        for n, m in model.named_modules()
-        if n
-    ]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
+    for call in trace_calls(model, example):
+        seen.setdefault(call.name, (call.args, call.kwargs))
     return seen
-
-
-def _detached(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, tuple | list):
-        return type(value)(_detached(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _detached(v) for k, v in value.items()}
-    return value
 
 
 def _keeps_interface(piece: Piece, root_name: str) -> bool:
@@ -331,10 +302,12 @@ def _cuts_outputs(graph: Any, dep: Any) -> bool:
 
 
 def _protected_in(piece: Piece, protected: Sequence[str]) -> list[nn.Module]:
+    """The protected modules inside the piece, and every module inside those."""
     return [
-        piece.module.get_submodule(_relative(piece, name))
+        module
         for name in protected
         if _inside(piece, name)
+        for module in piece.module.get_submodule(_relative(piece, name)).modules()
     ]
 
 

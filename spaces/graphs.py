@@ -4,8 +4,9 @@ its classifier head, the module that gives its last feature map, its attention l
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,18 +19,28 @@ WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 @dataclass(frozen=True)
 class Call:
-    """One module's forward call, in the order calls finished (inner before outer)."""
+    """One module's forward call, in the order calls finished (inner before outer): its
+    arguments (detached copies) and its output."""
 
     name: str
     module: nn.Module
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
     output: object
 
 
 def trace_calls(model: nn.Module, example: torch.Tensor) -> list[Call]:
     """Every module call of one forward pass in eval mode (no gradients), in finishing order."""
     calls: list[Call] = []
+
+    def keeper(name: str) -> Callable[..., None]:
+        def keep(module: nn.Module, args: tuple, kwargs: dict, output: object) -> None:
+            calls.append(Call(name, module, _detached(args), _detached(kwargs), output))
+
+        return keep
+
     hooks = [
-        module.register_forward_hook(lambda m, i, o, name=name: calls.append(Call(name, m, o)))
+        module.register_forward_hook(keeper(name), with_kwargs=True)
         for name, module in model.named_modules()
         if name
     ]
@@ -43,6 +54,16 @@ def trace_calls(model: nn.Module, example: torch.Tensor) -> list[Call]:
             hook.remove()
         model.train(was_training)
     return calls
+
+
+def _detached(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, tuple | list):
+        return type(value)(_detached(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _detached(v) for k, v in value.items()}
+    return value
 
 
 def head_layers(calls: Sequence[Call]) -> list[str]:

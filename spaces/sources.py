@@ -177,36 +177,19 @@ MONAI_NETS: dict[str, tuple[str, str]] = {
 """MONAI's 2-D classifiers and the keywords they take for channels and classes."""
 
 
-def _torchvision(
-    name: str, shape: tuple[int, ...], outputs: int, args: dict[str, Any], pretrained: bool
-) -> nn.Module:
-    from medslim.spaces.library_models import build_torchvision
+def _library_builder(function: str) -> SourceBuilder:
+    """A builder that loads `library_models` (and torch) on first use and calls `function`
+    with the data's channels."""
 
-    return build_torchvision(name, shape[0], outputs, args, pretrained)
+    def build(
+        name: str, shape: tuple[int, ...], outputs: int, args: dict[str, Any], pretrained: bool
+    ) -> nn.Module:
+        from medslim.spaces import library_models
 
+        builder: Callable[..., nn.Module] = getattr(library_models, function)
+        return builder(name, shape[0], outputs, args, pretrained)
 
-def _timm(
-    name: str, shape: tuple[int, ...], outputs: int, args: dict[str, Any], pretrained: bool
-) -> nn.Module:
-    from medslim.spaces.library_models import build_timm
-
-    return build_timm(name, shape[0], outputs, args, pretrained)
-
-
-def _monai(
-    name: str, shape: tuple[int, ...], outputs: int, args: dict[str, Any], pretrained: bool
-) -> nn.Module:
-    from medslim.spaces.library_models import build_monai
-
-    return build_monai(name, shape[0], outputs, args, pretrained)
-
-
-def _factory(
-    name: str, shape: tuple[int, ...], outputs: int, args: dict[str, Any], pretrained: bool
-) -> nn.Module:
-    from medslim.spaces.library_models import build_factory
-
-    return build_factory(name, shape[0], outputs, args, pretrained)
+    return build
 
 
 def _family(
@@ -241,7 +224,7 @@ register_source(
     ModelSource(
         "torchvision",
         "torchvision's classification builders (grey images: a 1-channel stem)",
-        _torchvision,
+        _library_builder("build_torchvision"),
         TORCHVISION_KNOWN,
         library="torchvision",
         names=_torchvision_names,
@@ -252,7 +235,7 @@ register_source(
     ModelSource(
         "timm",
         "timm.create_model(NAME, num_classes=, in_chans=); ViTs need img_size in --model-args",
-        _timm,
+        _library_builder("build_timm"),
         TIMM_KNOWN,
         library="timm",
         extra="timm",
@@ -264,7 +247,7 @@ register_source(
     ModelSource(
         "monai",
         "MONAI's 2-D classification networks (spatial_dims=2)",
-        _monai,
+        _library_builder("build_monai"),
         tuple(MONAI_NETS),
         library="monai",
         extra="monai",
@@ -284,7 +267,7 @@ register_source(
         FILE,
         "your function in a Python file, called as "
         "FUNCTION(in_channels=C, num_classes=K, **model_args)",
-        _factory,
+        _library_builder("build_factory"),
         syntax="FILE.py:FUNCTION",
     )
 )
@@ -292,7 +275,7 @@ register_source(
     ModelSource(
         MODULE,
         "your function in an importable module, called the same way",
-        _factory,
+        _library_builder("build_factory"),
         syntax="package.module:FUNCTION",
     )
 )

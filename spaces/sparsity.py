@@ -106,7 +106,8 @@ def prunable_units(
         return {
             name: m
             for name, m in model.named_modules()
-            if isinstance(m, nn.Conv2d | nn.Linear) and name not in protected
+            if isinstance(m, nn.Conv2d | nn.Linear)
+            and not any(name == p or name.startswith(f"{p}.") for p in protected)
         }
     return channel_groups(model, example_input, protected).units
 
