@@ -55,7 +55,10 @@ class Blueprint:
         name = parse_model(self.model)
         source = get_source(name.source)
         if pretrained and not source.pretrained:
-            raise UsageError(f"{self.model} has no pretrained weights; drop --pretrained")
+            raise UsageError(
+                f"--pretrained is for torchvision and timm models, not {self.model}; load "
+                "your own weights with --teacher PATH"
+            )
         model = source.build(
             name.name, self.input_shape, self.n_outputs, dict(self.args), pretrained
         )

@@ -88,11 +88,6 @@ def build_factory(
 ) -> nn.Module:
     """A user's `function(in_channels=C, num_classes=K, **model_args)`."""
     where, _, function_name = name.rpartition(":")
-    if pretrained:
-        raise UsageError(
-            "--pretrained is for torchvision and timm models; load your own "
-            "weights with --teacher PATH"
-        )
     module = _load_file(Path(where)) if where.endswith(".py") else _import(where)
     function = getattr(module, function_name, None)
     if not callable(function):
@@ -231,7 +226,13 @@ def _adapt_input_channels(model: nn.Module, channels: int, *, keep_weights: bool
 
 def _replace_head(model: nn.Module, outputs: int) -> None:
     """A pretrained ImageNet model's last linear layer, re-made with `outputs` features."""
-    name, head = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    linear = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linear:
+        raise UsageError(
+            f"{type(model).__name__} has no linear classifier to give {outputs} outputs; "
+            "train it yourself and pass --teacher PATH instead of --pretrained"
+        )
+    name, head = linear[-1]
     parent, _, child = name.rpartition(".")
     replacement = nn.Linear(head.in_features, outputs, bias=head.bias is not None)
     setattr(model.get_submodule(parent) if parent else model, child, replacement)

@@ -197,8 +197,6 @@ def _family(
 ) -> nn.Module:
     from medslim.spaces.families import build_model, spec_from_dict
 
-    if pretrained:
-        raise UsageError("built-in models have no pretrained weights; drop --pretrained")
     return build_model(spec_from_dict({"family": name, **args}), shape, outputs)
 
 
