@@ -44,7 +44,7 @@ from medslim.objectives.metrics import acc_score, auc_score, count_flops, measur
 from medslim.objectives.training import Recipe, predict_scores, recalibrate_batchnorm, train
 from medslim.search.config import StudyConfig
 from medslim.search.loop import run_trials
-from medslim.search.session import prepare
+from medslim.search.session import baseline_count, prepare
 from medslim.spaces.families import build_model, get_preset
 
 TARGET = 1.05
@@ -90,8 +90,9 @@ def run_hand_written(setup: Setup, storage: str | None) -> dict[str, Any]:
         sampler=_same_tpe_as_medslim(config.seed),
     )
     units = setup.units
-    for i in range(config.baselines):  # uniform ratios first, as medslim does
-        ratio = round(config.max_ratio * (i + 1) / config.baselines, 4)
+    baselines = baseline_count(config.baselines, config.trials)
+    for i in range(baselines):  # uniform ratios first, as medslim does
+        ratio = round(config.max_ratio * (i + 1) / baselines, 4)
         study.enqueue_trial({"sparsity.global": ratio, **{f"offset.{u}": 0.0 for u in units}})
     example = data.train.batch(slice(0, 2))
     ready = time.perf_counter()
@@ -359,7 +360,8 @@ def summarise(
     config = setup.config
     print(
         f"\n{args.dataset}: {config.model}, {rows['medslim']['trials']} trials per run "
-        f"({config.baselines} uniform baselines, then {config.sampler}), "
+        f"({baseline_count(config.baselines, config.trials)} uniform baselines, then "
+        f"{config.sampler}), "
         f"{config.epochs} fine-tune epoch(s); torch threads {torch.get_num_threads()}, "
         f"{os.cpu_count()} CPU cores, load average {load_before:.1f} → {os.getloadavg()[0]:.1f}"
     )
@@ -418,7 +420,7 @@ def summarise(
         "model": config.model,
         "epochs": config.epochs,
         "sampler": config.sampler,
-        "baselines": config.baselines,
+        "baselines": baseline_count(config.baselines, config.trials),
         "torch_threads": torch.get_num_threads(),
         "cpu_cores": os.cpu_count(),
         "load_average_before_after": [load_before, os.getloadavg()[0]],

@@ -27,7 +27,7 @@ from medslim.objectives.data import load_dataset
 from medslim.objectives.teacher import obtain_teacher
 from medslim.search.config import StudyConfig
 from medslim.search.session import resolve_config, teacher_recipe
-from medslim.spaces.families import get_preset
+from medslim.spaces.blueprints import blueprint_for
 
 PAPER_RESNET18_28 = {"pneumoniamnist": (0.944, 0.854), "breastmnist": (0.901, 0.863)}
 """(test AUC, test ACC) of ResNet-18 (28) in the MedMNIST v2 paper."""
@@ -44,7 +44,7 @@ def measure(
     start = time.perf_counter()
     _, scores, trained = obtain_teacher(
         data,
-        get_preset(config.model),
+        blueprint_for(str(config.model), config.model_args, data.input_shape, data.n_outputs),
         recipe,
         seed=seed,
         cache_dir=cache,

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from medslim.search.samplers import register_sampler
     from medslim.spaces.criteria import Criterion, register_criterion
     from medslim.spaces.families import Family, StudentUse, register_family, register_preset
+    from medslim.spaces.sources import ModelSource, register_source
 
 try:
     __version__ = version("medslim")
@@ -52,6 +53,8 @@ _LAZY = {
     "Family": "medslim.spaces.families",
     "StudentUse": "medslim.spaces.families",
     "register_sampler": "medslim.search.samplers",
+    "register_source": "medslim.spaces.sources",
+    "ModelSource": "medslim.spaces.sources",
 }
 
 __all__ = [
@@ -61,6 +64,7 @@ __all__ = [
     "ExportMismatch",
     "Family",
     "MedslimError",
+    "ModelSource",
     "StorageError",
     "StoredStudy",
     "StudentUse",
@@ -75,6 +79,7 @@ __all__ = [
     "register_family",
     "register_preset",
     "register_sampler",
+    "register_source",
     "run",
 ]
 

@@ -25,8 +25,7 @@ from medslim.objectives.determinism import weights_fingerprint
 from medslim.objectives.evaluate import Budget, Scores, score_model
 from medslim.objectives.teacher import data_fingerprint
 from medslim.objectives.training import Recipe, predict_logits, task_loss, train
-from medslim.spaces.families import build_model
-from medslim.spaces.specs import ModelSpec
+from medslim.spaces.blueprints import Blueprint
 from medslim.spaces.students import DistillSettings, feature_stages
 
 _LOGITS: dict[str, torch.Tensor] = {}  # the in-memory cache, one entry per teacher and data
@@ -34,11 +33,12 @@ _LOGITS: dict[str, torch.Tensor] = {}  # the in-memory cache, one entry per teac
 
 @dataclass(frozen=True)
 class TeacherSignal:
-    """What a student learns from: the teacher (run online only when needed), its spec
-    (to find its stages), and its logits on the training split."""
+    """What a student learns from: the teacher (run online only when needed), the modules
+    whose outputs are its stage features (none: no feature loss), and its logits on the
+    training split."""
 
     model: nn.Module
-    spec: ModelSpec
+    stages: list[nn.Module]
     train_logits: torch.Tensor
 
 
@@ -116,14 +116,15 @@ class Distiller(nn.Module):
         self._features: dict[str, list[torch.Tensor]] = {"student": [], "teacher": []}
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
 
-    def match_features(self, student: nn.Module, spec: ModelSpec, example: torch.Tensor) -> None:
+    def match_features(
+        self, student: nn.Module, student_stages: list[nn.Module], example: torch.Tensor
+    ) -> None:
         """Hook the last stages of both networks (aligned from the end) and build adapters;
-        nothing to do when the feature weight is 0."""
-        if self.settings.feature_weight == 0:
-            return
-        teacher_stages = feature_stages(self._signal.model, self._signal.spec)
-        student_stages = feature_stages(student, spec)
+        nothing to do when the feature weight is 0 or either network has no stage."""
+        teacher_stages = self._signal.stages
         count = min(len(teacher_stages), len(student_stages))
+        if self.settings.feature_weight == 0 or count == 0:
+            return
         for role, stages in (("student", student_stages), ("teacher", teacher_stages)):
             for module in stages[-count:]:
                 self._hooks.append(module.register_forward_hook(self._keeper(role)))
@@ -192,7 +193,7 @@ class Distiller(nn.Module):
 
 
 def evaluate_student(
-    spec: ModelSpec,
+    blueprint: Blueprint,
     settings: DistillSettings,
     signal: TeacherSignal,
     data: Dataset,
@@ -203,9 +204,9 @@ def evaluate_student(
 ) -> tuple[nn.Module, Scores]:
     """Train a fresh student with the KD loss for `recipe.epochs`, then score it on val."""
     torch.manual_seed(seed)
-    model = build_model(spec, data.input_shape, data.n_outputs).to(data.train.device)
+    model = blueprint.build().to(data.train.device)
     loss = Distiller(signal, settings, data.task, augment=recipe.augment)
-    loss.match_features(model, spec, data.train.batch(slice(0, 2)))
+    loss.match_features(model, feature_stages(model, blueprint), data.train.batch(slice(0, 2)))
     try:
         train(model, data.train, data.task, recipe, seed=seed, loss=loss)
     finally:

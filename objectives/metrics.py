@@ -57,7 +57,8 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 def flops_by_module(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """FLOPs of one input per leaf conv/linear module name (as in `named_modules`)."""
+    """FLOPs of one input per leaf conv/linear module name (as in `named_modules`); the key
+    "" holds the rest (attention products, convolutions a model calls as functions)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -71,6 +72,9 @@ def flops_by_module(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str,
         if isinstance(module, nn.Conv2d | nn.Linear):
             key = f"{root}.{name}"
             result[name] = int(sum(counts.get(key, {}).values()))
+    rest = int(counter.get_total_flops()) - sum(result.values())
+    if rest:
+        result[""] = rest
     return result
 
 
@@ -80,6 +84,9 @@ def sparse_flops(model: nn.Module, per_module: dict[str, int]) -> int:
     total = 0
     modules = dict(model.named_modules())
     for name, flops in per_module.items():
+        if not name:  # FLOPs outside conv/linear layers touch no masked weight
+            total += flops
+            continue
         weight = modules[name].weight.detach()
         total += int(round(flops * float((weight != 0).float().mean())))
     return total

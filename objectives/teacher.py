@@ -1,5 +1,5 @@
 """The teacher: trained once per (data, model, seed, recipe), reproducibly, cached on disk by
-a hash of that config, or loaded from a user's state-dict file."""
+a hash of that config, or loaded from a user's weights file (`checkpoints.load_weights`)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from medslim.errors import UsageError
+from medslim.objectives.checkpoints import load_weights
 from medslim.objectives.data import Dataset
 from medslim.objectives.determinism import reproducible
 from medslim.objectives.evaluate import split_scores
 from medslim.objectives.training import Recipe, train
-from medslim.spaces.families import build_model, spec_to_dict
-from medslim.spaces.specs import ModelSpec
+from medslim.spaces.blueprints import Blueprint
 
 SELECTION = "best val AUC over epochs"
 """How a trained teacher's weights are chosen (part of its cache key): the epoch with the
@@ -44,41 +43,32 @@ def data_fingerprint(data: Dataset) -> str:
     return digest.hexdigest()[:16]
 
 
-def teacher_key(data: Dataset, spec: ModelSpec, recipe: Recipe, seed: int) -> str:
+def teacher_key(
+    data: Dataset, blueprint: Blueprint, recipe: Recipe, seed: int, pretrained: bool = False
+) -> str:
     config = {
         "data": data_fingerprint(data),
         "task": data.task,
-        "model": spec_to_dict(spec),
+        "model": blueprint.identity(),
         "recipe": asdict(recipe),
         "selection": SELECTION,
         "seed": seed,
     }
+    if pretrained:  # training starts from the library's weights
+        config["pretrained"] = True
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def teacher_cache_path(
-    cache_dir: Path, data: Dataset, spec: ModelSpec, recipe: Recipe, seed: int
+    cache_dir: Path,
+    data: Dataset,
+    blueprint: Blueprint,
+    recipe: Recipe,
+    seed: int,
+    pretrained: bool = False,
 ) -> Path:
     """Where `obtain_teacher` caches the teacher of this data, model, recipe and seed."""
-    return cache_dir / f"teacher-{teacher_key(data, spec, recipe, seed)}.pt"
-
-
-def load_state_dict_file(model: nn.Module, path: Path, what: str = "teacher") -> None:
-    """Load a state dict safely (`weights_only=True`), with a clear error when it does not fit."""
-    if not path.is_file():
-        raise UsageError(f"{what} file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling refuses anything but tensors and plain containers
-        raise UsageError(f"{what} file {path} is not a readable state dict: {error}") from error
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as error:
-        first = str(error).strip().splitlines()
-        detail = " ".join(line.strip() for line in first[:3])
-        raise UsageError(f"{what} file {path} does not match the model: {detail}") from error
+    return cache_dir / f"teacher-{teacher_key(data, blueprint, recipe, seed, pretrained)}.pt"
 
 
 class BestOnVal:
@@ -103,30 +93,33 @@ class BestOnVal:
 
 def obtain_teacher(
     data: Dataset,
-    spec: ModelSpec,
+    blueprint: Blueprint,
     recipe: Recipe,
     *,
     seed: int,
     cache_dir: Path,
     device: torch.device,
     teacher_file: Path | None = None,
+    pretrained: bool = False,
 ) -> tuple[nn.Module, TeacherScores, bool]:
-    """The teacher model on `device`, its scores, and whether it was trained just now.
+    """The teacher model on `device`, its scores, and whether it was trained just now
+    (from the library's pretrained weights with `pretrained`).
 
     Training is reproducible (`determinism.reproducible`): the model is built and trained
     under the seed. A cache file that cannot be read is named in a warning and replaced."""
-    model = build_model(spec, data.input_shape, data.n_outputs)
+    model = blueprint.build()
     trained = False
     if teacher_file is not None:
-        load_state_dict_file(model, teacher_file, "teacher")
+        load_weights(model, teacher_file, blueprint.model, "teacher")
         model.to(device)
     else:
-        weights = teacher_cache_path(cache_dir, data, spec, recipe, seed)
+        weights = teacher_cache_path(cache_dir, data, blueprint, recipe, seed, pretrained)
         if weights.is_file() and _load_cached(model, weights):
             model.to(device)
         else:
             with reproducible(seed):  # a fresh model: its initial weights come from the seed
-                model = build_model(spec, data.input_shape, data.n_outputs).to(device)
+                # (from the library's weights with `pretrained`: fetched only to train)
+                model = blueprint.build(pretrained=pretrained).to(device)
                 best = BestOnVal(data)
                 train(model, data.train, data.task, recipe, seed=seed, on_epoch=best)
                 best.restore(model)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,6 +46,24 @@ RUN_ONLY = frozenset(
 )
 STORAGE_ENV = "MEDSLIM_STORAGE"
 """The storage URL when --storage is not given: keeps a password out of command lines."""
+ADDED_LATER: dict[str, Any] = {
+    "model_args": None,
+    "pretrained": False,
+    "ignore_layers": [],
+    "round_to": 1,
+    "size": None,
+    "task": None,
+    "channels": None,
+}
+"""Settings added after studies were first stored, with the value every older study ran
+with: an older stored config is read with these filled in, and a setting at this value is
+left out of the default study name's digest, so the same flags still find the same study."""
+CREATION_ONLY = frozenset({"baselines"})
+"""Settings used only when a study is made (the seeds it enqueues): a resumed study may be
+run with other values."""
+LEGACY_BASELINES = 9
+"""The fixed number of baselines before it scaled with the budget; the default (None) is
+named as this in the study name's digest, so the default flags find their older study."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +81,7 @@ class StudyConfig:
     max_ratio: float = 0.9
     max_offset: float = 0.2
     iterative_steps: int = 1
-    baselines: int = 9
+    baselines: int | None = None  # None: a quarter of the trials, 2 to 9
     method: Method = "prune"
     kd: bool | None = None  # None: on for images (without --cv), off for tabular data
     epochs: int | None = None
@@ -88,6 +107,10 @@ class StudyConfig:
     task: Task | None = None  # None: inferred from the labels
     channels: int | None = None  # None: as the images are (mixed files need it)
     artifacts: str | None = None  # the study's artifact store: a folder or s3://bucket/prefix
+    model_args: dict[str, Any] | None = None
+    pretrained: bool = False
+    ignore_layers: tuple[str, ...] = ()
+    round_to: int | None = None  # None: 8 on CUDA, 1 on the CPU
 
     def __post_init__(self) -> None:
         if self.task in TASK_ALIASES:  # store MedMNIST's name of the task
@@ -109,10 +132,16 @@ class StudyConfig:
         for key in RUN_ONLY:
             data.pop(key, None)
         data["objectives"] = list(self.objectives)
+        data["ignore_layers"] = list(self.ignore_layers)
+        data["model_args"] = json.loads(json.dumps(self.model_args)) if self.model_args else None
         if self.teacher is not None:
             data["teacher"] = str(Path(self.teacher).resolve())
         if self.dataset_is_path:  # every reader finds it, from any working directory
             data["dataset"] = str(Path(self.dataset).expanduser().resolve())
+        if self.model is not None and ":" in self.model:  # a file path is stored absolute
+            from medslim.spaces.sources import model_text
+
+            data["model"] = model_text(self.model)
         return data
 
     @property
@@ -125,17 +154,22 @@ class StudyConfig:
         stem = Path(self.dataset).stem if self.dataset_is_path else self.dataset
         if self.size is not None:
             stem = f"{stem}-{self.size}px"
-        digest = hashlib.sha256(json.dumps(self.stored(), sort_keys=True).encode()).hexdigest()
+        stored = self.stored()
+        named = {k: v for k, v in stored.items() if k not in ADDED_LATER or ADDED_LATER[k] != v}
+        if named.get("baselines") is None:
+            named["baselines"] = LEGACY_BASELINES
+        digest = hashlib.sha256(json.dumps(named, sort_keys=True).encode()).hexdigest()
         space = self.pruning if self.method == "prune" else self.method
-        return f"{stem}-{self.model}-{space}-{digest[:6]}"
+        return f"{stem}-{model_label(str(self.model))}-{space}-{digest[:6]}"
 
     @classmethod
     def from_stored(cls: type[ConfigT], stored: dict[str, Any], **run_settings: Any) -> ConfigT:
         """The config a study stores (an older study may lack newer settings: they take their
         defaults), plus this run's settings that are never stored."""
         known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in stored.items() if k in known}
+        values = {k: v for k, v in completed(stored).items() if k in known}
         values["objectives"] = tuple(values.get("objectives", DEFAULT_OBJECTIVES))
+        values["ignore_layers"] = tuple(values.get("ignore_layers", ()))
         return cls(**values, **run_settings)
 
 
@@ -150,6 +184,7 @@ class ResolvedConfig(StudyConfig):
     student_epochs: int
     trials: int
     study: str
+    round_to: int
 
     def with_overrides(self, **changes: Any) -> ResolvedConfig:
         return replace(self, **changes)
@@ -209,7 +244,7 @@ def _problems(config: StudyConfig) -> list[str]:
         problems.append(f"--batch-size must be positive, got {config.batch_size}")
     if config.lr <= 0:
         problems.append(f"--lr must be positive, got {config.lr}")
-    if config.baselines < 0:
+    if config.baselines is not None and config.baselines < 0:
         problems.append(f"--baselines must be 0 or more, got {config.baselines}")
     if config.max_flops is not None and config.max_flops <= 0:
         problems.append(f"--max-flops must be positive, got {config.max_flops}")
@@ -221,12 +256,42 @@ def _problems(config: StudyConfig) -> list[str]:
         problems.append(f"--channels must be 1 (grey) or 3 (RGB), got {config.channels}")
     if config.task is not None and config.task not in TASKS:
         problems.append(f"unknown --task {config.task!r}; use one of {', '.join(TASK_CHOICES)}")
+    if config.round_to is not None and config.round_to < 1:
+        problems.append(f"--round-to must be 1 or more, got {config.round_to}")
+    if config.model_args is not None and not _json_object(config.model_args):
+        problems.append(
+            f'--model-args must be a JSON object ({{"name": value}}), not {config.model_args!r}'
+        )
     return problems
 
 
+def model_label(model: str) -> str:
+    """A `--model` value as a short name part: `torchvision-resnet18`, `nets.build` for
+    `path/to/nets.py:build`."""
+    where, _, function = model.rpartition(":")
+    if where.endswith(".py"):
+        model = f"{Path(where).stem}.{function}"
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", model)
+
+
+def _json_object(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, dict)
+
+
+def completed(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with the settings it predates filled in (`ADDED_LATER`)."""
+    return {**ADDED_LATER, **stored}
+
+
 def config_differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """Human-readable `key: stored → wanted` lines for settings that differ."""
-    keys = sorted(set(stored) | set(wanted))
+    """Human-readable `key: stored → wanted` lines for settings that differ (an older
+    study's missing settings count as the value it ran with)."""
+    stored = completed(stored)
+    keys = sorted((set(stored) | set(wanted)) - CREATION_ONLY)
     return [
         f"{k}: {stored.get(k)!r} → {wanted.get(k)!r}"
         for k in keys

@@ -9,6 +9,7 @@ and CMA-ES skip it, and TPE counts it among the bad trials and steers away from 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 
 import optuna
@@ -27,14 +28,17 @@ from medslim.objectives.metrics import count_flops
 from medslim.objectives.training import Recipe
 from medslim.search.session import Session
 from medslim.search.study_files import fetch_study_file, publish_study_file
-from medslim.spaces.families import build_model, spec_to_dict
-from medslim.spaces.specs import ModelSpec
+from medslim.spaces.blueprints import Blueprint, blueprint_from_spec
+from medslim.spaces.families import spec_to_dict
 from medslim.spaces.students import (
     DistillSettings,
     StudentSpace,
+    feature_stages,
     sample_student,
     structural_problem,
 )
+
+logger = logging.getLogger(__name__)
 
 KD_FINETUNE = DistillSettings(temperature=4.0, alpha=0.5)
 """The soft-label term `--kd` adds to the fine-tuning of pruned models."""
@@ -58,7 +62,8 @@ def teacher_signal(session: Session) -> TeacherSignal:
     logits = teacher_train_logits(session.teacher, session.data, cache)
     if path.is_file():  # else they came from this process's memory, kept elsewhere already
         publish_study_file(session.study, session.artifacts, path, path.name)
-    return TeacherSignal(session.teacher, session.teacher_spec, logits)
+    stages = feature_stages(session.teacher, session.teacher_blueprint)
+    return TeacherSignal(session.teacher, stages, logits)
 
 
 def kd_finetune_loss(session: Session) -> nn.Module:
@@ -72,7 +77,13 @@ class StudentTrials:
     def __init__(self, session: Session, budget: Budget, max_flops: float | None) -> None:
         config = session.config
         self.session = session
-        self.space = StudentSpace.for_teacher(session.teacher_spec)
+        self.space = StudentSpace.for_blueprint(session.teacher_blueprint, session.teacher)
+        if self.space.feature_weights == (0.0,):
+            logger.info(
+                "%s has no feature map before its head to match: students learn from its "
+                "soft labels only (no feature loss)",
+                session.teacher_blueprint.model,
+            )
         self.budget = budget
         self.recipe = Recipe(
             epochs=config.student_epochs, batch_size=config.batch_size, lr=config.lr
@@ -82,34 +93,34 @@ class StudentTrials:
             self.limits["--max-flops"] = max_flops
         self._signal: TeacherSignal | None = None
 
-    def sample(self, trial: optuna.Trial) -> tuple[ModelSpec, DistillSettings]:
+    def sample(self, trial: optuna.Trial) -> tuple[Blueprint, DistillSettings]:
         """The trial's student and knobs, stored on the trial; pruned if it cannot be used."""
         spec, settings = sample_student(trial, self.space)
         trial.set_user_attr("student_spec", spec_to_dict(spec))
         trial.set_user_attr("distill", asdict(settings))
-        reason = self._rejection(spec)
+        data = self.session.data
+        reason = structural_problem(spec, data.input_shape, self.space)
+        blueprint = blueprint_from_spec(spec, data.input_shape, data.n_outputs)
+        if reason is None:
+            reason = self._too_costly(blueprint)
         if reason is not None:
             trial.set_user_attr("rejected", reason)
             raise optuna.TrialPruned(reason)
-        return spec, settings
+        return blueprint, settings
 
-    def _rejection(self, spec: ModelSpec) -> str | None:
-        data = self.session.data
-        problem = structural_problem(spec, data.input_shape, self.space)
-        if problem is not None:
-            return problem
-        flops = count_flops(build_model(spec, data.input_shape, data.n_outputs), data.input_shape)
+    def _too_costly(self, blueprint: Blueprint) -> str | None:
+        flops = count_flops(blueprint.build(), blueprint.input_shape)
         for bound, limit in self.limits.items():
             if flops > limit:
                 return f"student needs {flops:,} FLOPs, above {bound} {int(limit):,}"
         return None
 
     def evaluate(
-        self, spec: ModelSpec, settings: DistillSettings, *, seed: int
+        self, blueprint: Blueprint, settings: DistillSettings, *, seed: int
     ) -> tuple[nn.Module, Scores]:
         if self._signal is None:  # once per process, on the first student
             self._signal = teacher_signal(self.session)
         session = self.session
         return evaluate_student(
-            spec, settings, self._signal, session.data, self.recipe, self.budget, seed=seed
+            blueprint, settings, self._signal, session.data, self.recipe, self.budget, seed=seed
         )

@@ -35,7 +35,7 @@ def make_objective(session: Session) -> Callable[[optuna.Trial], tuple[float, ..
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         method = sample_method(trial, config.method)
-        # `base`: the spec a saved model is rebuilt from (the student's, or the teacher's).
+        # `base`: the blueprint a saved model is rebuilt from (the student's, or the teacher's).
         choices: dict[str, Any] = {}
         screen = None
         if method == "distill":
@@ -44,7 +44,7 @@ def make_objective(session: Session) -> Callable[[optuna.Trial], tuple[float, ..
         else:
             plan = sample_plan(trial, space, session.unit_names)
             choices["plan"] = plan.describe()
-            base = session.teacher_spec
+            base = session.teacher_blueprint
             if config.screen is not None:
                 screen = Screen(trial, session.data, config.screen)
             evaluate = partial(
@@ -74,9 +74,7 @@ def make_objective(session: Session) -> Callable[[optuna.Trial], tuple[float, ..
             "flops_ratio": scores.flops / session.teacher_flops,
         }
         record_result(trial, result)
-        save_trial_model(
-            trial, model, base, session.data.input_shape, session.data.n_outputs, session.artifacts
-        )
+        save_trial_model(trial, model, base, session.artifacts)
         if max_flops is not None:
             trial.set_constraint("max_flops", scores.flops - max_flops)
         if config.min_auc is not None:

@@ -21,11 +21,13 @@ from torch import nn
 from medslim.errors import TrainingDiverged, UsageError
 from medslim.kinds import DataKind, Method
 from medslim.objectives import recipes
+from medslim.objectives.checkpoints import load_weights
 from medslim.objectives.data import Dataset
 from medslim.objectives.evaluate import Budget, Scores, score_model
+from medslim.objectives.metrics import count_flops
 from medslim.objectives.recipes import default_teacher_epochs
 from medslim.objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
-from medslim.objectives.teacher import TeacherScores, load_state_dict_file
+from medslim.objectives.teacher import TeacherScores
 from medslim.objectives.training import Recipe
 from medslim.search.artifacts import ARTIFACTS_ATTR, Artifacts, chosen_artifacts
 from medslim.search.config import ResolvedConfig, StudyConfig, config_differences
@@ -45,7 +47,8 @@ from medslim.search.study_teacher import (
     publish_teacher,
 )
 from medslim.search.teacher_files import study_teacher_file
-from medslim.spaces.families import build_model, get_preset, input_kind
+from medslim.spaces.blueprints import Blueprint, blueprint_for, blueprint_from_spec, input_kind
+from medslim.spaces.graphs import matching_modules
 from medslim.spaces.sparsity import (
     OFFSET_PREFIX,
     SparsitySpace,
@@ -53,8 +56,14 @@ from medslim.spaces.sparsity import (
     uniform_params,
     uniform_ratios,
 )
-from medslim.spaces.specs import ModelSpec
-from medslim.spaces.students import DistillSettings, StudentSpace, scaled_teacher, student_params
+from medslim.spaces.specs import LibrarySpec, ModelSpec
+from medslim.spaces.students import (
+    DistillSettings,
+    StudentSpace,
+    scaled_teacher,
+    sized_students,
+    student_params,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +80,9 @@ DATA_DEFAULTS: dict[DataKind, tuple[int, int]] = {
 STUDENT_EPOCHS: dict[DataKind, int] = {"tabular": 60, "image": 3}
 SEED_DIVISORS = (2, 4, 8)
 """Student seeds: the teacher with every width divided by these."""
+SEED_FLOPS = (1 / 4, 1 / 16, 1 / 64)
+"""Student seeds for a teacher medslim did not write: ResNets near these shares of its FLOPs."""
+LIBRARY_SEED = LibrarySpec("mobilenet_v3_small", 0.5)
 
 
 @dataclass
@@ -81,7 +93,7 @@ class Session:
     data: Dataset
     device: torch.device
     teacher: nn.Module
-    teacher_spec: ModelSpec
+    teacher_blueprint: Blueprint
     teacher_scores: TeacherScores
     teacher_flops: int
     unit_names: list[str]
@@ -125,10 +137,10 @@ def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> 
             if data.kind == "tabular"
             else ("resnet18" if device.type == "cuda" else "resnet8")
         )
-    spec = get_preset(model)
-    if input_kind(spec) != data.kind:
+    kind = input_kind(blueprint_for(model, config.model_args, data.input_shape, data.n_outputs))
+    if kind is not None and kind != data.kind:
         raise UsageError(
-            f"model {model!r} takes {input_kind(spec)} data, but {config.dataset!r} is {data.kind}"
+            f"model {model!r} takes {kind} data, but {config.dataset!r} is {data.kind}"
         )
     trials, epochs = DATA_DEFAULTS[data.kind]
     teacher_epochs = default_teacher_epochs(data.kind, len(data.train), config.batch_size)
@@ -141,6 +153,7 @@ def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> 
         student_epochs=(
             STUDENT_EPOCHS[data.kind] if config.student_epochs is None else config.student_epochs
         ),
+        round_to=default_round_to(device) if config.round_to is None else config.round_to,
     )
     study = config.study or filled.default_study_name()
     return ResolvedConfig(**{**asdict(filled), "study": study})
@@ -155,6 +168,11 @@ def default_kd(config: StudyConfig, kind: DataKind) -> bool:
     return kind == "image" and not config.cv and config.method != "distill"
 
 
+def default_round_to(device: torch.device) -> int:
+    """Channel counts in multiples of 8 on a GPU (tensor cores), unrounded on the CPU."""
+    return 8 if device.type == "cuda" else 1
+
+
 def sparsity_space(config: StudyConfig) -> SparsitySpace:
     return SparsitySpace(
         pruning=config.pruning,
@@ -162,6 +180,8 @@ def sparsity_space(config: StudyConfig) -> SparsitySpace:
         max_offset=config.max_offset,
         criterion=None if config.criterion == "search" else config.criterion,
         iterative_steps=config.iterative_steps,
+        ignore_layers=config.ignore_layers,
+        round_to=config.round_to or 1,
     )
 
 
@@ -185,10 +205,12 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
     check_storage_url(config.storage)
     data = on_device(load_study_data(config), device)
     resolved = resolve_config(config, data, device)
-    spec = get_preset(resolved.model)
+    space = sparsity_space(resolved)
+    blueprint = blueprint_for(
+        resolved.model, resolved.model_args, data.input_shape, data.n_outputs
+    )
     teacher_file = Path(resolved.teacher) if resolved.teacher else None
-    if teacher_file is not None:  # refuse a mismatched file before the storage is touched
-        load_state_dict_file(build_model(spec, data.input_shape, data.n_outputs), teacher_file)
+    _check_model(blueprint, teacher_file, resolved)  # before the storage is touched
     storage = open_storage(resolved.storage, heartbeat=resolved.heartbeat)
     found = find_study(storage, resolved.study)
     existing = None if found is None else found.user_attrs.get("config")
@@ -199,30 +221,38 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
         check_same_data(data, found.user_attrs.get("dataset"))
         if teacher_file is None:  # a resumed study keeps its own teacher
             recorded_file = study_teacher_file(
-                files_dir / "teachers", found.user_attrs, data, spec
+                files_dir / "teachers", found.user_attrs, data, blueprint
             )
     artifacts = chosen_artifacts(resolved.artifacts, found, resolved.storage)
     source = TeacherSource(
         data,
-        spec,
+        blueprint,
         teacher_recipe(resolved, data.kind),
         resolved.seed,
         files_dir / "teachers",
         teacher_file,
         recorded_file,
+        resolved.pretrained,
     )
     logger.info("teacher: %s on %s (%s) ...", resolved.model, data.name, device.type)
     teacher = _study_teacher(source, found, artifacts, device, resolved)
     logger.info(describe_teacher(teacher))
     reference = score_model(teacher.model, data, budget_for(resolved))
-    units = list(prunable_units(teacher.model, data.train.batch(slice(0, 2)), space.pruning))
+    example = data.train.batch(slice(0, 2))
+    units = list(prunable_units(teacher.model, example, space.pruning, space.ignore_layers))
     study, made, raced = open_or_make(storage, resolved, sampler, found)
     if made:  # all that can fail on bad input ran before the study was made
         publish_teacher(study, artifacts, teacher)
         _describe_new_study(study, resolved, data, teacher, reference, units, artifacts)
-        _enqueue_students(study, spec, resolved.method)
+        _enqueue_students(
+            study, student_seeds(blueprint, teacher.model, reference.flops, resolved.method)
+        )
         _enqueue_baselines(
-            study, space, units, min(resolved.baselines, resolved.trials), resolved.method
+            study,
+            space,
+            units,
+            baseline_count(resolved.baselines, resolved.trials),
+            resolved.method,
         )
         study.set_user_attr("config", resolved.stored())  # last: a racing run waits for it
     else:  # an older study keeps the parameter names its trials already have
@@ -253,7 +283,7 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
         data=data,
         device=device,
         teacher=teacher.model,
-        teacher_spec=spec,
+        teacher_blueprint=blueprint,
         teacher_scores=teacher.scores,
         teacher_flops=reference.flops,
         unit_names=units,
@@ -332,6 +362,15 @@ def _describe_new_study(
     study.set_user_attr(OFFSET_PREFIX_ATTR, OFFSET_PREFIX)
 
 
+def baseline_count(baselines: int | None, trials: int) -> int:
+    """`--baselines`, or by default a quarter of the trials (2 to 9): the uniform sweep
+    scales with the budget, so a small study leaves most trials to the search (9 of 16
+    used to be baselines)."""
+    if baselines is None:
+        baselines = min(9, max(2, trials // 4))
+    return min(baselines, trials)
+
+
 def _enqueue_baselines(
     study: optuna.Study, space: SparsitySpace, units: list[str], count: int, method: Method
 ) -> None:
@@ -346,18 +385,44 @@ def _enqueue_baselines(
         )
 
 
-def student_seeds(teacher: ModelSpec, method: Method) -> list[dict[str, Any]]:
-    """Trial parameters of the scaled-down teacher copies, enqueued so the front has
-    students from the start."""
-    space = StudentSpace.for_teacher(teacher)
+def _check_model(blueprint: Blueprint, teacher_file: Path | None, config: ResolvedConfig) -> None:
+    """Build the model once (an unknown name, a failing import, a wrong factory, outputs
+    that do not fit the data all fail here), check --ignore-layers and the --teacher file,
+    and fetch --pretrained weights, all before the storage is touched."""
+    probe = blueprint.build()
+    matching_modules(probe, config.ignore_layers)
+    if teacher_file is not None:
+        load_weights(probe, teacher_file, f"--model {config.model}", "teacher")
+    elif config.pretrained:
+        blueprint.build(pretrained=True)  # downloads now, or says to pass --teacher
+
+
+def student_seeds(
+    teacher: Blueprint, model: nn.Module, teacher_flops: int, method: Method
+) -> list[dict[str, Any]]:
+    """Trial parameters of students enqueued so the front has some from the start: the
+    teacher scaled down by its widths (a built-in teacher), else ResNets at a quarter, a
+    16th and a 64th of its FLOPs and a half-width MobileNetV3-Small."""
+    if method == "prune":
+        return []
+    space = StudentSpace.for_blueprint(teacher, model)
+    specs: list[ModelSpec]
+    if teacher.builtin:
+        spec = teacher.spec()
+        specs = list(dict.fromkeys(scaled_teacher(spec, d, space) for d in SEED_DIVISORS))
+    else:
+
+        def flops(spec: ModelSpec) -> int:
+            student = blueprint_from_spec(spec, teacher.input_shape, teacher.n_outputs).build()
+            return count_flops(student, teacher.input_shape)
+
+        targets = [teacher_flops * share for share in SEED_FLOPS]
+        specs = [*sized_students(space, flops, targets), LIBRARY_SEED]
     prefix = {"method": "distill"} if method == "both" else {}
-    specs = dict.fromkeys(scaled_teacher(teacher, d, space) for d in SEED_DIVISORS)
     return [{**prefix, **student_params(spec, DistillSettings())} for spec in specs]
 
 
-def _enqueue_students(study: optuna.Study, teacher: ModelSpec, method: Method) -> None:
-    """Scaled-down copies of the teacher, so the front holds students from the start."""
-    if method == "prune":
-        return
-    for params in student_seeds(teacher, method):
+def _enqueue_students(study: optuna.Study, seeds: list[dict[str, Any]]) -> None:
+    """Seed students first, so the front holds students from the start."""
+    for params in seeds:
         study.enqueue_trial(params, user_attrs={"baseline": "scaled"})

@@ -24,7 +24,7 @@ from medslim.objectives.teacher import TeacherScores, obtain_teacher, teacher_ca
 from medslim.objectives.training import Recipe
 from medslim.search.artifacts import Artifacts
 from medslim.search.study_files import fetch_study_file, publish_study_file
-from medslim.spaces.specs import ModelSpec
+from medslim.spaces.blueprints import Blueprint
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class TeacherSource:
     """What determines a teacher: the data, model, recipe and seed, or a --teacher file."""
 
     data: Dataset
-    spec: ModelSpec
+    blueprint: Blueprint
     recipe: Recipe
     seed: int
     cache_dir: Path
@@ -75,12 +75,15 @@ class TeacherSource:
     recorded_file: Path | None = None
     """The cached file a resumed study recorded (`teacher_files`): used instead of today's
     cache key, which changes when the default recipe does."""
+    pretrained: bool = False  # trained from the library's weights
 
     @property
     def cache_file(self) -> Path:
         if self.recorded_file is not None:
             return self.recorded_file
-        return teacher_cache_path(self.cache_dir, self.data, self.spec, self.recipe, self.seed)
+        return teacher_cache_path(
+            self.cache_dir, self.data, self.blueprint, self.recipe, self.seed, self.pretrained
+        )
 
     def load(self, device: torch.device) -> tuple[nn.Module, TeacherScores, bool]:
         recorded = (
@@ -88,12 +91,13 @@ class TeacherSource:
         )
         return obtain_teacher(
             self.data,
-            self.spec,
+            self.blueprint,
             self.recipe,
             seed=self.seed,
             cache_dir=self.cache_dir,
             device=device,
             teacher_file=self.teacher_file or recorded,
+            pretrained=self.pretrained,
         )
 
 

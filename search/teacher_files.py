@@ -18,15 +18,14 @@ import torch
 
 from medslim.objectives.data import Dataset
 from medslim.objectives.evaluate import split_scores
-from medslim.spaces.families import build_model
-from medslim.spaces.specs import ModelSpec
+from medslim.spaces.blueprints import Blueprint
 
 logger = logging.getLogger(__name__)
 MATCH_TOLERANCE = 1e-6
 
 
 def study_teacher_file(
-    cache_dir: Path, attrs: dict[str, Any], data: Dataset, spec: ModelSpec
+    cache_dir: Path, attrs: dict[str, Any], data: Dataset, blueprint: Blueprint
 ) -> Path | None:
     """The study's cached teacher file, or None when no cached file is the study's."""
     teacher = attrs.get("teacher", {})
@@ -38,16 +37,16 @@ def study_teacher_file(
     if want is None:
         return None
     for path in sorted(cache_dir.glob("teacher-*.pt")):
-        auc = _val_auc(path, data, spec)
+        auc = _val_auc(path, data, blueprint)
         if auc is not None and abs(auc - want) <= MATCH_TOLERANCE:
             logger.info("teacher of an older study found by its val AUC: %s", path.name)
             return path
     return None
 
 
-def _val_auc(path: Path, data: Dataset, spec: ModelSpec) -> float | None:
+def _val_auc(path: Path, data: Dataset, blueprint: Blueprint) -> float | None:
     """The val AUC of a cached teacher, or None when it does not fit the model."""
-    model = build_model(spec, data.input_shape, data.n_outputs)
+    model = blueprint.build()
     try:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except (RuntimeError, ValueError, OSError, pickle.UnpicklingError):

@@ -1,9 +1,11 @@
 """Every finished trial's model as an Optuna artifact: a state dict plus the plain-data
 architecture that rebuilds it exactly (never a pickled module).
 
-A structurally pruned model no longer matches its preset, so the bundle stores each
-conv/linear/batch-norm layer's widths; `rebuild` builds the base spec, resizes those
-layers, and loads the state dict strictly, so any mismatch fails loudly.
+A structurally pruned model no longer matches its blueprint, so the bundle stores the
+blueprint and the module attributes pruning changed (channel counts, groups, head counts;
+`spaces.shapes`); `rebuild` builds the blueprint, applies those and the state dict's
+shapes, and loads the weights strictly, so any mismatch fails loudly. Bundles written
+before blueprints existed (a built-in spec and each layer's widths) rebuild too.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from torch import nn
 from medslim.errors import UsageError
 from medslim.search.artifacts import MODEL_MIME, Artifacts
 from medslim.search.records import trial_record
-from medslim.spaces.families import build_model, get_preset, spec_from_dict, spec_to_dict
-from medslim.spaces.specs import ModelSpec
+from medslim.spaces.blueprints import Blueprint, blueprint_for, blueprint_from_spec
+from medslim.spaces.families import spec_from_dict
+from medslim.spaces.shapes import Changes, changed_attributes, reshape
 
 if TYPE_CHECKING:
     from medslim.search.stored import StudyRef
@@ -34,7 +37,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """What rebuilds one model: weights, and a JSON-able `spec` (base model + layer widths)."""
+    """What rebuilds one model: weights, and a JSON-able `spec` (its blueprint and the
+    attributes pruning changed)."""
 
     state_dict: dict[str, torch.Tensor]
     spec: dict[str, Any]
@@ -54,109 +58,87 @@ class ModelBundle:
             raise UsageError(f"model file {path} holds no 'state_dict' and 'spec'")
         return cls(content["state_dict"], content["spec"])
 
+    def blueprint(self) -> Blueprint:
+        if "blueprint" in self.spec:
+            return Blueprint.from_dict(self.spec["blueprint"])
+        spec = spec_from_dict(self.spec["model"])  # a bundle from before blueprints
+        return blueprint_from_spec(spec, tuple(self.spec["input_shape"]), self.spec["n_outputs"])
 
-def bundle_model(
-    model: nn.Module, base: ModelSpec, input_shape: tuple[int, ...], n_outputs: int
-) -> ModelBundle:
-    """A CPU copy of `model`'s weights with the widths that tell it apart from `base`."""
-    spec = {
-        "model": spec_to_dict(base),
-        "input_shape": list(input_shape),
-        "n_outputs": n_outputs,
-        "layers": layer_widths(model),
-    }
+
+def bundle_model(model: nn.Module, base: Blueprint) -> ModelBundle:
+    """A CPU copy of `model`'s weights with what tells it apart from `base`'s model."""
+    spec = {"blueprint": base.as_dict(), "changes": changed_attributes(model, _reference(base))}
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return ModelBundle(state, json.loads(json.dumps(spec)))  # plain JSON data only
 
 
-def layer_widths(model: nn.Module) -> dict[str, list[int]]:
-    """[in, out] channels/features of each conv and linear layer, [n] of each batch norm."""
-    widths: dict[str, list[int]] = {}
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-            widths[name] = [module.in_channels, module.out_channels]
-        elif isinstance(module, nn.Linear):
-            widths[name] = [module.in_features, module.out_features]
-        elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
-            widths[name] = [module.num_features]
-    return widths
+_REFERENCES: dict[str, nn.Module] = {}
+
+
+def _reference(base: Blueprint) -> nn.Module:
+    """A fresh build of `base` to compare pruned models with; built once per process (a
+    study's pruned trials all share the teacher's blueprint)."""
+    key = json.dumps(base.as_dict(), sort_keys=True)
+    if key not in _REFERENCES:
+        if len(_REFERENCES) > 8:  # students differ per trial: keep only a few
+            _REFERENCES.clear()
+        _REFERENCES[key] = base.build()
+    return _REFERENCES[key]
 
 
 def rebuild(bundle: ModelBundle) -> nn.Module:
     """The bundle's model in eval mode, with exactly the stored shapes and weights."""
-    spec = bundle.spec
-    model = build_model(
-        spec_from_dict(spec["model"]), tuple(spec["input_shape"]), int(spec["n_outputs"])
-    )
-    for name, widths in spec["layers"].items():
-        _resize(model, name, widths)
+    model = bundle.blueprint().build()
+    changes = bundle.spec.get("changes")
+    if changes is None:
+        changes = _legacy_changes(model, bundle.spec["layers"])
+    reshape(model, changes, bundle.state_dict)
     model.load_state_dict(bundle.state_dict, strict=True)
     return model.eval()
 
 
-def _resize(model: nn.Module, name: str, widths: list[int]) -> None:
-    old = model.get_submodule(name)
-    new: nn.Module
-    if isinstance(old, nn.Conv2d):
-        if [old.in_channels, old.out_channels] == widths:
-            return
-        new = nn.Conv2d(
-            widths[0],
-            widths[1],
-            _pair(old.kernel_size),
-            _pair(old.stride),
-            old.padding if isinstance(old.padding, str) else _pair(old.padding),
-            _pair(old.dilation),
-            old.groups,
-            bias=old.bias is not None,
-            padding_mode=old.padding_mode,
-        )
-    elif isinstance(old, nn.Linear):
-        if [old.in_features, old.out_features] == widths:
-            return
-        new = nn.Linear(widths[0], widths[1], bias=old.bias is not None)
-    elif isinstance(old, nn.BatchNorm1d | nn.BatchNorm2d):
-        if [old.num_features] == widths:
-            return
-        new = type(old)(widths[0], old.eps, old.momentum, old.affine, old.track_running_stats)
-    else:
-        raise UsageError(f"layer {name!r} is a {type(old).__name__}; it cannot be resized")
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, new)
+def _legacy_changes(model: nn.Module, layers: dict[str, list[int]]) -> Changes:
+    """The widths an older bundle stored ([in, out] per conv and linear layer, [n] per
+    batch norm) as changed attributes."""
+    keys = {nn.Conv2d: ("in_channels", "out_channels"), nn.Linear: ("in_features", "out_features")}
+    changes: Changes = {}
+    for name, widths in layers.items():
+        names = keys.get(type(model.get_submodule(name)), ("num_features",))
+        changes[name] = dict(zip(names, widths, strict=True))
+    return changes
 
 
-def _pair(value: tuple[int, ...]) -> tuple[int, int]:
-    """A 2-D convolution's (height, width) setting, as its constructor takes it."""
-    return value[0], value[1]
-
-
-# How each method's trials say which base model they started from (branch point by
-# user_attrs["method"]): pruned trials start from the study's teacher preset, distilled
-# students from their own spec.
-BaseSpecFn = Callable[[optuna.Study, optuna.trial.FrozenTrial], ModelSpec]
-BASE_SPECS: dict[str, BaseSpecFn] = {
-    "prune": lambda study, trial: get_preset(study.user_attrs["config"]["model"]),
-    "distill": lambda study, trial: spec_from_dict(trial.user_attrs["student_spec"]),
+# How each method's trials say which model they started from (branch point by
+# user_attrs["method"]): pruned trials start from the study's teacher, distilled students
+# from their own spec. Each gets the bundle's input shape and outputs.
+BaseFn = Callable[[optuna.Study, optuna.trial.FrozenTrial, Blueprint], Blueprint]
+BASES: dict[str, BaseFn] = {
+    "prune": lambda study, trial, stored: blueprint_for(
+        study.user_attrs["config"]["model"],
+        study.user_attrs["config"].get("model_args"),
+        stored.input_shape,
+        stored.n_outputs,
+    ),
+    "distill": lambda study, trial, stored: blueprint_from_spec(
+        spec_from_dict(trial.user_attrs["student_spec"]), stored.input_shape, stored.n_outputs
+    ),
 }
 
 
-def base_spec(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> ModelSpec:
+def base_blueprint(
+    study: optuna.Study, trial: optuna.trial.FrozenTrial, stored: Blueprint
+) -> Blueprint:
     method = str(trial_record(trial).get("method", "prune"))
-    if method not in BASE_SPECS:
-        raise UsageError(f"trial {trial.number} has method {method!r}; known: {list(BASE_SPECS)}")
-    return BASE_SPECS[method](study, trial)
+    if method not in BASES:
+        raise UsageError(f"trial {trial.number} has method {method!r}; known: {list(BASES)}")
+    return BASES[method](study, trial, stored)
 
 
 def save_trial_model(
-    trial: optuna.Trial,
-    model: nn.Module,
-    base: ModelSpec,
-    input_shape: tuple[int, ...],
-    n_outputs: int,
-    store: Artifacts,
+    trial: optuna.Trial, model: nn.Module, base: Blueprint, store: Artifacts
 ) -> str:
     """Upload the trial's model bundle as an artifact (Optuna notes its id on the trial)."""
-    bundle = bundle_model(model, base, input_shape, n_outputs)
+    bundle = bundle_model(model, base)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / _bundle_name(trial.number)
         bundle.save(path)
@@ -202,11 +184,12 @@ def load_trial_bundle(ref: StudyRef, trial: optuna.trial.FrozenTrial) -> ModelBu
                 f"{ref.artifacts.url}: {error}" + _local_hint(ref)
             ) from error
         bundle = ModelBundle.load(path)
-    expected = spec_to_dict(base_spec(ref.study, trial))
-    if json.loads(json.dumps(expected)) != json.loads(json.dumps(bundle.spec["model"])):
+    stored = bundle.blueprint()
+    expected = base_blueprint(ref.study, trial, stored)
+    if expected.as_dict() != stored.as_dict():
         raise UsageError(
-            f"trial {trial.number}'s stored model is a {bundle.spec['model']}, "
-            f"but its user attrs describe a {expected}"
+            f"trial {trial.number}'s stored model is a {stored.as_dict()}, "
+            f"but its study describes a {expected.as_dict()}"
         )
     return bundle
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from medslim.errors import UsageError
 from medslim.kinds import DataKind
-from medslim.spaces.specs import MLPSpec, MobileNetSpec, ModelSpec, ResNetSpec
+from medslim.spaces.specs import LibrarySpec, MLPSpec, MobileNetSpec, ModelSpec, ResNetSpec
 
 if TYPE_CHECKING:
     from torch import nn
@@ -31,10 +31,13 @@ Builder = Callable[[Any, tuple[int, ...], int], "nn.Module"]
 @dataclass(frozen=True)
 class StudentUse:
     """How a distillation trial samples a spec of this family, and the trial parameters
-    that reproduce a given spec (so scaled-down teachers can be enqueued as seeds)."""
+    that reproduce a given spec (so scaled-down teachers can be enqueued as seeds).
+    `any_teacher=False`: searched only for teachers from outside medslim (studies of
+    medslim's own teachers keep the space they were made with)."""
 
     sample: Callable[[Any, StudentSpace], Any]
     params: Callable[[Any], dict[str, Any]]
+    any_teacher: bool = True
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class Family:
     spec_type: type
     input_kind: DataKind
     build: Builder
-    stages: Callable[[nn.Module], list[nn.Module]]
+    stages: Callable[[nn.Module], list[nn.Module]] | None
+    """None: the stage is found by running the model (`graphs.feature_map_module`)."""
     student: StudentUse | None = None
 
 
@@ -77,9 +81,16 @@ def get_family(name: str) -> Family:
         ) from error
 
 
-def student_family_names(kind: DataKind) -> list[str]:
-    """Families the student search may build for `kind` data, in registration order."""
-    return [n for n, f in FAMILIES.items() if f.student is not None and f.input_kind == kind]
+def student_family_names(kind: DataKind, *, foreign_teacher: bool = True) -> list[str]:
+    """Families the student search may build for `kind` data, in registration order;
+    without `foreign_teacher`, those searched for medslim's own teachers."""
+    return [
+        n
+        for n, f in FAMILIES.items()
+        if f.student is not None
+        and f.input_kind == kind
+        and (foreign_teacher or f.student.any_teacher)
+    ]
 
 
 def preset_names() -> list[str]:
@@ -139,6 +150,12 @@ def _build_mobilenet(spec: MobileNetSpec, shape: tuple[int, ...], n_outputs: int
     return MobileNet(spec, shape, n_outputs)
 
 
+def _build_library(spec: LibrarySpec, shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    from medslim.spaces.library_students import build_library_student
+
+    return build_library_student(spec, shape, n_outputs)
+
+
 def _conv_stages(model: nn.Module) -> list[nn.Module]:
     return list(model.get_submodule("layers").children())
 
@@ -182,6 +199,15 @@ def _sample_mlp(trial: Any, space: StudentSpace) -> MLPSpec:
     return MLPSpec(hidden=_sample_widths(trial, space))
 
 
+def _sample_library(trial: Any, space: StudentSpace) -> LibrarySpec:
+    arch = trial.suggest_categorical("student.arch", space.library_archs)
+    return LibrarySpec(arch, trial.suggest_categorical("student.width", space.library_widths))
+
+
+def _library_params(spec: LibrarySpec) -> dict[str, Any]:
+    return {"student.arch": spec.arch, "student.width": spec.width}
+
+
 def _width_params(widths: tuple[int, ...]) -> dict[str, Any]:
     params: dict[str, Any] = {"student.stages": len(widths)}
     params.update({f"student.stage{i}.width": w for i, w in enumerate(widths, 1)})
@@ -220,6 +246,16 @@ register_family(
 register_family(
     "mlp",
     Family(MLPSpec, "tabular", _build_mlp, _mlp_stages, StudentUse(_sample_mlp, _mlp_params)),
+)
+register_family(
+    "torchvision",
+    Family(
+        LibrarySpec,
+        "image",
+        _build_library,
+        None,
+        StudentUse(_sample_library, _library_params, any_teacher=False),
+    ),
 )
 
 register_preset("mlp", MLPSpec())

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch_pruning as tp
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from medslim.errors import UsageError
 from medslim.kinds import PRUNING_KINDS, Pruning
+from medslim.spaces.channel_groups import Pruners, channel_groups
 from medslim.spaces.criteria import Criterion, get_criterion, searchable_criteria
+from medslim.spaces.graphs import head_layers, matching_modules, trace_calls
 
 SampleLosses = Callable[[nn.Module], torch.Tensor]
 """Per-sample losses of a model on a fixed calibration batch (for gradient criteria)."""
@@ -43,6 +44,10 @@ class SparsitySpace:
     ceilings: tuple[tuple[str, float], ...] = ()
     """Per-unit ratio ceilings below `max_ratio` (e.g. from a sensitivity analysis)."""
     offset_prefix: str = OFFSET_PREFIX
+    ignore_layers: tuple[str, ...] = ()
+    """Layers (names or globs) kept whole besides the classifier head, which always is."""
+    round_to: int = 1
+    """Channel counts left by structured pruning are multiples of this."""
 
     def __post_init__(self) -> None:
         if self.pruning not in PRUNING_KINDS:
@@ -55,6 +60,8 @@ class SparsitySpace:
             raise UsageError(f"the per-group offset must be in [0, 1], got {self.max_offset}")
         if self.iterative_steps < 1:
             raise UsageError(f"--iterative-steps must be at least 1, got {self.iterative_steps}")
+        if self.round_to < 1:
+            raise UsageError(f"--round-to must be 1 or more, got {self.round_to}")
         if self.criterion is not None:
             _check_criterion_fits(get_criterion(self.criterion), self.pruning)
 
@@ -68,6 +75,8 @@ class PruningPlan:
     pruning: Pruning
     iterative_steps: int = 1
     global_ratio: float = field(default=0.0)
+    ignore: tuple[str, ...] = ()
+    round_to: int = 1
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -90,31 +99,32 @@ def _check_criterion_fits(criterion: Criterion, pruning: Pruning) -> None:
 
 
 def prunable_units(
-    model: nn.Module, example_input: torch.Tensor, pruning: Pruning
+    model: nn.Module, example_input: torch.Tensor, pruning: Pruning, ignore: Sequence[str] = ()
 ) -> dict[str, nn.Module]:
     """Readable name → module, in network order, for every unit a trial gives a ratio.
 
     Structured: one entry per torch-pruning dependency group (channels coupled across a
     residual addition share one ratio), named after the group's root layer. Unstructured:
-    each conv/linear weight. The classifier `head` is always left alone.
+    each conv/linear weight. The classifier head (found, not named) and the layers `ignore`
+    names stay whole.
     """
-    names = {module: name for name, module in model.named_modules()}
-    order = {name: index for index, name in enumerate(names.values())}
-    head = model.get_submodule("head")
+    protected = protected_layers(model, example_input, ignore)
     if pruning == "unstructured":
         return {
             name: m
-            for m, name in names.items()
-            if isinstance(m, nn.Conv2d | nn.Linear) and m is not head
+            for name, m in model.named_modules()
+            if isinstance(m, nn.Conv2d | nn.Linear)
+            and not any(name == p or name.startswith(f"{p}.") for p in protected)
         }
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
-    roots = [
-        group[0].dep.target.module
-        for group in graph.get_all_groups(
-            ignored_layers=[head], root_module_types=[nn.Conv2d, nn.Linear]
-        )
-    ]
-    return {names[m]: m for m in sorted(roots, key=lambda m: order[names[m]])}
+    return channel_groups(model, example_input, protected).units
+
+
+def protected_layers(
+    model: nn.Module, example_input: torch.Tensor, ignore: Sequence[str] = ()
+) -> list[str]:
+    """The layers no trial cuts: the classifier head and what `ignore` names."""
+    head = head_layers(trace_calls(model, example_input))
+    return head + [name for name in matching_modules(model, ignore) if name not in head]
 
 
 def sample_plan(trial: Any, space: SparsitySpace, unit_names: Sequence[str]) -> PruningPlan:
@@ -133,7 +143,15 @@ def sample_plan(trial: Any, space: SparsitySpace, unit_names: Sequence[str]) -> 
     criterion = space.criterion
     if criterion is None:
         criterion = trial.suggest_categorical("criterion", searchable_criteria(space.pruning))
-    return PruningPlan(ratios, criterion, space.pruning, space.iterative_steps, global_ratio)
+    return PruningPlan(
+        ratios,
+        criterion,
+        space.pruning,
+        space.iterative_steps,
+        global_ratio,
+        space.ignore_layers,
+        space.round_to,
+    )
 
 
 def uniform_params(space: SparsitySpace, unit_names: Sequence[str], ratio: float) -> dict:
@@ -169,22 +187,21 @@ def prune_in_steps(
         return
     # Unit names are the groups' root module names, so the pruner's own dependency graph
     # is the only one this builds.
-    ratio_by_root = {model.get_submodule(name): ratio for name, ratio in plan.ratios.items()}
     if criterion.channel_importance is None:  # refused by _check_criterion_fits already
         raise UsageError(f"criterion {criterion.name!r} cannot rank channels")
     importance = criterion.channel_importance()
-    pruner = tp.pruner.BasePruner(
+    pruners = Pruners(
         model,
         example_input,
+        plan.ratios,
+        protected_layers(model, example_input, plan.ignore),
         importance=importance,
-        pruning_ratio=0.0,
-        pruning_ratio_dict=ratio_by_root,
-        ignored_layers=[model.get_submodule("head")],
-        iterative_steps=plan.iterative_steps,
+        steps=plan.iterative_steps,
+        round_to=plan.round_to,
     )
     for step in range(plan.iterative_steps):
         _prepare_gradients(model, criterion, importance, sample_losses)
-        pruner.step()
+        pruners.step()
         model.zero_grad(set_to_none=True)
         yield step
 
@@ -192,7 +209,7 @@ def prune_in_steps(
 def _prune_unstructured(
     model: nn.Module, plan: PruningPlan, criterion: Criterion, sample_losses: SampleLosses
 ) -> Iterator[int]:
-    units = prunable_units(model, torch.empty(0), "unstructured")
+    units = {name: model.get_submodule(name) for name in plan.ratios}
     weight_score = criterion.weight_score
     if weight_score is None:  # refused by _check_criterion_fits already
         raise UsageError(f"criterion {criterion.name!r} cannot rank single weights")

@@ -56,3 +56,13 @@ class MobileNetSpec:
     kernel: int = 3
     expansion: int = 4
     family: str = field(default="mobilenet", init=False)
+
+
+@dataclass(frozen=True)
+class LibrarySpec:
+    """A library's network (torchvision's `arch`) with every channel group narrowed to
+    `width` of its own: a student for teachers from outside medslim."""
+
+    arch: str = "mobilenet_v3_small"
+    width: float = 0.5
+    family: str = field(default="torchvision", init=False)

@@ -9,17 +9,27 @@ family's own parameters (`student.expansion` for MobileNet) and the per-stage on
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from medslim.errors import UsageError
 from medslim.kinds import DataKind
 from medslim.spaces.families import get_family, input_kind, student_family_names
-from medslim.spaces.specs import MLPSpec, MobileNetSpec, ModelSpec, ResNetSpec, stem_factor
+from medslim.spaces.specs import (
+    LibrarySpec,
+    MLPSpec,
+    MobileNetSpec,
+    ModelSpec,
+    ResNetSpec,
+    stem_factor,
+)
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from medslim.spaces.blueprints import Blueprint
     from medslim.spaces.families import StudentUse
 
 
@@ -51,13 +61,43 @@ class StudentSpace:
     temperatures: tuple[float, float] = (1.0, 8.0)
     feature_weights: tuple[float, ...] = (0.0, 0.1, 1.0)
     min_resolution: int = 2
+    library: bool = False
+    """Also search library students (torchvision), as for teachers from outside medslim."""
+    library_archs: tuple[str, ...] = ("mobilenet_v3_small", "resnet18")
+    library_widths: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
+
+    @property
+    def families(self) -> list[str]:
+        return student_family_names(self.kind, foreign_teacher=self.library)
 
     @classmethod
     def for_teacher(cls, teacher: ModelSpec) -> StudentSpace:
         """Widths on the powers-of-two grid from 4 up to the teacher's widest layer."""
         widest = max(_widths(teacher))
-        grid = tuple(2**k for k in range(2, 16) if 2**k <= max(widest, 4))
-        return cls(kind=input_kind(teacher), widths=grid, max_stages=max(4, len(_widths(teacher))))
+        return cls(
+            kind=input_kind(teacher),
+            widths=_grid(widest),
+            max_stages=max(4, len(_widths(teacher))),
+        )
+
+    @classmethod
+    def for_blueprint(cls, blueprint: Blueprint, teacher: nn.Module) -> StudentSpace:
+        """A built-in teacher's space from its spec; for a teacher medslim did not write,
+        measured: widths up to its widest layer, torchvision's small networks as students
+        too, and no feature loss when it has no feature map to match."""
+        if blueprint.builtin:
+            return cls.for_teacher(blueprint.spec())
+        from medslim.spaces.graphs import widest_layer
+
+        kind: DataKind = "image" if len(blueprint.input_shape) == 3 else "tabular"
+        space = cls(kind=kind, widths=_grid(widest_layer(teacher)), library=kind == "image")
+        if not feature_stages(teacher, blueprint):
+            space = replace(space, feature_weights=(0.0,))
+        return space
+
+
+def _grid(widest: int) -> tuple[int, ...]:
+    return tuple(2**k for k in range(2, 16) if 2**k <= max(widest, 4))
 
 
 def _widths(spec: ModelSpec) -> tuple[int, ...]:
@@ -70,7 +110,7 @@ def _widths(spec: ModelSpec) -> tuple[int, ...]:
 
 def sample_student(trial: Any, space: StudentSpace) -> tuple[ModelSpec, DistillSettings]:
     """The family first, then its own parameters, then the distillation knobs."""
-    family = trial.suggest_categorical("student.family", student_family_names(space.kind))
+    family = trial.suggest_categorical("student.family", space.families)
     spec: ModelSpec = _student_use(family).sample(trial, space)
     settings = DistillSettings(
         temperature=trial.suggest_float("distill.temperature", *space.temperatures, log=True),
@@ -109,6 +149,8 @@ def structural_problem(
     downsamplings for the image size."""
     if input_kind(spec) != space.kind:
         return f"a {spec.family} student takes {input_kind(spec)} data, not {space.kind}"
+    if isinstance(spec, LibrarySpec):
+        return None if 0 < spec.width <= 1 else f"width {spec.width} is not in (0, 1]"
     if not isinstance(spec, ResNetSpec | MobileNetSpec):
         return None
     if len(spec.widths) != len(spec.blocks):
@@ -124,9 +166,41 @@ def structural_problem(
     return None
 
 
-def feature_stages(model: nn.Module, spec: ModelSpec) -> list[nn.Module]:
-    """The modules whose outputs are the model's stage features, in network order."""
-    return get_family(spec.family).stages(model)
+def sized_students(
+    space: StudentSpace, flops: Callable[[ModelSpec], int], targets: list[float]
+) -> list[ModelSpec]:
+    """For each FLOPs target, the three-stage ResNet student on the space's width grid
+    (widths w, 2w, 4w, one block each) whose FLOPs are nearest on a log scale: students
+    sized from a teacher medslim cannot scale down by its widths."""
+    candidates = [
+        ResNetSpec(widths=(w, 2 * w, 4 * w), blocks=(1, 1, 1), kernel=space.kernels[0])
+        for w in space.widths
+        if 4 * w <= space.widths[-1]
+    ]
+    costs = {spec: flops(spec) for spec in candidates}
+    chosen = [
+        min(candidates, key=lambda s: abs(math.log(costs[s]) - math.log(target)))
+        for target in targets
+    ]
+    return list(dict.fromkeys(chosen))
+
+
+def feature_stages(model: nn.Module, blueprint: Blueprint) -> list[nn.Module]:
+    """The modules whose outputs are the model's stage features, in network order: a
+    built-in family's stages, else the module giving its last feature map (none when it
+    has no map before the head, e.g. a vision transformer)."""
+    if blueprint.builtin:
+        stages = get_family(blueprint.spec().family).stages
+        if stages is not None:
+            return stages(model)
+    import torch
+
+    from medslim.spaces.graphs import feature_map_module, trace_calls
+
+    device = next(model.parameters()).device
+    example = torch.zeros(2, *blueprint.input_shape, device=device)
+    name = feature_map_module(trace_calls(model, example))
+    return [] if name is None else [model.get_submodule(name)]
 
 
 def _student_use(family: str) -> StudentUse:
@@ -138,6 +212,8 @@ def _student_use(family: str) -> StudentUse:
 
 def describe_student(spec: dict[str, Any]) -> str:
     """`resnet 8-16-32 ×1-1-1 k3`: a spec dict (from `spec_to_dict`) in one short line."""
+    if "arch" in spec:
+        return f"{spec['family']} {spec['arch']} ×{spec['width']:g}"
     widths = spec.get("widths", spec.get("hidden", []))
     text = f"{spec['family']} " + "-".join(str(w) for w in widths)
     if "blocks" in spec:

@@ -9,6 +9,12 @@ from pathlib import Path
 
 def add_listing_commands(commands: argparse._SubParsersAction) -> None:
     listing = commands.add_parser("list", help="list models, samplers and criteria")
+    listing.add_argument(
+        "source",
+        nargs="?",
+        help="a model source (torchvision, timm, monai, family): every name it offers "
+        "(imports the library)",
+    )
     listing.set_defaults(handler=cmd_list)
     datasets = commands.add_parser("datasets", help="list datasets and whether each is cached")
     datasets.add_argument("--data-dir")
@@ -19,13 +25,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     from medslim.search.samplers import SAMPLERS
     from medslim.spaces.criteria import CRITERIA
     from medslim.spaces.families import FAMILIES, PRESETS, preset_names, spec_to_dict
+    from medslim.spaces.sources import SOURCES
 
-    print("models (--model):")
+    if args.source is not None:
+        return _list_source(args.source)
+    print("models (--model PRESET):")
     for name in preset_names():
         print(f"  {name:<10} {spec_to_dict(PRESETS[name])}")
+    print("model sources (--model SOURCE:NAME, --model-args JSON):")
+    for source in SOURCES.values():
+        names = f": {', '.join(source.known)}" if source.known else ""
+        extra = f" [pip install 'medslim[{source.extra}]']" if source.extra else ""
+        print(f"  {source.syntax:<24} {source.summary}{extra}{names}")
     print("model families (students: --method distill|both):")
     for name, family in FAMILIES.items():
-        student = "student" if family.student is not None else "teacher only"
+        student = "teacher only"
+        if family.student is not None:
+            student = "student" if family.student.any_teacher else "student of foreign teachers"
         print(f"  {name:<10} {family.input_kind} data, {student}")
     print("samplers (--sampler):")
     for name, sampler in SAMPLERS.items():
@@ -33,6 +49,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("criteria (--criterion):")
     for name, criterion in CRITERIA.items():
         print(f"  {name:<10} {criterion.summary}")
+    return 0
+
+
+def _list_source(prefix: str) -> int:
+    """Every name one source offers; imports its library."""
+    from medslim.errors import UsageError
+    from medslim.spaces.sources import get_source, missing_library
+
+    source = get_source(prefix)
+    if source.names is None:
+        raise UsageError(f"source {prefix!r} has no list of names: {source.summary}")
+    try:
+        names = source.names()
+    except ImportError as error:
+        raise missing_library(source, error) from error
+    for name in names:
+        print(f"{prefix}:{name}")
     return 0
 
 

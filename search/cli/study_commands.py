@@ -5,7 +5,9 @@ handler runs."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+from typing import Any
 
 from medslim.errors import UsageError
 from medslim.kinds import METHODS, OBJECTIVES, PRUNING_KINDS, TASK_CHOICES
@@ -19,6 +21,7 @@ from medslim.search.config import (
 )
 from medslim.spaces.criteria import criterion_names
 from medslim.spaces.families import preset_names
+from medslim.spaces.sources import source_syntax
 
 logger = logging.getLogger("medslim")
 DEFAULTS = StudyConfig()
@@ -69,11 +72,42 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model",
-        help=f"teacher preset: {', '.join(preset_names())} "
-        "(default: mlp for tabular data, resnet8 for images on CPU, resnet18 on CUDA)",
+        help=f"the teacher: a preset ({', '.join(preset_names())}) or "
+        f"{', '.join(source_syntax()[1:])} (see `medslim list`; default: mlp for tabular "
+        "data, resnet8 for images on CPU, resnet18 on CUDA)",
     )
     parser.add_argument(
-        "--teacher", help="load the teacher's state dict from this file instead of training it"
+        "--model-args",
+        type=_json_object,
+        metavar="JSON",
+        help="extra keyword arguments for the model's builder, e.g. '{\"img_size\": 28}'",
+    )
+    parser.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="train the teacher from torchvision's or timm's pretrained weights (downloaded "
+        "by the library; offline, pass --teacher instead)",
+    )
+    parser.add_argument(
+        "--teacher",
+        help="load the teacher's weights from this file instead of training it: a state "
+        "dict, also inside {'state_dict': ...} or {'model': ...}, with DataParallel's "
+        "'module.' or Lightning's 'model.' prefixes (loaded with weights_only=True)",
+    )
+    parser.add_argument(
+        "--ignore-layers",
+        type=_names,
+        default=DEFAULTS.ignore_layers,
+        metavar="NAME,...",
+        help="layers never pruned besides the classifier head, which is found and kept "
+        "anyway (module names, globs allowed: 'conv1,layer4.*')",
+    )
+    parser.add_argument(
+        "--round-to",
+        type=int,
+        metavar="N",
+        help="keep channel counts multiples of N (default: 8 on CUDA, 1 on the CPU; 8 "
+        "suits most accelerators you may export to)",
     )
     parser.add_argument(
         "--teacher-epochs",
@@ -115,7 +149,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--baselines",
         type=int,
         default=DEFAULTS.baselines,
-        help="uniform-ratio trials enqueued first (default: %(default)s)",
+        help="uniform-ratio trials enqueued first (default: a quarter of --trials, 2 to 9)",
     )
     parser.add_argument(
         "--epochs",
@@ -281,7 +315,25 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         task=args.task,
         channels=args.channels,
         artifacts=args.artifacts,
+        model_args=args.model_args,
+        pretrained=args.pretrained,
+        ignore_layers=args.ignore_layers,
+        round_to=args.round_to,
     )
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): {text}") from error
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f'not a JSON object like {{"name": 1}}: {text}')
+    return value
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def cmd_run(args: argparse.Namespace) -> int:

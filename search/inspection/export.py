@@ -55,13 +55,16 @@ def validation_inputs(ref: StudyRef, bundle: ModelBundle, data_dir: Path | None)
 
     config = ref.config()
     data = study_data(ref, data_dir)
-    if list(data.input_shape) != bundle.spec["input_shape"]:
+    if tuple(data.input_shape) != bundle.blueprint().input_shape:
         raise UsageError(f"dataset {config.dataset!r} no longer matches the stored model")
     return data.val.batch(slice(0, CHECK_BATCH)).cpu().contiguous()
 
 
-def export_onnx(model: nn.Module, inputs: torch.Tensor, out: Path) -> OnnxCheck:
-    """Export with a dynamic batch axis, then compare onnxruntime with PyTorch."""
+def export_onnx(
+    model: nn.Module, inputs: torch.Tensor, out: Path, *, repeats: int = 30
+) -> OnnxCheck:
+    """Export with a dynamic batch axis, then compare onnxruntime with PyTorch (and time
+    both at batch 1, median of `repeats`)."""
     import onnxruntime
 
     model = model.cpu().eval()
@@ -83,8 +86,8 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor, out: Path) -> OnnxCheck:
     diff = float(np.max(np.abs(actual - expected)))
     check = OnnxCheck(
         max_abs_diff=diff,
-        torch_latency_ms=measure_latency_ms(model, tuple(inputs.shape[1:])),
-        onnx_latency_ms=_onnx_latency_ms(session, inputs[:1].numpy()),
+        torch_latency_ms=measure_latency_ms(model, tuple(inputs.shape[1:]), repeats=repeats),
+        onnx_latency_ms=_onnx_latency_ms(session, inputs[:1].numpy(), repeats),
     )
     if not diff <= ONNX_TOLERANCE:
         raise ExportMismatch(

@@ -17,8 +17,7 @@ from medslim.errors import UsageError
 from medslim.search.inspection.names import group_labels
 from medslim.search.inspection.pareto import Front, FrontMember
 from medslim.search.stored import StudyRef
-from medslim.search.trial_models import ModelBundle, layer_widths, load_trial_bundle
-from medslim.spaces.families import build_model, spec_from_dict
+from medslim.search.trial_models import ModelBundle, load_trial_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +83,6 @@ def _row_label(member: FrontMember) -> str:
 def _sizes(bundle: ModelBundle, groups: list[str], unit: str, *, pruned: bool) -> list[int | None]:
     """Per group: output channels of its first layer (or non-zero weights), in the stored
     model (`pruned`) or in the network it was pruned from."""
-    spec = bundle.spec
     if unit == "weights":
         weights = {
             g: bundle.state_dict.get(f"{g}.weight", bundle.state_dict.get(f"{g}.weight_orig"))
@@ -94,11 +92,5 @@ def _sizes(bundle: ModelBundle, groups: list[str], unit: str, *, pruned: bool) -
             None if w is None else int(torch.count_nonzero(w).item()) if pruned else int(w.numel())
             for w in weights.values()
         ]
-    if pruned:
-        widths = spec["layers"]
-    else:
-        base = build_model(
-            spec_from_dict(spec["model"]), tuple(spec["input_shape"]), int(spec["n_outputs"])
-        )
-        widths = layer_widths(base)
-    return [int(widths[g][-1]) if g in widths else None for g in groups]
+    state = bundle.state_dict if pruned else bundle.blueprint().build().state_dict()
+    return [int(state[f"{g}.weight"].shape[0]) if f"{g}.weight" in state else None for g in groups]

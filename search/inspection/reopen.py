@@ -20,8 +20,7 @@ from medslim.search.session import teacher_recipe
 from medslim.search.stored import StudyRef
 from medslim.search.study_teacher import TeacherSource, obtain_study_teacher
 from medslim.search.teacher_files import study_teacher_file
-from medslim.spaces.families import get_preset
-from medslim.spaces.specs import ModelSpec
+from medslim.spaces.blueprints import Blueprint, blueprint_for
 
 
 def study_data(ref: StudyRef, data_dir: Path | None = None) -> Dataset:
@@ -37,7 +36,7 @@ class Reopened:
     config: ResolvedConfig
     data: Dataset
     teacher: nn.Module
-    teacher_spec: ModelSpec
+    teacher_blueprint: Blueprint
 
 
 def reopen(ref: StudyRef, data_dir: Path | None = None) -> Reopened:
@@ -46,22 +45,25 @@ def reopen(ref: StudyRef, data_dir: Path | None = None) -> Reopened:
     machine has not cached it, and an error, not a retraining, when neither holds it."""
     config = ref.config()
     data = study_data(ref, data_dir)
-    spec = get_preset(str(config.model))
+    blueprint = blueprint_for(
+        str(config.model), config.model_args, data.input_shape, data.n_outputs
+    )
     cache = ref.files_dir / "teachers"
     teacher_file = Path(config.teacher) if config.teacher else None
     recorded_file = None
     if teacher_file is None:
-        recorded_file = study_teacher_file(cache, ref.study.user_attrs, data, spec)
+        recorded_file = study_teacher_file(cache, ref.study.user_attrs, data, blueprint)
     source = TeacherSource(
         data,
-        spec,
+        blueprint,
         teacher_recipe(config, data.kind),
         config.seed,
         cache,
         teacher_file,
         recorded_file,
+        config.pretrained,
     )
     teacher = obtain_study_teacher(
         source, ref.study, ref.artifacts, torch.device("cpu"), may_train=False
     )
-    return Reopened(config, data, teacher.model, spec)
+    return Reopened(config, data, teacher.model, blueprint)

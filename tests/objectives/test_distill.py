@@ -21,9 +21,10 @@ from medslim.objectives.distill import (
 from medslim.objectives.evaluate import Budget
 from medslim.objectives.split import Split
 from medslim.objectives.training import Recipe, predict_logits, train
+from medslim.spaces.blueprints import blueprint_from_spec
 from medslim.spaces.families import build_model
 from medslim.spaces.specs import MLPSpec, ResNetSpec
-from medslim.spaces.students import DistillSettings
+from medslim.spaces.students import DistillSettings, feature_stages
 
 TEACHER = MLPSpec(hidden=(16, 8))
 
@@ -104,8 +105,14 @@ def test_cached_teacher_logits_equal_fresh_ones(
     assert distill.logits_key(other, data) != distill.logits_key(teacher, data)
 
 
+def _signal(teacher, spec, split: Split) -> TeacherSignal:
+    shape = tuple(split.batch(slice(0, 1)).shape[1:])
+    stages = feature_stages(teacher, blueprint_from_spec(spec, shape, 2))
+    return TeacherSignal(teacher, stages, predict_logits(teacher, split))
+
+
 def test_distillation_without_soft_weight_trains_like_plain_training(data, teacher) -> None:
-    signal = TeacherSignal(teacher, TEACHER, predict_logits(teacher, data.train))
+    signal = _signal(teacher, TEACHER, data.train)
     recipe = Recipe(epochs=2, batch_size=64)
     torch.manual_seed(1)
     plain = build_model(MLPSpec(hidden=(8,)), data.input_shape, data.n_outputs)
@@ -120,11 +127,12 @@ def test_distillation_without_soft_weight_trains_like_plain_training(data, teach
 
 
 def test_student_with_feature_loss_trains_adapters_and_leaves_no_hooks(data, teacher) -> None:
-    signal = TeacherSignal(teacher, TEACHER, predict_logits(teacher, data.train))
+    signal = _signal(teacher, TEACHER, data.train)
     settings = DistillSettings(temperature=3.0, alpha=0.7, feature_weight=1.0)
     recipe = Recipe(epochs=20, batch_size=64)
+    student_blueprint = blueprint_from_spec(MLPSpec(hidden=(8, 4)), data.input_shape, 2)
     student, scores = evaluate_student(
-        MLPSpec(hidden=(8, 4)), settings, signal, data, recipe, Budget(latency_repeats=2)
+        student_blueprint, settings, signal, data, recipe, Budget(latency_repeats=2)
     )
     assert scores.val_auc > 0.9
     for model in (student, teacher):
@@ -137,11 +145,13 @@ def test_feature_adapters_match_channels_and_resolution() -> None:
     spec = ResNetSpec(widths=(8, 16, 32), blocks=(1, 1, 1))
     teacher = build_model(spec, shape, 2).eval()
     x = torch.randn(8, *shape)
-    signal = TeacherSignal(teacher, spec, predict_logits(teacher, Split(x, torch.zeros(8))))
+    signal = _signal(teacher, spec, Split(x, torch.zeros(8)))
     student_spec = ResNetSpec(widths=(4, 8), blocks=(1, 1))
     student = build_model(student_spec, shape, 2)
     loss = Distiller(signal, DistillSettings(feature_weight=1.0), "binary-class", augment=False)
-    loss.match_features(student, student_spec, x[:2])
+    loss.match_features(
+        student, feature_stages(student, blueprint_from_spec(student_spec, shape, 2)), x[:2]
+    )
     assert loss.online  # the feature loss needs the teacher on each batch
     assert [(a.in_channels, a.out_channels) for a in loss.adapters] == [(4, 16), (8, 32)]
     value = loss(student(x), torch.zeros(8, dtype=torch.long), x, torch.arange(8))

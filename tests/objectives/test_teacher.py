@@ -16,11 +16,12 @@ from medslim.objectives.determinism import weights_fingerprint
 from medslim.objectives.evaluate import split_scores
 from medslim.objectives.teacher import BestOnVal, obtain_teacher, teacher_cache_path, teacher_key
 from medslim.objectives.training import Recipe, train
+from medslim.spaces.blueprints import blueprint_from_spec
 from medslim.spaces.families import build_model
 from medslim.spaces.specs import MLPSpec
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-SPEC = MLPSpec(hidden=(16,))
+SPEC = blueprint_from_spec(MLPSpec(hidden=(16,)), (30,), 2)
 RECIPE = Recipe(epochs=20, batch_size=64)
 
 
@@ -46,13 +47,16 @@ def test_cache_key_changes_with_what_changes_the_teacher() -> None:
     assert key == teacher_key(load_dataset("breast-cancer", seed=0), SPEC, RECIPE, 0)
     assert key != teacher_key(data, SPEC, RECIPE, 1)
     assert key != teacher_key(data, SPEC, Recipe(epochs=21, batch_size=64), 0)
-    assert key != teacher_key(data, MLPSpec(hidden=(17,)), RECIPE, 0)
+    assert key != teacher_key(
+        data, blueprint_from_spec(MLPSpec(hidden=(17,)), (30,), 2), RECIPE, 0
+    )
+    assert key != teacher_key(data, SPEC, RECIPE, 0, pretrained=True)
     assert key != teacher_key(load_dataset("breast-cancer", seed=1), SPEC, RECIPE, 0)
 
 
 def test_teacher_file_is_loaded_and_a_mismatch_is_explained(tmp_path: Path) -> None:
     data = load_dataset("breast-cancer", seed=0)
-    model = build_model(SPEC, data.input_shape, data.n_outputs)
+    model = SPEC.build()
     good = tmp_path / "good.pt"
     torch.save(model.state_dict(), good)
     loaded, _, trained = obtain_teacher(
@@ -70,7 +74,7 @@ def test_teacher_file_is_loaded_and_a_mismatch_is_explained(tmp_path: Path) -> N
     torch.save(build_model(MLPSpec(hidden=(8,)), data.input_shape, 2).state_dict(), wrong)
     pickled = tmp_path / "module.pt"
     torch.save(model, pickled)  # a whole pickled module is refused, never unpickled
-    for bad, message in ((wrong, "does not match the model"), (pickled, "not a readable")):
+    for bad, message in ((wrong, "does not fit"), (pickled, "pickled Python objects")):
         with pytest.raises(UsageError, match=message):
             obtain_teacher(
                 data,
@@ -86,7 +90,7 @@ def test_teacher_file_is_loaded_and_a_mismatch_is_explained(tmp_path: Path) -> N
 def test_a_trained_teacher_keeps_its_best_val_epoch(tmp_path: Path) -> None:
     data = load_dataset("breast-cancer", seed=0)
     seen: list[float] = []
-    model = build_model(SPEC, data.input_shape, data.n_outputs)
+    model = SPEC.build()
     best = BestOnVal(data)
 
     def record(epoch: int, m: torch.nn.Module) -> None:
@@ -107,10 +111,11 @@ from medslim.objectives.data import load_dataset
 from medslim.objectives.determinism import weights_fingerprint
 from medslim.objectives.teacher import obtain_teacher
 from medslim.objectives.training import Recipe
-from medslim.spaces.families import get_preset
+from medslim.spaces.blueprints import blueprint_for
 torch.rand(int(sys.argv[2]))
 data = load_dataset(sys.argv[1], seed=0)
-spec = get_preset("mlp" if data.kind == "tabular" else "resnet8")
+model_name = "mlp" if data.kind == "tabular" else "resnet8"
+spec = blueprint_for(model_name, None, data.input_shape, data.n_outputs)
 recipe = Recipe(epochs=int(sys.argv[3]), batch_size=64, augment=data.kind == "image")
 model, scores, trained = obtain_teacher(
     data, spec, recipe, seed=0, cache_dir=Path(sys.argv[4]), device=torch.device("cpu")

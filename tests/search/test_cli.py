@@ -102,7 +102,7 @@ def test_interrupted_study_keeps_its_trials_and_resumes(
         (["--storage", "notaurl"], "not a URL"),
         (["--storage", "nosuchdb://x"], "cannot open storage"),
         (["--teacher", "nofile.pt"], "nofile.pt"),
-        (["--teacher", "WRONG_TEACHER"], "does not match the model"),
+        (["--teacher", "WRONG_TEACHER"], "does not fit --model mlp"),
         (["--max-ratio", "1.5"], "max-ratio"),
         (["--device", "tpu"], "unknown device"),
     ],

@@ -16,7 +16,7 @@ from medslim.search.api import StoredStudy
 from medslim.search.cli import main
 from medslim.search.records import trial_record
 from medslim.search.trial_models import ModelBundle, bundle_model, rebuild
-from medslim.spaces.families import build_model, get_preset
+from medslim.spaces.blueprints import blueprint_for
 from medslim.spaces.sparsity import PruningPlan, prunable_units, prune_in_steps
 
 
@@ -26,16 +26,16 @@ def _study(folder: Path) -> tuple[str, StoredStudy]:
 
 
 def test_a_structured_resnet_rebuilds_with_identical_outputs() -> None:
-    spec = get_preset("resnet8")
+    blueprint = blueprint_for("resnet8", None, (1, 28, 28), 2)
     torch.manual_seed(0)
-    model = build_model(spec, (1, 28, 28), 2).eval()
+    model = blueprint.build().eval()
     x = torch.randn(4, 1, 28, 28)
     units = prunable_units(model, x[:2], "structured")
     plan = PruningPlan({u: 0.3 + 0.1 * i for i, u in enumerate(units)}, "l1", "structured")
     for _ in prune_in_steps(model, plan, x[:2], lambda m: torch.zeros(1)):
         pass
     assert model.conv1.out_channels < 32  # really narrower than the preset
-    copy = rebuild(bundle_model(model, spec, (1, 28, 28), 2))
+    copy = rebuild(bundle_model(model, blueprint))
     with torch.no_grad():
         assert torch.equal(copy(x), model.eval()(x))
 
@@ -66,7 +66,8 @@ def test_pt_export_rebuilds_a_structured_trial_with_identical_outputs(
     x = load_dataset("breast-cancer", seed=0).val.x
     with torch.no_grad():
         assert torch.equal(exported(x), stored(x))
-    assert content["spec"]["layers"]["body.0"][1] < 256  # the pruned width, not the preset's
+    changed = content["spec"]["changes"]["body.0"]["out_features"]
+    assert changed < 256  # the pruned width, not the preset's
     assert study.front().members[0].choices["pruning"] == "structured"
 
 

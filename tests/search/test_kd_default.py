@@ -25,6 +25,7 @@ from medslim.search.session import resolve_config
 )
 def test_kd_default_follows_the_data_kind(kind: str, settings: dict, expected: bool) -> None:
     model = "resnet8" if kind == "image" else "mlp"
-    data = SimpleNamespace(kind=kind, train=range(100))
+    shape = (1, 28, 28) if kind == "image" else (30,)
+    data = SimpleNamespace(kind=kind, input_shape=shape, n_outputs=2, train=range(100))
     config = StudyConfig(model=model, **settings)
     assert resolve_config(config, data, torch.device("cpu")).kd is expected  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from medslim.objectives.metrics import count_flops
+from medslim.spaces.blueprints import blueprint_from_spec
 from medslim.spaces.families import (
     FAMILIES,
     build_model,
@@ -13,7 +14,7 @@ from medslim.spaces.families import (
     spec_to_dict,
     student_family_names,
 )
-from medslim.spaces.specs import MLPSpec, MobileNetSpec, ResNetSpec
+from medslim.spaces.specs import LibrarySpec, MLPSpec, MobileNetSpec, ResNetSpec
 from medslim.spaces.students import (
     DistillSettings,
     StudentSpace,
@@ -29,6 +30,7 @@ TINY = {
     "resnet": ResNetSpec(widths=(4, 8), blocks=(1, 1)),
     "mobilenet": MobileNetSpec(widths=(4, 8), blocks=(1, 1), expansion=2),
     "mlp": MLPSpec(hidden=(8,)),
+    "torchvision": LibrarySpec("mobilenet_v3_small", 0.125),
 }
 SHAPES = {"image": (1, 12, 12), "tabular": (6,)}
 STUDENT_FAMILIES = {
@@ -39,12 +41,16 @@ STUDENT_FAMILIES = {
 
 
 def _wider(spec):
+    if isinstance(spec, LibrarySpec):
+        return LibrarySpec(spec.arch, 2 * spec.width)
     if isinstance(spec, MLPSpec):
         return MLPSpec(hidden=tuple(2 * w for w in spec.hidden))
     return type(spec)(**{**_fields(spec), "widths": tuple(2 * w for w in spec.widths)})
 
 
 def _deeper(spec):
+    if isinstance(spec, LibrarySpec):
+        return LibrarySpec("resnet18", spec.width)
     if isinstance(spec, MLPSpec):
         return MLPSpec(hidden=(*spec.hidden, spec.hidden[-1]))
     return type(spec)(**{**_fields(spec), "blocks": tuple(b + 1 for b in spec.blocks)})
@@ -69,8 +75,13 @@ def test_family_builds_runs_forward_and_backward(family: str) -> None:
     assert out.shape == (4, 3) and torch.isfinite(out).all()
     out.square().mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
-    assert isinstance(model.get_submodule("head"), torch.nn.Linear)
-    assert len(feature_stages(model, spec)) == len(spec_to_dict(spec).get("widths", (8,)))
+    blueprint = blueprint_from_spec(spec, shape, 3)
+    stages = feature_stages(model, blueprint)
+    if isinstance(spec, LibrarySpec):  # found by running it: the last feature map
+        assert len(stages) == 1 and stages[0] is model.get_submodule("features")
+    else:
+        assert isinstance(model.get_submodule("head"), torch.nn.Linear)
+        assert len(stages) == len(spec_to_dict(spec).get("widths", (8,)))
     assert spec_from_dict(spec_to_dict(spec)) == spec
 
 
@@ -94,7 +105,7 @@ def test_mobilenet_blocks_are_depthwise_with_expansion() -> None:
 
 @pytest.mark.parametrize("family", sorted(STUDENT_FAMILIES))
 def test_params_replay_to_the_same_spec_and_knobs(family: str) -> None:
-    space = StudentSpace(kind=STUDENT_FAMILIES[family].input_kind)
+    space = StudentSpace(kind=STUDENT_FAMILIES[family].input_kind, library=True)
     settings = DistillSettings(temperature=2.0, alpha=0.3, feature_weight=0.1)
     params = student_params(TINY[family], settings)
     assert all(k.startswith(("student.", "distill.")) for k in params)
@@ -143,3 +154,6 @@ def test_scaled_teacher_copies_stay_on_the_grid() -> None:
 def test_short_description() -> None:
     assert describe_student(spec_to_dict(TINY["mobilenet"])) == "mobilenet 4-8 ×1-1 k3 e2"
     assert describe_student(spec_to_dict(TINY["mlp"])) == "mlp 8"
+    assert describe_student(spec_to_dict(TINY["torchvision"])) == (
+        "torchvision mobilenet_v3_small ×0.125"
+    )
