@@ -47,7 +47,8 @@ from medslim.objectives.sensitivity import SensitivityCurve, sensitivity_curves
 from medslim.search.api import StoredStudy
 from medslim.search.config import StudyConfig
 from medslim.search.inspection.rescore import (
-    Bootstrap,
+    Labels,
+    RescoreSettings,
     model_predictions,
     score_predictions,
 )
@@ -195,13 +196,15 @@ def uniform_arm(session: Session, trials: int, seed: int) -> Arm:
         scored.append((point, model_predictions(model, data)))
     points = [(auc, ratio) for (auc, _, ratio), _ in scored]
     teacher = model_predictions(session.teacher, data)
-    bootstrap = Bootstrap()
-    indices = stratified_indices(data.test.y.cpu().numpy(), bootstrap.resamples, bootstrap.seed)
+    settings = RescoreSettings()  # medslim's defaults: 1000 resamples, positive label 1
+    bootstrap = settings.bootstrap
+    labels = Labels(data.val.y.cpu().numpy(), data.test.y.cpu().numpy(), data.task)
+    indices = stratified_indices(labels.test, bootstrap.resamples, bootstrap.seed)
     members = []
     for (auc, acc, ratio), predictions in scored:
         if _dominated((auc, acc, ratio), [p for p, _ in scored]):
             continue
-        test = score_predictions(predictions, data, indices, teacher.test, bootstrap)
+        test = score_predictions(predictions, labels, indices, teacher, settings)
         members.append(
             {
                 "val_auc": auc,

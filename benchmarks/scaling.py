@@ -7,6 +7,7 @@ whole command (start-up, teacher loading and worker start included).
 
     python benchmarks/scaling.py --out scaling.json
     python benchmarks/scaling.py --dataset ../shared/data/pneumoniamnist.npz --trials 16
+    python benchmarks/scaling.py --dataset pneumoniamnist.npz --model resnet18 --size 224
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def measure(folder: Path, workers: int, repeat: int, args: argparse.Namespace) -
         ),
         *("--dataset", args.dataset, "--trials", str(args.trials), "--workers", str(workers)),
         *("--epochs", "1", "--teacher-epochs", str(args.teacher_epochs)),
+        *(("--model", args.model) if args.model else ()),
+        *(("--size", str(args.size)) if args.size else ()),
         *("--baselines", "2", "--seed", "0", "--no-progress"),
     ]
     started = time.monotonic()
@@ -66,6 +69,8 @@ def main() -> None:
     parser.add_argument("--dataset", default="breast-cancer")
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--teacher-epochs", type=int, default=5)
+    parser.add_argument("--model", help="teacher model (medslim's default when left out)")
+    parser.add_argument("--size", type=int, help="image size in px (the files' own by default)")
     gpu = torch.cuda.is_available()
     parser.add_argument(
         "--workers", default="1,2,4,8" if gpu else "1,2", help="comma-separated worker counts"
@@ -81,7 +86,11 @@ def main() -> None:
         counts = [int(n) for n in args.workers.split(",")]
         runs = [measure(Path(tmp), n, r, args) for r in range(args.repeats) for n in counts]
     rows = [_median([run for run in runs if run["workers"] == n]) for n in counts]
-    print(f"{args.dataset}, {args.trials} trials, {os.cpu_count()} CPU cores, GPU: {gpu}")
+    model = args.model or "medslim's default model"
+    size = f"{args.size} px" if args.size else "the files' size"
+    device = torch.cuda.get_device_name() if gpu else "none"
+    print(f"{args.dataset} at {size}, {model}, {args.trials} trials")
+    print(f"{os.cpu_count()} CPU cores, GPU: {device}")
     print(f"load average (1 min) before/after: {load_before:.1f}/{os.getloadavg()[0]:.1f}")
     print(f"median of {args.repeats} interleaved runs per worker count")
     print("workers trials  search s   wall s /min search /min wall")
@@ -93,6 +102,8 @@ def main() -> None:
     if args.out:
         result = {
             "dataset": args.dataset,
+            "model": args.model,
+            "size": args.size,
             "trials": args.trials,
             "cpu_cores": os.cpu_count(),
             "gpu": torch.cuda.get_device_name() if gpu else None,
