@@ -34,9 +34,11 @@ FINGERPRINT = "fingerprint"
 SCORE_TOLERANCE = 1e-6
 """Val scores of one teacher agree to this across processes (a study made before teachers
 had fingerprints is checked by its scores only)."""
-DATA_TOLERANCE = 1e-4
-"""The same weights scoring further apart than this were given other val data (closer gaps
-could be another thread count's rounding deciding a near-tie)."""
+DATA_TOLERANCE = 5e-3
+"""The same weights scoring further apart than this were given other val data. Closer gaps
+come from arithmetic: a study made on a GPU scores its teacher under bf16 autocast, a reader
+on a CPU in float32 (seen: val AUC 0.840017 against 0.839599, resnet18 on BreastMNIST), and
+another thread count can round a near-tie the other way."""
 
 
 @dataclass(frozen=True)

@@ -140,5 +140,7 @@ def test_how_a_teacher_differs_from_the_studys_record() -> None:
     assert teacher_difference(older, "xyz", scores) == "val ACC 0.950000 vs 0.940000"
     near = {**record, "val_auc": 0.99 + 5e-5}  # a near-tie rounded another way
     assert teacher_difference(near, "abc", scores) is None
+    on_a_gpu = {**record, "val_auc": 0.99 + 4.2e-4}  # bf16 on the GPU that made the study
+    assert teacher_difference(on_a_gpu, "abc", scores) is None
     other_data = {**record, "val_auc": 0.97}
     assert "the data differs" in str(teacher_difference(other_data, "abc", scores))
