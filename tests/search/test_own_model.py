@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from medslim.search.cli import main
+from medslim.search.records import trial_record
 
 NETS = """
 import torch
@@ -79,7 +80,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-FAST = ["--teacher-epochs", "4", "--epochs", "1", "--student-epochs", "1", "--batch-size", "32"]
+FAST = ["--teacher-epochs", "20", "--epochs", "1", "--student-epochs", "1", "--batch-size", "32"]
 FAST += ["--no-progress"]
 
 
@@ -104,7 +105,7 @@ def test_a_function_from_a_file_is_pruned_distilled_reported_and_exported(
     pruned = [
         t.number
         for t in study.study.trials
-        if t.values and t.user_attrs["result"]["method"] == "prune"
+        if t.values and trial_record(t)["method"] == "prune"
     ]
     students = [t for t in study.study.trials if t.user_attrs.get("baseline") == "scaled"]
     assert students, "a file's model gets students sized from its FLOPs"
