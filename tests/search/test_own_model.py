@@ -103,9 +103,7 @@ def test_a_function_from_a_file_is_pruned_distilled_reported_and_exported(
 
     study = medslim.load_study(storage)
     pruned = [
-        t.number
-        for t in study.study.trials
-        if t.values and trial_record(t)["method"] == "prune"
+        t.number for t in study.study.trials if t.values and trial_record(t)["method"] == "prune"
     ]
     students = [t for t in study.study.trials if t.user_attrs.get("baseline") == "scaled"]
     assert students, "a file's model gets students sized from its FLOPs"
