@@ -89,7 +89,7 @@ def open_any_study(url: str, name: str | None = None) -> StudyRef:
     find the artifact store beside a storage that may hold several studies."""
     if name is not None:
         return open_study(url, name)
-    names = study_names(open_storage(url))
+    names = study_names(open_storage(url, create=False))
     if not names:
         raise StorageError(f"{display_url(url)} holds no study yet; run `medslim run` first")
     return open_study(url, names[0])
