@@ -158,7 +158,7 @@ def make_setup(args: argparse.Namespace, workdir: Path) -> tuple[Setup, dict[str
             dataset=args.dataset,
             trials=args.trials,
             storage=f"sqlite:///{args.cache / 'teachers.db'}",  # teacher cached beside it
-            study="overhead-teacher",
+            study=f"overhead-teacher-{Path(args.dataset).stem}",  # one teacher per dataset
             kd=False,  # the hand-written loop fine-tunes on the task loss alone
             force_config=True,
         ),

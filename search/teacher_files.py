@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from medslim.objectives.data import Dataset
 from medslim.objectives.evaluate import split_scores
@@ -32,7 +33,7 @@ def study_teacher_file(
     stored = teacher.get("cache_file")
     if stored is not None:
         path = cache_dir / stored
-        return path if path.is_file() else None
+        return path if path.is_file() and _fits(path, blueprint) else None
     want = teacher.get("val_auc")
     if want is None:
         return None
@@ -46,10 +47,23 @@ def study_teacher_file(
 
 def _val_auc(path: Path, data: Dataset, blueprint: Blueprint) -> float | None:
     """The val AUC of a cached teacher, or None when it does not fit the model."""
+    model = _loaded(path, blueprint)
+    if model is None:
+        return None
+    auc, _ = split_scores(model.to(data.val.device).eval(), data.val, data.task)
+    return auc
+
+
+def _fits(path: Path, blueprint: Blueprint) -> bool:
+    """Whether the file is a teacher of this model: a study continued with --force-config
+    under another model must not load, nor overwrite, the first model's cached file."""
+    return _loaded(path, blueprint) is not None
+
+
+def _loaded(path: Path, blueprint: Blueprint) -> nn.Module | None:
     model = blueprint.build()
     try:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except (RuntimeError, ValueError, OSError, pickle.UnpicklingError):
         return None
-    auc, _ = split_scores(model.to(data.val.device).eval(), data.val, data.task)
-    return auc
+    return model

@@ -42,7 +42,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         student = "teacher only"
         if family.student is not None:
             student = "student" if family.student.any_teacher else "student of foreign teachers"
-        print(f"  {name:<10} {family.input_kind} data, {student}")
+        print(f"  {name:<11} {family.input_kind} data, {student}")
     print("samplers (--sampler):")
     for name, sampler in SAMPLERS.items():
         print(f"  {name:<10} {sampler.summary}")

@@ -144,3 +144,20 @@ def test_how_a_teacher_differs_from_the_studys_record() -> None:
     assert teacher_difference(on_a_gpu, "abc", scores) is None
     other_data = {**record, "val_auc": 0.97}
     assert "the data differs" in str(teacher_difference(other_data, "abc", scores))
+
+
+def test_another_model_under_force_config_never_loads_nor_overwrites_the_studys_teacher(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'm.db'}"
+    assert _run(storage) == 0
+    recorded = optuna.load_study(study_name="s", storage=storage).user_attrs["teacher"]
+    cached = tmp_path / ".medslim" / "teachers" / recorded["cache_file"]
+    before = cached.read_bytes()
+    capsys.readouterr()
+    other = ["--model", "family:mlp", "--model-args", '{"hidden": [8]}', "--force-config"]
+    assert _run(storage, *other, trials=4) == 2
+    err = capsys.readouterr().err.strip()
+    assert "teacher differs" in err.splitlines()[-1], err
+    assert cached.read_bytes() == before, "the first model's cached teacher was overwritten"
+    assert len(optuna.load_study(study_name="s", storage=storage).trials) == 3
