@@ -91,7 +91,7 @@ def teacher_session(model: str, path: Path, args: argparse.Namespace) -> Session
         trials=1,
         baselines=1,
         storage=f"sqlite:///{args.cache / 'own_model.db'}",
-        study=f"teacher-{model}-{path.stem}",
+        study=f"teacher-{model}-{path.stem}-{args.teacher_epochs}ep",  # one per recipe
         force_config=True,
     )
     return prepare(config)
