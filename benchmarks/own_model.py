@@ -42,6 +42,7 @@ from common import SHARED_DATA, add_cache_argument, show_progress
 from front_quality import hypervolume
 
 from medslim.objectives.bootstrap import stratified_indices
+from medslim.objectives.determinism import weights_fingerprint
 from medslim.objectives.evaluate import evaluate_pruning
 from medslim.objectives.sensitivity import SensitivityCurve, sensitivity_curves
 from medslim.search.api import StoredStudy
@@ -277,7 +278,8 @@ def cached_uniform(
 ) -> Arm:
     """The uniform arm depends only on the teacher, the trials and the seed: kept in
     --cache, so trying another search arm does not pay for it again."""
-    name = f"uniform-{model}-{dataset}-{args.trials}-{seed}-{args.epochs}-{args.teacher_epochs}"
+    teacher = weights_fingerprint(session.teacher)  # another teacher: another sweep
+    name = f"uniform-{model}-{dataset}-{args.trials}-{seed}-{args.epochs}-{teacher}"
     path = args.cache / f"{name.replace(':', '-')}.json"
     if path.is_file():
         return Arm(**json.loads(path.read_text()))
