@@ -95,10 +95,12 @@ def test_sigterm_stops_like_ctrl_c_and_its_trial_runs_on_resume(medslim, tmp_pat
 def test_killing_the_workers_parent_stops_its_workers(medslim, tmp_path: Path) -> None:
     path = tmp_path / "k.db"
     storage = f"sqlite:///{path}"
-    command = ("run", "--storage", storage, "--study", "s", "--trials", "6", "--workers", "2")
+    command = ("run", "--storage", storage, "--study", "s", "--trials", "8", "--workers", "2")
     command += (*medslim.TINY, *BASELINES, *SLOW)
     run = medslim.start(*command)
-    _wait_for(lambda: _count(path, "COMPLETE") >= 1 and _count(path, "RUNNING") == 2, run)
+    # mid-search: a trial finished and another running (on an idle machine the two workers'
+    # trials are not always caught running at the same poll)
+    _wait_for(lambda: _count(path, "COMPLETE") >= 1 and _count(path, "RUNNING") >= 1, run)
     workers = [
         int(str(row[0]).strip('"').rsplit(":", 1)[1])
         for row in _query(path, "SELECT value_json FROM trial_user_attributes WHERE key='worker'")
@@ -114,7 +116,7 @@ def test_killing_the_workers_parent_stops_its_workers(medslim, tmp_path: Path) -
     again = medslim.run(*command)
     assert again.returncode == 0, again.stderr
     trials = _trials(storage)
-    assert [t.state for t in trials].count(TrialState.COMPLETE) == 6
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 8
     assert _baselines_done(trials) == UNIFORM
 
 
