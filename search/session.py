@@ -215,6 +215,7 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
     found = find_study(storage, resolved.study)
     existing = None if found is None else found.user_attrs.get("config")
     _check_same_config(existing, resolved)
+    _check_same_teacher_model(existing, resolved)
     files_dir = storage_dir(resolved.storage)
     recorded_file = None
     if found is not None:
@@ -305,6 +306,24 @@ def _check_same_config(existing: dict[str, Any] | None, config: ResolvedConfig) 
             f"study {config.study!r} exists with a different config ("
             + "; ".join(differences)
             + "); use another --study name, or --force-config to continue it anyway"
+        )
+
+
+TEACHER_MODEL_KEYS = ("model", "model_args", "teacher")
+
+
+def _check_same_teacher_model(existing: dict[str, Any] | None, config: ResolvedConfig) -> None:
+    """--force-config continues a study with its own teacher: another teacher model or file
+    is refused before anything is trained."""
+    if existing is None:
+        return
+    stored = config.stored()
+    changed = [k for k in TEACHER_MODEL_KEYS if existing.get(k) != stored.get(k)]
+    if changed:
+        was = ", ".join(f"{k} {existing.get(k)!r}" for k in changed)
+        raise UsageError(
+            f"study {config.study!r} was made with {was}; a study keeps its teacher, even "
+            "with --force-config: use another --study name for another model"
         )
 
 
