@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -46,6 +47,13 @@ RUN_ONLY = frozenset(
 )
 STORAGE_ENV = "MEDSLIM_STORAGE"
 """The storage URL when --storage is not given: keeps a password out of command lines."""
+
+
+def implied_storage() -> str:
+    """The storage a command uses without --storage: `$MEDSLIM_STORAGE`, else the default."""
+    return os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+
+
 ADDED_LATER: dict[str, Any] = {
     "model_args": None,
     "pretrained": False,

@@ -25,7 +25,7 @@ from medslim.search.cli.study_commands import (
     cmd_sensitivity,
     cmd_worker,
 )
-from medslim.search.config import DEFAULT_STORAGE, STORAGE_ENV
+from medslim.search.config import implied_storage
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     if hasattr(args, "storage") and args.storage is None:
-        args.storage = os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+        args.storage = implied_storage()
     secret = getattr(args, "storage", "")
     quiet = getattr(args, "no_progress", False)
     with _logging_to_stderr(quiet=quiet, secret=secret), signals.stop_signals_interrupt():

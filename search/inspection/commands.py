@@ -3,18 +3,18 @@ a trial (a stored password masked)."""
 
 from __future__ import annotations
 
-import os
 import shlex
 
-from medslim.search.config import DEFAULT_STORAGE, STORAGE_ENV
+from medslim.search.config import implied_storage
 from medslim.search.storage import display_url
 
 
 def storage_flag(storage: str) -> str:
     """` --storage URL`, or nothing for the storage a command finds by itself (the
     `MEDSLIM_STORAGE` environment variable, else the default)."""
-    implied = os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
-    return "" if storage == implied else f" --storage {shlex.quote(display_url(storage))}"
+    return (
+        "" if storage == implied_storage() else f" --storage {shlex.quote(display_url(storage))}"
+    )
 
 
 def location_flags(storage: str, study: str) -> str:
