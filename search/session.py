@@ -194,13 +194,39 @@ def teacher_recipe(config: ResolvedConfig, kind: DataKind) -> Recipe:
     return recipes.teacher_recipe(kind, config.teacher_epochs, config.batch_size, config.lr)
 
 
+def teacher_source(
+    config: ResolvedConfig,
+    data: Dataset,
+    blueprint: Blueprint,
+    files_dir: Path,
+    study_attrs: dict[str, Any] | None,
+) -> TeacherSource:
+    """Where a study's teacher comes from: the --teacher file, else the cache beside the
+    storage, where a resumed study (`study_attrs`) keeps the file it recorded."""
+    cache_dir = files_dir / "teachers"
+    teacher_file = Path(config.teacher) if config.teacher else None
+    recorded_file = None
+    if teacher_file is None and study_attrs is not None:
+        recorded_file = study_teacher_file(cache_dir, study_attrs, data, blueprint)
+    return TeacherSource(
+        data,
+        blueprint,
+        teacher_recipe(config, data.kind),
+        config.seed,
+        cache_dir,
+        teacher_file,
+        recorded_file,
+        config.pretrained,
+    )
+
+
 def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
     """Validate everything before any work, then load data, teacher, and the study.
 
     The sampler is seeded with `sampler_seed` (a worker's own), else `config.seed`, or a
     fresh seed when other processes are running the study right now."""
     sampler = make_sampler(config.sampler, len(config.objectives), config.seed)
-    space = sparsity_space(config)
+    sparsity_space(config)  # refuses bad pruning flags before any data is loaded
     device = resolve_device(config.device)
     check_storage_url(config.storage)
     data = on_device(load_study_data(config), device)
@@ -215,26 +241,11 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
     found = find_study(storage, resolved.study)
     existing = None if found is None else found.user_attrs.get("config")
     _check_same_config(existing, resolved)
-    _check_same_teacher_model(existing, resolved)
-    files_dir = storage_dir(resolved.storage)
-    recorded_file = None
     if found is not None:
         check_same_data(data, found.user_attrs.get("dataset"))
-        if teacher_file is None:  # a resumed study keeps its own teacher
-            recorded_file = study_teacher_file(
-                files_dir / "teachers", found.user_attrs, data, blueprint
-            )
     artifacts = chosen_artifacts(resolved.artifacts, found, resolved.storage)
-    source = TeacherSource(
-        data,
-        blueprint,
-        teacher_recipe(resolved, data.kind),
-        resolved.seed,
-        files_dir / "teachers",
-        teacher_file,
-        recorded_file,
-        resolved.pretrained,
-    )
+    attrs = found.user_attrs if found is not None else None
+    source = teacher_source(resolved, data, blueprint, storage_dir(resolved.storage), attrs)
     logger.info("teacher: %s on %s (%s) ...", resolved.model, data.name, device.type)
     teacher = _study_teacher(source, found, artifacts, device, resolved)
     logger.info(describe_teacher(teacher))
@@ -296,34 +307,31 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
     )
 
 
+TEACHER_MODEL_KEYS = ("model", "model_args", "teacher")
+
+
 def _check_same_config(existing: dict[str, Any] | None, config: ResolvedConfig) -> None:
-    """A study continues only with the config it was made with (or --force-config)."""
-    if existing is None or config.force_config:
+    """A study continues only with the config it was made with; --force-config lets any
+    setting differ but the teacher's model and file (a study keeps its teacher), refused
+    before anything is trained."""
+    if existing is None:
         return
-    differences = config_differences(existing, config.stored())
+    stored = config.stored()
+    if config.force_config:
+        changed = [k for k in TEACHER_MODEL_KEYS if existing.get(k) != stored.get(k)]
+        if changed:
+            was = ", ".join(f"{k} {existing.get(k)!r}" for k in changed)
+            raise UsageError(
+                f"study {config.study!r} was made with {was}; a study keeps its teacher, even "
+                "with --force-config: use another --study name for another model"
+            )
+        return
+    differences = config_differences(existing, stored)
     if differences:
         raise UsageError(
             f"study {config.study!r} exists with a different config ("
             + "; ".join(differences)
             + "); use another --study name, or --force-config to continue it anyway"
-        )
-
-
-TEACHER_MODEL_KEYS = ("model", "model_args", "teacher")
-
-
-def _check_same_teacher_model(existing: dict[str, Any] | None, config: ResolvedConfig) -> None:
-    """--force-config continues a study with its own teacher: another teacher model or file
-    is refused before anything is trained."""
-    if existing is None:
-        return
-    stored = config.stored()
-    changed = [k for k in TEACHER_MODEL_KEYS if existing.get(k) != stored.get(k)]
-    if changed:
-        was = ", ".join(f"{k} {existing.get(k)!r}" for k in changed)
-        raise UsageError(
-            f"study {config.study!r} was made with {was}; a study keeps its teacher, even "
-            "with --force-config: use another --study name for another model"
         )
 
 

@@ -16,10 +16,9 @@ from torch import nn
 from medslim.objectives.data import Dataset
 from medslim.search.config import ResolvedConfig
 from medslim.search.datasource import ATTR, load_study_data
-from medslim.search.session import teacher_recipe
+from medslim.search.session import teacher_source
 from medslim.search.stored import StudyRef
-from medslim.search.study_teacher import TeacherSource, obtain_study_teacher
-from medslim.search.teacher_files import study_teacher_file
+from medslim.search.study_teacher import obtain_study_teacher
 from medslim.spaces.blueprints import Blueprint, blueprint_for
 
 
@@ -48,21 +47,7 @@ def reopen(ref: StudyRef, data_dir: Path | None = None) -> Reopened:
     blueprint = blueprint_for(
         str(config.model), config.model_args, data.input_shape, data.n_outputs
     )
-    cache = ref.files_dir / "teachers"
-    teacher_file = Path(config.teacher) if config.teacher else None
-    recorded_file = None
-    if teacher_file is None:
-        recorded_file = study_teacher_file(cache, ref.study.user_attrs, data, blueprint)
-    source = TeacherSource(
-        data,
-        blueprint,
-        teacher_recipe(config, data.kind),
-        config.seed,
-        cache,
-        teacher_file,
-        recorded_file,
-        config.pretrained,
-    )
+    source = teacher_source(config, data, blueprint, ref.files_dir, ref.study.user_attrs)
     teacher = obtain_study_teacher(
         source, ref.study, ref.artifacts, torch.device("cpu"), may_train=False
     )
