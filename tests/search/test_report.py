@@ -112,12 +112,10 @@ def test_report_data_draws_every_trial_per_method_and_each_plots_own_front(
         assert importances.importances or "at least" in importances.reason
 
 
-def test_importances_name_offsets_for_what_they_are(tiny_study_dir: Path) -> None:
+def test_importances_ask_about_what_trials_choose(tiny_study_dir: Path) -> None:
     stored = _stored(tiny_study_dir)
     (pruned,) = report_data(stored.ref, stored.table(test=False)).importances
-    names = set(pruned.importances)
-    assert "sparsity.global" in names and names - {"sparsity.global"}
-    assert all(n.startswith("offset.") for n in names - {"sparsity.global"})
+    assert set(pruned.importances) == {"flops.target"}  # one allocation: the target alone
     assert sum(pruned.importances.values()) == pytest.approx(1.0)
 
 
