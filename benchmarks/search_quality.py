@@ -16,7 +16,9 @@ wall seconds are printed beside them):
   f  screening of free draws only (--allocations free);
   t  uniform allocation at medslim's targets and sampler (--allocations uniform);
   o  the search before this change (--allocations offsets: a global ratio plus offsets);
-  s  sparsity training (--sparsity-training 1e-4).
+  s  sparsity training (--sparsity-training 5e-4);
+  p  Optuna's GPSampler instead of TPE (--sampler gp);
+  b  pruning and distilled students on one front (--method both; not with --cv).
 Every arm prunes the same teacher, recalibrates batch norm and fine-tunes the same way:
 one epoch on the task loss plus the teacher's soft labels; with --cv K (BreastMNIST by
 default: its 78 val images resolve AUC to about ±0.09) each candidate is scored by K-fold
@@ -83,6 +85,7 @@ from medslim.objectives.training import (
 from medslim.search.config import StudyConfig
 from medslim.search.loop import quiet_optuna, run_trials
 from medslim.search.methods import kd_finetune_loss
+from medslim.search.pruning_trials import CURVES_COST_ATTR
 from medslim.search.records import trial_record
 from medslim.search.session import Session, budget_for, prepare
 from medslim.search.stored import StudyRef
@@ -91,7 +94,7 @@ from medslim.spaces.allocation import candidates
 from medslim.spaces.sparsity import PruningPlan, protected_layers
 
 DATASETS = ("pneumoniamnist", "breastmnist")
-ARMS = "ugmafto"
+ARMS = "ugmaftospb"
 ARM_NAMES = {
     "u": "(u) uniform sweep",
     "g": "(g) Torch-Pruning global",
@@ -101,6 +104,8 @@ ARM_NAMES = {
     "t": "(t) uniform at targets",
     "o": "(o) offsets (before)",
     "s": "(s) + sparsity training",
+    "p": "(p) GPSampler",
+    "b": "(b) --method both",
 }
 ARM_SETTINGS: dict[str, dict[str, Any]] = {
     "m": {},
@@ -108,7 +113,9 @@ ARM_SETTINGS: dict[str, dict[str, Any]] = {
     "f": {"allocations": ("free",)},
     "t": {"allocations": ("uniform",)},
     "o": {"allocations": ("offsets",)},
-    "s": {"sparsity_training": 1e-4},
+    "s": {"sparsity_training": 5e-4},
+    "p": {"sampler": "gp"},
+    "b": {"method": "both"},
 }
 LEVELS = (1 / 4, 1 / 10, 1 / 30)
 MARGIN = 0.01
@@ -255,11 +262,17 @@ def run_sweep(
 def run_medslim(
     setting: Setting, seed: int, trials: int, tag: str, budget_s: float | None, **settings: Any
 ) -> ArmRun:
-    """medslim's loop: `trials` trials (m), or one trial after another until `budget_s`."""
-    start_cpu, start_wall = time.process_time(), time.perf_counter()
+    """medslim's loop: `trials` trials (m), or one trial after another until `budget_s`.
+
+    Counted: the trials (screening included) and what medslim measures for its own sake
+    (the proxy curves, stored with their cost); not loading the data and the teacher,
+    which the sweeps share without paying for them either."""
     with quiet_optuna():
         first = trials if budget_s is None else 1
         session = prepare(setting.config(seed, first, tag, **settings))
+        cost = session.study.user_attrs.get(CURVES_COST_ATTR, {"cpu_s": 0.0, "wall_s": 0.0})
+        start_cpu = time.process_time() - cost["cpu_s"]
+        start_wall = time.perf_counter() - cost["wall_s"]
         run_trials(session, progress=False)
         while budget_s is not None and time.process_time() - start_cpu < budget_s:
             session.config = session.config.with_overrides(trials=session.config.trials + 1)
@@ -294,9 +307,10 @@ def val_front(members: list[Member]) -> list[int]:
 
 
 def model_of(member: Member) -> nn.Module:
-    model = member.model() if callable(member.model) else member.model
-    assert isinstance(model, nn.Module)
-    return model
+    if isinstance(member.model, nn.Module):
+        return member.model
+    assert member.model is not None
+    return member.model()
 
 
 def score_front(setting: Setting, run: ArmRun, refine_epochs: int) -> None:
@@ -466,7 +480,13 @@ def proxy_rho(setting: Setting, seed: int, count: int) -> dict[str, Any]:
     return result
 
 
-def benchmark(model: str | None, dataset: str, args: argparse.Namespace) -> dict[str, Any]:
+def benchmark(
+    model: str | None,
+    dataset: str,
+    args: argparse.Namespace,
+    save: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """Every arm on every seed; `save` gets the report so far after each seed."""
     workdir = Path(tempfile.mkdtemp(prefix="medslim-sq-", dir=args.cache))
     path = args.data_dir / f"{dataset}.npz"
     base = StudyConfig(
@@ -484,8 +504,21 @@ def benchmark(model: str | None, dataset: str, args: argparse.Namespace) -> dict
         flush=True,
     )
     runs: dict[str, list[ArmRun]] = {a: [] for a in args.arms if a in ARM_NAMES}
+    if cv and runs.pop("b", None) is not None:
+        print("  (b) skipped: --cv scores pruning trials only", flush=True)
     order = ["m", *[a for a in runs if a != "m"]]
-    for seed in args.seeds:
+    report: dict[str, Any] = {
+        "model": session.config.model,
+        "dataset": dataset,
+        "cv": cv,
+        "teacher": vars(session.teacher_scores),
+        "trials_m": args.trials,
+        "threads": torch.get_num_threads(),
+    }
+    if args.proxy_candidates:
+        report["proxy"] = proxy_rho(setting, args.seeds[0], args.proxy_candidates)
+        print(render_proxy(report["proxy"]), flush=True)
+    for done, seed in enumerate(args.seeds, start=1):
         budget = None
         for arm in order:
             if arm not in runs:
@@ -507,17 +540,8 @@ def benchmark(model: str | None, dataset: str, args: argparse.Namespace) -> dict
                 f"{test_hv(setting, run, None, False):.4f}",
                 flush=True,
             )
-    report = {
-        "model": session.config.model,
-        "dataset": dataset,
-        "cv": cv,
-        "teacher": vars(session.teacher_scores),
-        "trials_m": args.trials,
-        "seeds": args.seeds,
-        "arms": summarise(setting, runs, args.seeds),
-    }
-    if args.proxy_candidates:
-        report["proxy"] = proxy_rho(setting, args.seeds[0], args.proxy_candidates)
+        report.update(seeds=args.seeds[:done], arms=summarise(setting, runs, args.seeds[:done]))
+        save(report)
     return report
 
 
@@ -556,15 +580,16 @@ def render(report: dict[str, Any]) -> str:
             + " ".join(f"{mean(entry[f'refined_test_auc_at_{lv:.3f}']):>15}" for lv in LEVELS)
         )
     if "proxy" in report:
-        proxy = report["proxy"]
-        per = ", ".join(
-            f"1/{round(1 / t['level'])}: {t['rho_val']:.2f}" for t in proxy["per_target"]
-        )
-        lines.append(
-            f"proxy Spearman ρ vs fine-tuned val AUC {proxy['rho_val']:.3f} ({per}); "
-            f"vs test AUC {proxy['rho_test']:.3f}"
-        )
+        lines.append(render_proxy(report["proxy"]))
     return "\n".join(lines)
+
+
+def render_proxy(proxy: dict[str, Any]) -> str:
+    per = ", ".join(f"1/{round(1 / t['level'])}: {t['rho_val']:.2f}" for t in proxy["per_target"])
+    return (
+        f"proxy Spearman ρ vs fine-tuned val AUC {proxy['rho_val']:.3f} ({per}); "
+        f"vs test AUC {proxy['rho_test']:.3f}"
+    )
 
 
 def main() -> None:
@@ -584,10 +609,13 @@ def main() -> None:
         help="candidates per target in the proxy check (0: skip it)",
     )
     parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path("search_quality.json"))
     add_cache_argument(parser)
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     show_progress()
     reports = []
@@ -597,10 +625,13 @@ def main() -> None:
                 print(f"{dataset}: skipped, {args.data_dir / dataset}.npz is absent")
                 continue
             print(f"{dataset} / {model}:", flush=True)
-            report = benchmark(None if model == "default" else model, dataset, args)
+
+            def save(report: dict[str, Any]) -> None:
+                args.out.write_text(json.dumps([*reports, report], indent=1, default=float))
+
+            report = benchmark(None if model == "default" else model, dataset, args, save)
             reports.append(report)
             print(render(report), flush=True)
-            args.out.write_text(json.dumps(reports, indent=1, default=float))
     print(f"\nwrote {args.out}")
 
 

@@ -10,6 +10,7 @@ every worker and every resumed run uses the same ones).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -63,8 +64,11 @@ pick; kept as the trial's JSON file, while the record keeps `fidelity` (the pick
 and `candidates` (how many were screened) as scalars."""
 BASELINE_RATIO = "baseline_ratio"
 """Trial attr of a uniform baseline in a target space: the ratio it prunes every group at."""
-CANDIDATE_RANGE = (4, 16)
+CANDIDATE_RANGE = (2, 16)
 """Fewest and most candidates a trial screens by default."""
+MIX_CURVE_GROUPS = 48
+CURVES_COST_ATTR = "proxy_curves_cost"
+"""Study attr: the CPU and wall seconds measuring the proxy curves took."""
 RANKING_CRITERION = "l2"
 """The importance `global` ranks channels by: Torch-Pruning's global-pruning default
 (squared magnitude, normalised within each group)."""
@@ -120,7 +124,7 @@ def study_allocations(
     """What the trials share: the basis with the study's curves where an allocation needs
     them, the proxy's slice, the targets' bounds and the candidates per trial."""
     where = proxy_slice(data, teacher, seed)
-    if any(_needs_curves(a) for a in space.allocations):
+    if any(_needs_curves(a, len(basis.units)) for a in space.allocations):
         units = basis.units
         curves = study_proxy_curves(study, teacher, data, units, space, where, seed)
         basis = replace(basis, curves=curves)
@@ -128,9 +132,25 @@ def study_allocations(
     return StudyAllocations(basis, where, target_bounds(basis.flops, space.max_ratio), count)
 
 
-def _needs_curves(name: str) -> bool:
+def _needs_curves(name: str, groups: int) -> bool:
+    """An allocation of sensitivity needs the curves; a mix measures them only for up to
+    `MIX_CURVE_GROUPS` groups (DenseNet-121's 120 groups take 480 prunes, half an hour on
+    a CPU) and screens without that family beyond."""
     allocation = ALLOCATIONS[name]
-    return allocation.needs == "curves" or "sensitivity" in allocation.mix
+    if allocation.needs == "curves":
+        return True
+    if "sensitivity" not in allocation.mix:
+        return False
+    if groups > MIX_CURVE_GROUPS:
+        logger.info(
+            "%d groups: allocation %r screens without sensitivity curves (more than %d "
+            "groups); ask for --allocations sensitivity to measure them",
+            groups,
+            name,
+            MIX_CURVE_GROUPS,
+        )
+        return False
+    return True
 
 
 def target_bounds(model: FlopsModel, cap: float) -> tuple[float, float]:
@@ -146,7 +166,7 @@ def default_candidates(
 ) -> int:
     """Candidates whose screening costs about one fine-tune epoch: a training step costs
     about three forward passes per image, a candidate one per recalibration and slice
-    image (at least `CANDIDATE_RANGE[0]`, so small data still screens)."""
+    image (within `CANDIDATE_RANGE`)."""
     per_candidate = min(len(data.train), bn_batches * batch_size) + len(where.images)
     count = round(3 * len(data.train) * max(epochs, 1) / per_candidate)
     low, high = CANDIDATE_RANGE
@@ -168,6 +188,7 @@ def study_proxy_curves(
     if stored:
         return {c["unit"]: (tuple(c["ratios"]), tuple(c["kl"])) for c in stored}
     logger.info("proxy sensitivity: %d groups, each pruned alone at 4 ratios ...", len(units))
+    cpu, wall = time.process_time(), time.perf_counter()
     curves = sensitivity_curves(
         teacher,
         data,
@@ -183,6 +204,8 @@ def study_proxy_curves(
         CURVES_ATTR,
         [{"unit": u, "ratios": list(r), "kl": list(d)} for u, (r, d) in kl.items()],
     )
+    cost = {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}
+    study.set_user_attr(CURVES_COST_ATTR, {k: round(v, 2) for k, v in cost.items()})
     return kl
 
 
