@@ -38,7 +38,7 @@ def test_trials_land_on_their_target_and_keep_their_candidates(tiny_study_dir: P
         searched += 1
         assert record["flops_ratio"] == pytest.approx(trial.params[TARGET_PARAM], rel=0.02)
         assert record["allocation"] == "screened"
-        assert screening is not None and len(screening["proxy"]) == record["candidates"] >= 4
+        assert screening is not None and len(screening["proxy"]) == record["candidates"] >= 2
         chosen = screening["chosen"]
         assert screening["proxy"][chosen] == max(screening["proxy"]) == record["fidelity"]
         ratios = dict(zip(units, screening["ratios"][chosen], strict=True))

@@ -63,25 +63,32 @@ def test_resume_continues_to_the_requested_total(tmp_path: Path) -> None:
 def test_interrupted_study_keeps_its_trials_and_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import medslim.search.objective as study_module
+    import medslim.search.pruning_trials as study_module
 
-    original = study_module.evaluate_pruning
     calls = {"n": 0}
+    originals = {
+        name: getattr(study_module, name) for name in ("evaluate_pruning", "evaluate_candidates")
+    }
 
-    def interrupt_on_third(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
+    def interrupting(name: str):  # the third trial, baseline or screened, is interrupted
+        def evaluate(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return originals[name](*args, **kwargs)
 
-    monkeypatch.setattr(study_module, "evaluate_pruning", interrupt_on_third)
+        return evaluate
+
+    for function in originals:
+        monkeypatch.setattr(study_module, function, interrupting(function))
     assert _run(tmp_path, trials=6) == 130
     assert "run the same command again to resume" in capsys.readouterr().err
     storage = f"sqlite:///{tmp_path / 'm.db'}"
     (name,) = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     states = [t.state for t in optuna.load_study(study_name=name, storage=storage).trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) == 2
-    monkeypatch.setattr(study_module, "evaluate_pruning", original)
+    for function, original in originals.items():
+        monkeypatch.setattr(study_module, function, original)
     assert _run(tmp_path, trials=6) == 0
     states = [t.state for t in optuna.load_study(study_name=name, storage=storage).trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) == 6
@@ -165,13 +172,13 @@ def test_unstructured_run_reports_sparse_flops(tmp_path: Path) -> None:
 def test_a_run_without_trials_publishes_the_data_kinds_default_target(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import medslim.search.objective as study_module
+    import medslim.search.pruning_trials as study_module
     from medslim.search.records import TARGET_ATTR
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(study_module, "evaluate_pruning", interrupt)
+    monkeypatch.setattr(study_module, "evaluate_pruning", interrupt)  # the first baseline
     storage = f"sqlite:///{tmp_path / 't.db'}"
     run = ["run", "--storage", storage, "--teacher-epochs", "5", "--baselines", "2"]
     assert main(run) == 130

@@ -85,17 +85,21 @@ def _finished(path: Path) -> int:
 def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(
     medslim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import medslim.search.objective as study_module
+    import medslim.search.pruning_trials as study_module
     from medslim.errors import TrainingDiverged
 
-    original = study_module.evaluate_pruning
+    def diverging_on_odd_seeds(name: str):  # baselines and screened trials alike
+        original = getattr(study_module, name)
 
-    def diverge_on_odd_seeds(*args, seed: int, **kwargs):
-        if seed % 2:
-            raise TrainingDiverged("training loss became nan")
-        return original(*args, seed=seed, **kwargs)
+        def evaluate(*args, seed: int, **kwargs):
+            if seed % 2:
+                raise TrainingDiverged("training loss became nan")
+            return original(*args, seed=seed, **kwargs)
 
-    monkeypatch.setattr(study_module, "evaluate_pruning", diverge_on_odd_seeds)
+        return evaluate
+
+    for name in ("evaluate_pruning", "evaluate_candidates"):
+        monkeypatch.setattr(study_module, name, diverging_on_odd_seeds(name))
     storage = f"sqlite:///{tmp_path / 'd.db'}"
     assert main(["run", "--storage", storage, "--trials", "4", "--seed", "0", *medslim.TINY]) == 0
     trials = _study(storage).trials
