@@ -60,6 +60,19 @@ def threshold_at_specificity(positive: np.ndarray, score: np.ndarray, specificit
     return threshold
 
 
+def threshold_at_sensitivity(positive: np.ndarray, score: np.ndarray, sensitivity: float) -> float:
+    """The threshold with the highest specificity among those whose sensitivity is at least
+    `sensitivity` (on the split given, normally val); `score >= threshold` predicts positive."""
+    if not 0.0 < sensitivity <= 1.0:
+        raise ValueError(f"`sensitivity` must be within (0, 1], got {sensitivity}")
+    fpr, tpr, thresholds = roc_curve(
+        np.asarray(positive).reshape(-1), score, drop_intermediate=False
+    )
+    feasible = np.flatnonzero(tpr >= sensitivity - _EPS)
+    best = feasible[np.argmin(fpr[feasible])]  # the first point reaching the sensitivity
+    return float(min(thresholds[best], 1.0))
+
+
 def rates(positive: np.ndarray, score: np.ndarray, threshold: float) -> tuple[float, float]:
     """(sensitivity, specificity): true-positive and true-negative rates of
     `score >= threshold` against the boolean labels `positive`."""
@@ -79,8 +92,23 @@ def predicted_labels(y_score: np.ndarray, task: Task) -> np.ndarray:
     return np.argmax(y_score, axis=-1)
 
 
-def predicts_one_class(y_score: np.ndarray, task: Task) -> bool:
-    """True when every sample gets the same prediction: its ACC is then the majority rate,
-    and a stratified bootstrap gives that ACC an interval of zero width."""
-    labels = predicted_labels(y_score, task)
+def decisions(
+    y_score: np.ndarray, task: Task, threshold: float | None = None, positive: int = 1
+) -> np.ndarray:
+    """What a model decides at its operating point: for a binary task the positive class
+    where its score reaches `threshold` (chosen on val), else the other class; without a
+    threshold, the labels behind ACC (`predicted_labels`)."""
+    if task != BINARY or threshold is None:
+        return predicted_labels(y_score, task)
+    hit = positive_scores(y_score, positive) >= threshold
+    return np.where(hit, positive, 1 - positive).astype(np.int64)
+
+
+def predicts_one_class(
+    y_score: np.ndarray, task: Task, threshold: float | None = None, positive: int = 1
+) -> bool:
+    """True when every sample gets the same decision (at `threshold` for a binary task, else
+    at 0.5 / the arg-max): its ACC is then the majority rate (with a zero-width interval),
+    or its sensitivity and specificity are 1 and 0."""
+    labels = decisions(y_score, task, threshold, positive)
     return len(np.unique(labels.reshape(len(labels), -1), axis=0)) <= 1
