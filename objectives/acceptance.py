@@ -141,7 +141,7 @@ class AcceptanceCriteria:
         return ",".join(c.text() for c in self.criteria)
 
     def describe(self) -> str:
-        return "the whole 95% interval of " + ", ".join(c.describe() for c in self.criteria)
+        return "whole 95% interval of " + ", ".join(c.describe() for c in self.criteria)
 
     @property
     def severities(self) -> tuple[int, ...]:
@@ -184,9 +184,7 @@ def _criterion(part: str, text: str) -> Criterion:
     metric, _, point = name.partition("@")
     rule = METRICS.get(metric)
     if rule is None:
-        raise UsageError(
-            f"--accept {text!r}: unknown metric {metric!r}; use {', '.join(METRICS)}"
-        )
+        raise UsageError(f"--accept {text!r}: unknown metric {metric!r}; use {', '.join(METRICS)}")
     if point:
         _check_point(metric, rule, point, text)
     if value[0] not in "+-":

@@ -10,7 +10,7 @@ equals scikit-learn's `roc_auc_score`, ties included).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from scipy.stats import rankdata
@@ -28,6 +28,11 @@ class Interval(NamedTuple):
     estimate: float
     low: float
     high: float
+
+
+def interval_fields(name: str, value: Interval) -> dict[str, Any]:
+    """`{name: estimate, name_ci: [low, high]}`, as test scores store an interval."""
+    return {name: value.estimate, f"{name}_ci": [value.low, value.high]}
 
 
 def stratified_indices(y_true: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:

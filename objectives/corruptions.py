@@ -264,8 +264,12 @@ def _jpeg(quality: int) -> Callable[[np.ndarray, np.random.Generator], np.ndarra
     return apply
 
 
-def _enhance(kind: type[ImageEnhance._Enhance], factor: float) -> Any:
-    return lambda x, rng: _back(kind(_pil(x)).enhance(factor))
+def _brightness(factor: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    return lambda x, rng: _back(ImageEnhance.Brightness(_pil(x)).enhance(factor))
+
+
+def _contrast(factor: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    return lambda x, rng: _back(ImageEnhance.Contrast(_pil(x)).enhance(factor))
 
 
 def _gamma(gamma: float) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
@@ -297,22 +301,22 @@ _GENERIC: list[tuple[str, Apply, bool]] = [
     ("gaussian_blur", _levels(_gaussian_blur, [3, 5, 7, 9, 11]), False),
     (
         "brightness_up",
-        _levels(lambda f: _enhance(ImageEnhance.Brightness, f), [1.1, 1.2, 1.3, 1.4, 1.5]),
+        _levels(_brightness, [1.1, 1.2, 1.3, 1.4, 1.5]),
         False,
     ),
     (
         "brightness_down",
-        _levels(lambda f: _enhance(ImageEnhance.Brightness, f), [0.9, 0.8, 0.7, 0.6, 0.5]),
+        _levels(_brightness, [0.9, 0.8, 0.7, 0.6, 0.5]),
         False,
     ),
     (
         "contrast_up",
-        _levels(lambda f: _enhance(ImageEnhance.Contrast, f), [1.1, 1.2, 1.3, 1.4, 1.6]),
+        _levels(_contrast, [1.1, 1.2, 1.3, 1.4, 1.6]),
         False,
     ),
     (
         "contrast_down",
-        _levels(lambda f: _enhance(ImageEnhance.Contrast, f), [0.9, 0.8, 0.7, 0.6, 0.4]),
+        _levels(_contrast, [0.9, 0.8, 0.7, 0.6, 0.4]),
         False,
     ),
     ("gamma_corr_up", _levels(_gamma, [1.1, 1.2, 1.3, 1.4, 1.6]), False),

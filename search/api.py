@@ -89,57 +89,40 @@ class StoredStudy:
         differences to the teacher (AUC, ACC, sensitivity, specificity), operating points,
         calibration, one-class flags and side-by-side latency. Computed once (per settings),
         then read from the study. `positive_class`: a class name or label of a binary task
-        (label 1 by default)."""
+        (by default the dataset's disease class, else label 1)."""
         from medslim.search.inspection.classes import positive_class as resolve
-        from medslim.search.inspection.rescore import Bootstrap, RescoreSettings, rescore_front
+        from medslim.search.inspection.rescore import rescore_front
+        from medslim.search.inspection.scoring import Bootstrap, RescoreSettings
 
         positive = resolve(self.study.user_attrs.get("dataset", {}), positive_class)
         settings = RescoreSettings(Bootstrap(resamples), positive.index if positive else 1)
         folder = Path(data_dir) if data_dir is not None else None
         return rescore_front(self.ref, self.front(), settings, data_dir=folder)
 
-    def table(
-        self,
-        *,
-        test: bool = True,
-        non_inferior_on: str = "auc",
-        margin: str | float = 0.01,
-        positive_class: str | None = None,
-        resamples: int = 1000,
-        data_dir: str | Path | None = None,
-    ) -> FrontTable:
+    def table(self, **settings: Any) -> FrontTable:
         """The front table `pareto`, the report and the dashboard show: the teacher, then
         each member with its test scores (unless `test=False`), verdict, flags and export
-        command. `non_inferior_on`: metrics the verdict needs (`auc,acc,sensitivity,
-        specificity`, all must pass); `margin`: one number or `auc=0.01,acc=0.03`."""
-        from medslim.search.inspection.classes import positive_class as resolve
-        from medslim.search.inspection.front_table import front_table
-        from medslim.search.inspection.verdict import NonInferiority
+        command. `settings` (`validation.ValidationSettings`): `accept` (criteria, e.g.
+        `auc=-0.01,ece=+0.02`; by default those the study fixed, else ΔAUC > −0.01),
+        `non_inferior_on`/`margin` (the older spelling), `positive_class`, `resamples`,
+        `robustness` (score corrupted test images too), `corruptions`, `severities`,
+        `data_dir`."""
+        from medslim.search.inspection.validation import ValidationSettings, validate
 
-        rule = NonInferiority.parse(non_inferior_on, margin)
-        dataset = self.study.user_attrs.get("dataset", {})
-        rule.check_task(dataset.get("task"))
-        positive = resolve(dataset, positive_class)
-        front = self.front()
-        rescored = None
-        if test and front.members:
-            rescored = self.rescore(
-                resamples=resamples, positive_class=positive_class, data_dir=data_dir
-            )
-        return front_table(front, rescored, rule, positive, storage=self.storage)
+        return validate(self.ref, ValidationSettings(**settings))
 
     def report(self, path: str | Path = "report.html", **settings: Any) -> Path:
         """Write the standalone HTML report and save its figures and notes for
-        optuna-dashboard. `settings` are `table`'s (`test`, `non_inferior_on`, `margin`,
-        `positive_class`, `resamples`, `data_dir`). When the test split cannot be re-scored
-        here (no cached teacher, no data), the report says why and shows validation scores
-        only."""
+        optuna-dashboard. `settings` are `table`'s; robustness is scored unless
+        `robustness=False`. When the test split cannot be re-scored here (no cached teacher,
+        no data), the report says why and shows validation scores only."""
         from medslim.search.inspection.dashboard import publish
         from medslim.search.inspection.report import write_report
 
         out = Path(path)
         if not out.parent.is_dir():
             raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
+        settings = {"robustness": True, **settings}
         try:
             table = self.table(**settings)
         except UsageError as error:

@@ -38,11 +38,12 @@ DEFAULT_SCREEN_MARGIN = 0.02
 ConfigT = TypeVar("ConfigT", bound="StudyConfig")
 
 # Settings that do not change what a trial computes, so they may differ between runs.
-# (`artifacts` is kept in the study on its own, as the study's store for good.)
+# (`artifacts` is kept in the study on its own, as the study's store for good; `accept`, the
+# acceptance criteria, too: fixed when the study is made, see `search/acceptance.py`.)
 RUN_ONLY = frozenset(
     {
         *("trials", "storage", "study", "device", "workers", "heartbeat", "data_dir"),
-        *("force_config", "artifacts"),
+        *("force_config", "artifacts", "accept"),
     }
 )
 STORAGE_ENV = "MEDSLIM_STORAGE"
@@ -62,6 +63,7 @@ ADDED_LATER: dict[str, Any] = {
     "size": None,
     "task": None,
     "channels": None,
+    "subgroups": [],
 }
 """Settings added after studies were first stored, with the value every older study ran
 with: an older stored config is read with these filled in, and a setting at this value is
@@ -119,6 +121,8 @@ class StudyConfig:
     pretrained: bool = False
     ignore_layers: tuple[str, ...] = ()
     round_to: int | None = None  # None: 8 on CUDA, 1 on the CPU
+    subgroups: tuple[str, ...] = ()  # CSV manifest columns naming subgroups (sex, site, ...)
+    accept: str | None = None  # acceptance criteria, e.g. auc=-0.01,ece=+0.02 (see acceptance)
 
     def __post_init__(self) -> None:
         if self.task in TASK_ALIASES:  # store MedMNIST's name of the task
@@ -141,6 +145,7 @@ class StudyConfig:
             data.pop(key, None)
         data["objectives"] = list(self.objectives)
         data["ignore_layers"] = list(self.ignore_layers)
+        data["subgroups"] = list(self.subgroups)
         data["model_args"] = json.loads(json.dumps(self.model_args)) if self.model_args else None
         if self.teacher is not None:
             data["teacher"] = str(Path(self.teacher).resolve())
@@ -178,6 +183,7 @@ class StudyConfig:
         values = {k: v for k, v in completed(stored).items() if k in known}
         values["objectives"] = tuple(values.get("objectives", DEFAULT_OBJECTIVES))
         values["ignore_layers"] = tuple(values.get("ignore_layers", ()))
+        values["subgroups"] = tuple(values.get("subgroups", ()))
         return cls(**values, **run_settings)
 
 
@@ -266,6 +272,15 @@ def _problems(config: StudyConfig) -> list[str]:
         problems.append(f"unknown --task {config.task!r}; use one of {', '.join(TASK_CHOICES)}")
     if config.round_to is not None and config.round_to < 1:
         problems.append(f"--round-to must be 1 or more, got {config.round_to}")
+    if config.accept is not None:
+        from medslim.objectives.acceptance import AcceptanceCriteria
+
+        try:
+            AcceptanceCriteria.parse(config.accept)
+        except UsageError as error:
+            problems.append(str(error))
+    if len(set(config.subgroups)) != len(config.subgroups):
+        problems.append(f"--subgroups lists one twice: {','.join(config.subgroups)}")
     if config.model_args is not None and not _json_object(config.model_args):
         problems.append(
             f'--model-args must be a JSON object ({{"name": value}}), not {config.model_args!r}'

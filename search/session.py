@@ -29,6 +29,7 @@ from medslim.objectives.recipes import default_teacher_epochs
 from medslim.objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
 from medslim.objectives.teacher import TeacherScores
 from medslim.objectives.training import Recipe
+from medslim.search.acceptance import check_accept, check_criteria, fix_criteria
 from medslim.search.artifacts import ARTIFACTS_ATTR, Artifacts, chosen_artifacts
 from medslim.search.config import ResolvedConfig, StudyConfig, config_differences
 from medslim.search.datasource import check_same_data, describe, load_study_data
@@ -230,6 +231,7 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
     device = resolve_device(config.device)
     check_storage_url(config.storage)
     data = on_device(load_study_data(config), device)
+    check_accept(config.accept, data.task)
     resolved = resolve_config(config, data, device)
     space = sparsity_space(resolved)
     blueprint = blueprint_for(
@@ -243,6 +245,7 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
     _check_same_config(existing, resolved)
     if found is not None:
         check_same_data(data, found.user_attrs.get("dataset"))
+        check_criteria(found, config.accept)
     artifacts = chosen_artifacts(resolved.artifacts, found, resolved.storage)
     attrs = found.user_attrs if found is not None else None
     source = teacher_source(resolved, data, blueprint, storage_dir(resolved.storage), attrs)
@@ -266,6 +269,7 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
             baseline_count(resolved.baselines, resolved.trials),
             resolved.method,
         )
+        fix_criteria(study, config.accept)  # before any front member meets the test split
         study.set_user_attr("config", resolved.stored())  # last: a racing run waits for it
     else:  # an older study keeps the parameter names its trials already have
         space = replace(space, offset_prefix=stored_offset_prefix(study))
@@ -273,6 +277,7 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
             _check_same_config(study.user_attrs.get("config"), resolved)
             teacher = _study_teacher(source, study, artifacts, device, resolved)
         _keep_teacher(study, artifacts, teacher)
+        fix_criteria(study, config.accept)
     seed = choose_sampler_seed(study, resolved, raced) if sampler_seed is None else sampler_seed
     study.sampler = make_sampler(resolved.sampler, len(resolved.objectives), seed)
     logger.info("study %s in %s", study.study_name, display_url(resolved.storage))

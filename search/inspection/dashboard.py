@@ -39,7 +39,8 @@ from medslim.search.inspection.report_figures import (
     test_figure,
     trade_off_figure,
 )
-from medslim.search.inspection.rescore import RescoreSettings, cached_scores
+from medslim.search.inspection.rescore import cached_scores
+from medslim.search.inspection.scoring import RescoreSettings
 from medslim.search.inspection.verdict import NonInferiority
 from medslim.search.sensitivity import stored_curves
 from medslim.search.stored import StudyRef

@@ -7,7 +7,7 @@ import pytest
 
 from medslim.errors import UsageError
 from medslim.objectives.bootstrap import stratified_indices
-from medslim.search.inspection.rescore import (
+from medslim.search.inspection.scoring import (
     Labels,
     Predictions,
     RescoreSettings,
