@@ -131,7 +131,8 @@ class StoredStudy:
             logger.warning("report without test scores: %s", error)
             table = self.table(**{**settings, "test": False})
             table = replace(table, notes=[*table.notes, f"no test scores: {error}"])
-        write_report(self.ref, table, out)
+        folder = settings.get("data_dir")
+        write_report(self.ref, table, out, data_dir=Path(folder) if folder else None)
         publish(self.ref, table)
         return out
 

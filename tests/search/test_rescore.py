@@ -108,10 +108,11 @@ def test_pareto_rescores_the_front_once_and_reads_the_cache_after(
     # The re-scored teacher matches the scores `prepare` stored when it trained it.
     study = optuna.load_study(study_name=first["study"], storage=url)
     assert teacher["test_auc"] == pytest.approx(study.user_attrs["teacher"]["test_auc"])
-    assert first["test"]["positive_class"] == {
-        "index": 1,
-        "name": "benign",
-        "negative": "malignant",
+    assert first["test"]["positive_class"] == {  # the disease class, not label 1
+        "index": 0,
+        "name": "malignant",
+        "negative": "benign",
+        "why": "the disease class of breast-cancer",
     }
     assert first["test"]["non_inferior_on"] == ["auc"]
     for member in first["front"]:
