@@ -151,6 +151,36 @@ class StoredStudy:
         folder = Path(data_dir) if data_dir is not None else None
         return export_trial(self.ref, trial, format, Path(path), data_dir=folder)
 
+    def card(
+        self,
+        trial: int,
+        model_file: str | Path,
+        *,
+        intended_use: str | None = None,
+        data_dir: str | Path | None = None,
+        **settings: Any,
+    ) -> tuple[Path, Path]:
+        """Write a Markdown and a JSON model card beside `model_file` (trial `trial`'s
+        exported model, a front member): judged by the study's fixed criteria unless
+        `settings` (`table`'s) say otherwise, with robustness scored. Returns both paths."""
+        from medslim.search.inspection.model_card import card_data, write_card
+
+        folder = Path(data_dir) if data_dir is not None else None
+        table = self.table(**{"robustness": True, **settings, "data_dir": folder})
+        out = Path(model_file)
+        card = card_data(self.ref, table, trial, out, intended_use=intended_use, data_dir=folder)
+        return write_card(card, out)
+
+    def on_front(self, trial: int) -> None:
+        """Refuse a trial that is not on the front (cards describe front members only)."""
+        members = [m.trial for m in self.front().members]
+        if trial not in members:
+            raise UsageError(
+                f"trial {trial} is not on the study's front (members: "
+                f"{', '.join(map(str, members)) or 'none'}); --card describes front members, "
+                "the only ones scored on the test split"
+            )
+
     def model(self, trial: int) -> nn.Module:
         """Trial `trial`'s model, rebuilt from its stored widths and weights (eval mode)."""
         from medslim.search.trial_models import load_trial_model

@@ -65,6 +65,19 @@ def add_inspect_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--format", choices=("pt", "onnx"), default="pt")
     export.add_argument("--out", required=True, help="output file")
     add_data_dir(export, "for the validation inputs ONNX is checked on")
+    export.add_argument(
+        "--card",
+        action="store_true",
+        help="also write a model card beside the model (OUT.card.md and OUT.card.json): "
+        "intended use, data, both models, the study's criteria and verdict, calibration, "
+        "robustness, flips, subgroups, versions, and the TRIPOD+AI / CLAIM topics covered "
+        "(front members only; scores the test split if not cached)",
+    )
+    export.add_argument(
+        "--intended-use",
+        metavar="TEXT",
+        help="the card's intended use, in your words (else marked as missing)",
+    )
     export.set_defaults(handler=cmd_export)
 
 
@@ -208,6 +221,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     stored = load_study(args.storage, args.study)
     out = Path(args.out)
+    if args.card:
+        stored.on_front(args.trial)  # refused before anything is written
     try:
         check = stored.export(args.trial, out, format=args.format, data_dir=args.data_dir)
     except ExportMismatch as error:
@@ -222,4 +237,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"batch-1 latency: PyTorch {check.torch_latency_ms:.3f} ms, "
             f"onnxruntime {check.onnx_latency_ms:.3f} ms"
         )
+    if args.card:
+        paths = stored.card(
+            args.trial, out, intended_use=args.intended_use, data_dir=args.data_dir
+        )
+        print(f"wrote the model card: {paths[0]} and {paths[1]}")
     return 0

@@ -314,7 +314,7 @@ def subgroups_block(table: FrontTable, data: ValidationData) -> Block:
 
 def card_block(table: FrontTable, data: ValidationData) -> Block:
     picks = [r for r in data.members if r.verdict and r.verdict.non_inferior]
-    pick = min(picks, key=lambda r: r.flops) if picks else (data.members or [None])[0]
+    pick = min(picks or data.members, key=lambda r: r.flops) if data.members else None
     if pick is None or pick.trial is None:
         return Block("Model card", "<p>No member to describe.</p>")
     command = (
