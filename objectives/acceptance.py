@@ -156,16 +156,16 @@ class AcceptanceCriteria:
         """Refuse a criterion the task has no such metric or operating point for."""
         for criterion in self.criteria:
             rule = criterion.rule
+            if criterion.target is not None and task == MULTI_LABEL:
+                raise UsageError(
+                    f"--accept {criterion.text()}: a multi-label task has one operating point "
+                    "per label and none for the whole; judge auc, acc, ece or flips instead"
+                )
             if rule.tasks is not None and task not in rule.tasks:
                 raise UsageError(
                     f"--accept {criterion.text()}: {criterion.metric} needs a "
                     f"{' or '.join(rule.tasks)} task ({rule.why}); this data is {task}: use "
                     f"{', '.join(_fitting(task))}"
-                )
-            if criterion.target is not None and task == MULTI_LABEL:
-                raise UsageError(
-                    f"--accept {criterion.text()}: a multi-label task has one operating point "
-                    "per label and none for the whole; drop @" + str(criterion.point)
                 )
 
 
