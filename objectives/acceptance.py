@@ -140,6 +140,12 @@ class AcceptanceCriteria:
         """The canonical spelling, as stored in a study (equal criteria, equal text)."""
         return ",".join(c.text() for c in self.criteria)
 
+    def same_as(self, other: AcceptanceCriteria | None) -> bool:
+        """The same criteria, in any order."""
+        return other is not None and sorted(map(Criterion.text, self.criteria)) == sorted(
+            map(Criterion.text, other.criteria)
+        )
+
     def describe(self) -> str:
         return "whole 95% interval of " + ", ".join(c.describe() for c in self.criteria)
 

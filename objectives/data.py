@@ -124,10 +124,12 @@ def load_dataset(
     size: int | None = None,
     task: Task | None = None,
     channels: int | None = None,
+    subgroups: tuple[str, ...] = (),
 ) -> Dataset:
     """A registry name, a MedMNIST-layout .npz, a CSV manifest or an image folder (a path
-    wins even if named like a dataset)."""
-    return load_request(DataRequest(name_or_path, data_dir, seed, size, task, channels))
+    wins even if named like a dataset); `subgroups`: CSV columns naming subgroups."""
+    request = DataRequest(name_or_path, data_dir, seed, size, task, channels, subgroups)
+    return load_request(request)
 
 
 def load_request(request: DataRequest) -> Dataset:

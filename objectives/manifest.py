@@ -233,7 +233,8 @@ def _labels(
             return np.asarray(values, dtype=np.int64), tuple(columns)
         except ValueError as error:
             raise DataError(
-                f"{path}: multi-label columns {', '.join(columns)} must hold 0 or 1 ({error})"
+                f"{path}: multi-label columns {', '.join(columns)} must hold 0 or 1 ({error}); "
+                "columns that name subgroups (sex, site) go in --subgroups"
             ) from error
     column = [row[0] for row in values]
     try:

@@ -67,7 +67,7 @@ def check_criteria(study: optuna.Study, text: str | None) -> bool:
     criteria = AcceptanceCriteria.parse(text)
     stored = fixed_criteria(study.user_attrs)
     if stored is not None:
-        if stored[0].text() != criteria.text():
+        if not criteria.same_as(stored[0]):
             raise UsageError(
                 f"study {study.study_name!r} fixed its acceptance criteria "
                 f"{stored[0].text()} on {stored[1]}; they cannot change. Judge by others "

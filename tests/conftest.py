@@ -136,7 +136,7 @@ class Images:
     plus_file = staticmethod(plus_file)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def images() -> type[Images]:
     return Images
 

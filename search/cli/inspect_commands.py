@@ -78,6 +78,19 @@ def add_inspect_commands(commands: argparse._SubParsersAction) -> None:
         metavar="TEXT",
         help="the card's intended use, in your words (else marked as missing)",
     )
+    export.add_argument(
+        "--resamples",
+        type=int,
+        default=DEFAULT_RESAMPLES,
+        help="the card's bootstrap resamples (default: %(default)s)",
+    )
+    export.add_argument(
+        "--severities",
+        type=_severities,
+        default=(1, 2, 3, 4, 5),
+        metavar="N,...",
+        help="the card's corruption severities (default: 1,2,3,4,5)",
+    )
     export.set_defaults(handler=cmd_export)
 
 
@@ -239,7 +252,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     if args.card:
         paths = stored.card(
-            args.trial, out, intended_use=args.intended_use, data_dir=args.data_dir
+            args.trial,
+            out,
+            intended_use=args.intended_use,
+            data_dir=args.data_dir,
+            resamples=args.resamples,
+            severities=args.severities,
         )
         print(f"wrote the model card: {paths[0]} and {paths[1]}")
     return 0

@@ -38,7 +38,8 @@ table.front tr.flagged td { color: #a33; }
 table.front code { font-size: 12px; }
 ul.notes { font-size: 13px; color: #444; }
 table.specs tr.flagged td { color: #a33; }
-h3 { font-size: 1em; margin: 1.2em 0 0.4em; }
+h3 { font-size: 1em; margin: 1.2em 0 0.4em; overflow-wrap: anywhere; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f6f6f6; padding: 6px; }
 .thumbs { display: flex; flex-wrap: wrap; gap: 8px; }
 .thumbs figure { margin: 0; width: 170px; font-size: 11px; }
 .thumbs figure.lost figcaption { color: #a33; }

@@ -320,12 +320,13 @@ def judging(
     `--margin`, else those the study fixed, else ΔAUC > −0.01."""
     fixed_text = fixed[0].text() if fixed else None
     fixed_at = fixed[1] if fixed else None
+    stored = fixed[0] if fixed else None
     if accept is not None:
         rule = NonInferiority.accept(accept)
-        post_hoc = rule.criteria.text() != fixed_text
+        post_hoc = not rule.criteria.same_as(stored)
     elif on is not None or margin is not None:
         rule = NonInferiority.parse(on or "auc", DEFAULT_MARGIN if margin is None else margin)
-        post_hoc = fixed_text is not None and rule.criteria.text() != fixed_text
+        post_hoc = stored is not None and not rule.criteria.same_as(stored)
     elif fixed is not None:
         rule, post_hoc = NonInferiority(fixed[0], "accept"), False
     else:
