@@ -47,11 +47,7 @@ def youden_threshold(positive: np.ndarray, score: np.ndarray) -> float:
 def threshold_at_specificity(positive: np.ndarray, score: np.ndarray, specificity: float) -> float:
     """The threshold with the highest sensitivity among those whose specificity is at least
     `specificity` (on the split given, normally val); `score >= threshold` predicts positive."""
-    if not 0.0 < specificity <= 1.0:
-        raise ValueError(f"`specificity` must be within (0, 1], got {specificity}")
-    fpr, tpr, thresholds = roc_curve(
-        np.asarray(positive).reshape(-1), score, drop_intermediate=False
-    )
+    fpr, tpr, thresholds = _full_curve(positive, score, specificity, "specificity")
     feasible = np.flatnonzero(fpr <= 1.0 - specificity + _EPS)
     best = feasible[np.argmax(tpr[feasible])]  # tpr grows along the curve: the last feasible
     threshold = float(thresholds[best])
@@ -63,14 +59,22 @@ def threshold_at_specificity(positive: np.ndarray, score: np.ndarray, specificit
 def threshold_at_sensitivity(positive: np.ndarray, score: np.ndarray, sensitivity: float) -> float:
     """The threshold with the highest specificity among those whose sensitivity is at least
     `sensitivity` (on the split given, normally val); `score >= threshold` predicts positive."""
-    if not 0.0 < sensitivity <= 1.0:
-        raise ValueError(f"`sensitivity` must be within (0, 1], got {sensitivity}")
-    fpr, tpr, thresholds = roc_curve(
-        np.asarray(positive).reshape(-1), score, drop_intermediate=False
-    )
+    fpr, tpr, thresholds = _full_curve(positive, score, sensitivity, "sensitivity")
     feasible = np.flatnonzero(tpr >= sensitivity - _EPS)
     best = feasible[np.argmin(fpr[feasible])]  # the first point reaching the sensitivity
     return float(min(thresholds[best], 1.0))
+
+
+def _full_curve(
+    positive: np.ndarray, score: np.ndarray, target: float, name: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The whole ROC curve (every threshold), for a target rate checked to be in (0, 1]."""
+    if not 0.0 < target <= 1.0:
+        raise ValueError(f"`{name}` must be within (0, 1], got {target}")
+    fpr, tpr, thresholds = roc_curve(
+        np.asarray(positive).reshape(-1), score, drop_intermediate=False
+    )
+    return fpr, tpr, thresholds
 
 
 def rates(positive: np.ndarray, score: np.ndarray, threshold: float) -> tuple[float, float]:

@@ -84,13 +84,7 @@ def add_inspect_commands(commands: argparse._SubParsersAction) -> None:
         default=DEFAULT_RESAMPLES,
         help="the card's bootstrap resamples (default: %(default)s)",
     )
-    export.add_argument(
-        "--severities",
-        type=_severities,
-        default=(1, 2, 3, 4, 5),
-        metavar="N,...",
-        help="the card's corruption severities (default: 1,2,3,4,5)",
-    )
+    add_severities(export, "the card's corruption severities")
     export.set_defaults(handler=cmd_export)
 
 
@@ -130,13 +124,7 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
         "fits the images, e.g. chestmnist (default: the dataset's own MedMNIST-C set, else "
         "generic)",
     )
-    parser.add_argument(
-        "--severities",
-        type=_severities,
-        default=(1, 2, 3, 4, 5),
-        metavar="N,...",
-        help="corruption severities to score, 1 (mild) to 5 (default: 1,2,3,4,5)",
-    )
+    add_severities(parser, "corruption severities to score, 1 (mild) to 5")
     parser.add_argument(
         "--resamples",
         type=int,
@@ -163,6 +151,16 @@ def test_settings(args: argparse.Namespace) -> dict[str, Any]:
         "severities": args.severities,
         "data_dir": args.data_dir,
     }
+
+
+def add_severities(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--severities",
+        type=_severities,
+        default=(1, 2, 3, 4, 5),
+        metavar="N,...",
+        help=f"{what} (default: 1,2,3,4,5)",
+    )
 
 
 def _severities(text: str) -> tuple[int, ...]:

@@ -79,15 +79,19 @@ def test_scores_within_subgroups_are_paired_and_a_one_class_subgroup_says_so() -
     worse = group == "B"
     noisy = np.clip(0.5 + rng.normal(0, 0.25, int(worse.sum())), 0.01, 0.99)  # coin flips
     member[worse] = np.stack([1 - noisy, noisy], 1)
-    entries = subgroup_scores(
-        y,
-        {"site": group},
-        (member, teacher),
-        "binary-class",
-        thresholds=(0.5, 0.5),
-        resamples=300,
-        seed=0,
-    )
+
+    def scored() -> list[dict[str, Any]]:
+        return subgroup_scores(
+            y,
+            {"site": group},
+            (member, teacher),
+            "binary-class",
+            thresholds=(0.5, 0.5),
+            resamples=300,
+            seed=0,
+        )
+
+    entries = scored()
     by_value = {e["value"]: e for e in entries}
     assert [by_value[v]["n"] for v in "ABC"] == [300, 80, 20]
     assert by_value["A"]["delta_auc_ci"] == [0.0, 0.0]  # the same model within A
@@ -96,13 +100,4 @@ def test_scores_within_subgroups_are_paired_and_a_one_class_subgroup_says_so() -
     assert "sensitivity_ci" in by_value["B"] and "delta_specificity" in by_value["B"]
     assert by_value["C"]["note"].startswith("one class only") and "auc" not in by_value["C"]
     assert by_value["C"]["n_positive"] == 20
-    again = subgroup_scores(
-        y,
-        {"site": group},
-        (member, teacher),
-        "binary-class",
-        thresholds=(0.5, 0.5),
-        resamples=300,
-        seed=0,
-    )
-    assert again == entries  # seeded
+    assert scored() == entries  # seeded
