@@ -29,6 +29,7 @@ from medslim.search.inspection.verdict import (
     Verdict,
     margin_advice,
     resolvable_margin,
+    subgroup_verdict,
 )
 
 WIDTH = 100
@@ -598,6 +599,11 @@ def front_json(table: FrontTable, front_json: dict[str, Any]) -> dict[str, Any]:
                 verdict_failed=verdict.failed,
                 verdict_checks=verdict.checks,
             )
+            if row.test.subgroups:
+                extra["subgroups"] = [
+                    {**entry, "verdict": subgroup_verdict(entry, table.rule)}
+                    for entry in row.test.subgroups
+                ]
         if row.corrupted is not None and table.robustness is not None and row.trial is not None:
             extra["robustness"] = table.robustness.members[row.trial]["results"]
             extra["corrupted_failures"] = row.corrupted

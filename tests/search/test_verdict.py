@@ -142,3 +142,51 @@ def test_a_post_hoc_judging_says_so_with_when_the_test_split_was_read() -> None:
     assert judging(fixed, read, margin="0.05").post_hoc
     assert judging(None, read, accept="auc=-0.05").post_hoc  # nothing was fixed in advance
     assert judging(None, None).notes() == [] and not judging(None, read, margin="0.02").post_hoc
+
+
+def test_an_ordinal_table_says_why_it_has_no_rates_and_shows_kappa_and_acc() -> None:
+    from medslim.search.inspection.front_table import front_table, render_text
+    from medslim.search.inspection.pareto import Front, FrontMember
+    from medslim.search.inspection.rescore import Rescored
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 400)
+    logits = rng.normal(size=(400, 5)) + 2.5 * np.eye(5)[y]
+    teacher_scores = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    member_scores = np.roll(teacher_scores, 1, axis=0) * 0.3 + teacher_scores * 0.7
+    labels = Labels(y[:, None], y[:, None], "ordinal-regression")
+    indices = stratified_indices(y[:, None], 200, seed=0)
+    teacher = Predictions(test=teacher_scores, val=teacher_scores)
+    settings = RescoreSettings()
+    scored = {
+        name: score_predictions(p, labels, indices, teacher, settings)
+        for name, p in (
+            ("teacher", teacher),
+            ("member", Predictions(member_scores, member_scores)),
+        )
+    }
+    member = scored["member"]
+    assert member.kappa is not None and member.delta_kappa_ci is not None
+    assert member.sensitivity is None and len(member.per_class or []) == 5
+    front = Front(
+        study="s",
+        objectives=["val_auc", "val_acc", "flops"],
+        teacher={"flops": 100, "params": 10, "val_auc": 0.9, "val_acc": 0.7},
+        members=[FrontMember(1, 0.85, 0.6, 50, 0.5, 5, "prune", False, kind="pruned")],
+        finished=1,
+        failed=0,
+    )
+    table = front_table(
+        front,
+        Rescored(scored["teacher"], {1: member}, {}),
+        NonInferiority.accept("auc=-0.05,kappa=-0.05"),
+        None,
+        storage="sqlite://",
+        task="ordinal-regression",
+    )
+    text = render_text(table)
+    header = text.splitlines()[0]
+    assert "ΔQWK [95% CI]" in header and "test ACC" in header and "sens" not in header
+    assert "ordinal task: no single positive class" in text and "quadratic-weighted" in text
+    assert table.rows[1].verdict is not None
+    assert {c["criterion"] for c in table.rows[1].verdict.checks} == {"auc=-0.05", "kappa=-0.05"}
