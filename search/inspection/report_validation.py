@@ -317,15 +317,11 @@ def card_block(table: FrontTable, data: ValidationData) -> Block:
     pick = min(picks or data.members, key=lambda r: r.flops) if data.members else None
     if pick is None or pick.trial is None:
         return Block("Model card", "<p>No member to describe.</p>")
-    command = (
-        export_command(table.storage, table.study, pick.trial)
-        .replace("--format onnx", "--format pt")
-        .replace(".onnx", ".pt")
-    )
+    command = export_command(table.storage, table.study, pick.trial, card=True)
     return Block(
         "Model card",
         "<p>A Markdown and a JSON model card (intended use, data, both models, the criteria "
         "and verdicts, calibration, robustness, flips, subgroups, versions, fingerprints, and "
         "the TRIPOD+AI / CLAIM items covered) are written beside the exported model by:</p>"
-        f"<pre><code>{html.escape(command)} --card --intended-use '...'</code></pre>",
+        f"<pre><code>{html.escape(command)} --intended-use '...'</code></pre>",
     )
