@@ -113,6 +113,8 @@ def main() -> None:
         times: dict[str, list[float]] = {arm: [] for arm in ARMS}
         with tempfile.TemporaryDirectory() as folder:
             workdir = Path(folder)
+            # The study's artifact store and teacher cache lie beside its database.
+            (workdir / ".medslim").symlink_to(storage.parent / ".medslim")
             for _ in range(args.repeats):  # arms interleaved: load changes hit all alike
                 for arm, command in ARMS.items():
                     if arm == "today's pareto" and not args.baseline:
