@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -35,20 +36,26 @@ ARMS = {
 }
 
 
-def timed(args: list[str], storage: Path, workdir: Path, pythonpath: str | None) -> float:
-    """Seconds of one command on a fresh copy of the study's database."""
+def timed(
+    args: list[str], storage: Path, workdir: Path, pythonpath: str | None
+) -> tuple[float, float]:
+    """(wall, CPU) seconds of one command on a fresh copy of the study's database; the CPU
+    time (user + system of the command) is what a busy shared machine disturbs least."""
     copy = workdir / "copy.db"
     shutil.copy(storage, copy)
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     command = [sys.executable, "-m", "medslim.search.cli", *args, "--storage", f"sqlite:///{copy}"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed: {done.stderr[-2000:]}")
-    return seconds
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
 
 
 def findings(storage: Path, workdir: Path) -> dict[str, Any]:
@@ -110,7 +117,7 @@ def main() -> None:
     for item in args.study_db:
         name, _, file = item.partition("=")
         storage = Path(file).resolve()
-        times: dict[str, list[float]] = {arm: [] for arm in ARMS}
+        times: dict[str, list[tuple[float, float]]] = {arm: [] for arm in ARMS}
         with tempfile.TemporaryDirectory() as folder:
             workdir = Path(folder)
             # The study's artifact store and teacher cache lie beside its database.
@@ -122,11 +129,16 @@ def main() -> None:
                     path = args.baseline if arm == "today's pareto" else None
                     times[arm].append(timed(command, storage, workdir, path))
             found = findings(storage, workdir)
-        medians = {arm: statistics.median(t) for arm, t in times.items() if t}
-        report[name] = {"seconds": times, "median": medians, **found}
+        medians = {
+            arm: [statistics.median(w for w, _ in t), statistics.median(c for _, c in t)]
+            for arm, t in times.items()
+            if t
+        }
+        report[name] = {"seconds": times, "median_wall_cpu": medians, **found}
         print(f"\n{name}: median seconds over {args.repeats} runs (fresh database each)")
-        for arm, seconds in medians.items():
-            print(f"  {arm:<22} {seconds:7.1f}   {times[arm]}")
+        print(f"  {'arm':<22} {'wall':>7} {'CPU':>7}")
+        for arm, (wall, cpu) in medians.items():
+            print(f"  {arm:<22} {wall:7.1f} {cpu:7.1f}")
         pick = found.get("pick")
         if pick:
             print(
