@@ -58,10 +58,10 @@ def timed(
     return seconds, cpu
 
 
-def findings(storage: Path, workdir: Path) -> dict[str, Any]:
-    """Robustness of the teacher against the smallest clean-non-inferior member."""
+def findings(workdir: Path) -> dict[str, Any]:
+    """Robustness of the teacher against the smallest clean-non-inferior member, read from
+    the copy the last `report` left (its scores are cached there)."""
     copy = workdir / "copy.db"
-    shutil.copy(storage, copy)
     command = [sys.executable, "-m", "medslim.search.cli", "pareto", "--json", "--robustness"]
     done = subprocess.run(
         [*command, "--storage", f"sqlite:///{copy}"], capture_output=True, text=True, check=True
@@ -128,7 +128,7 @@ def main() -> None:
                         continue
                     path = args.baseline if arm == "today's pareto" else None
                     times[arm].append(timed(command, storage, workdir, path))
-            found = findings(storage, workdir)
+            found = findings(workdir)
         medians = {
             arm: [statistics.median(w for w, _ in t), statistics.median(c for _, c in t)]
             for arm, t in times.items()
