@@ -47,7 +47,7 @@ from medslim.objectives.evaluate import evaluate_pruning
 from medslim.objectives.sensitivity import SensitivityCurve, sensitivity_curves
 from medslim.search.api import StoredStudy
 from medslim.search.config import StudyConfig
-from medslim.search.inspection.rescore import (
+from medslim.search.inspection.scoring import (
     Labels,
     RescoreSettings,
     model_predictions,

@@ -10,7 +10,7 @@ equals scikit-learn's `roc_auc_score`, ties included).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from scipy.stats import rankdata
@@ -28,6 +28,11 @@ class Interval(NamedTuple):
     estimate: float
     low: float
     high: float
+
+
+def interval_fields(name: str, value: Interval) -> dict[str, Any]:
+    """`{name: estimate, name_ci: [low, high]}`, as test scores store an interval."""
+    return {name: value.estimate, f"{name}_ci": [value.low, value.high]}
 
 
 def stratified_indices(y_true: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
@@ -171,3 +176,46 @@ def interval(
         metric_samples(metric, y_true, y_score, task, indices),
         level,
     )
+
+
+def bias_corrected_interval(
+    estimate: float, samples: np.ndarray, level: float = 0.95, *, floor: float | None = None
+) -> Interval:
+    """For a metric the bootstrap overestimates (ECE grows with resampling noise, so its
+    percentile interval can lie wholly above the estimate): the debiased estimate
+    `2·estimate − mean(samples)` inside the basic bootstrap interval
+    `[2·estimate − q_high, 2·estimate − q_low]`, both clipped at `floor` (0 for an ECE). The
+    interval holds the estimate it is printed with."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"`level` must be within (0, 1), got {level}")
+    tail = (1.0 - level) / 2 * 100
+    q_low, q_high = np.nanpercentile(samples, [tail, 100 - tail])
+    debiased = 2 * estimate - float(np.nanmean(samples))
+    low, high = 2 * estimate - q_high, 2 * estimate - q_low
+    if floor is not None:
+        debiased, low, high = (max(floor, v) for v in (debiased, low, high))
+    # The mean lies between the percentiles unless the resamples are extremely skewed.
+    return Interval(float(debiased), float(min(low, debiased)), float(max(high, debiased)))
+
+
+def batched_kappa(y_true: np.ndarray, y_score: np.ndarray, task: Task) -> np.ndarray:
+    """Quadratic-weighted Cohen's kappa of the arg-max class per resample (ordinal tasks):
+    disagreements weighted by the squared distance between the classes, as scikit-learn's
+    `cohen_kappa_score(weights="quadratic")`."""
+    labels = np.asarray(y_true).reshape(len(y_true), -1).astype(np.int64)
+    classes = y_score.shape[-1]
+    predicted = np.argmax(y_score, axis=-1)
+    rows, n = labels.shape
+    codes = labels * classes + predicted + (np.arange(rows) * classes * classes)[:, None]
+    observed = np.bincount(codes.reshape(-1), minlength=rows * classes * classes)
+    observed = observed.reshape(rows, classes, classes).astype(np.float64)
+    expected = observed.sum(axis=2)[:, :, None] * observed.sum(axis=1)[:, None, :] / n
+    grid = np.arange(classes)
+    weights = (grid[:, None] - grid[None, :]) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 1.0 - (weights * observed).sum(axis=(1, 2)) / (weights * expected).sum(axis=(1, 2))
+
+
+def mean_samples(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """The mean of per-sample `values` (a 0/1 flip, say) on every resample."""
+    return np.asarray(values, dtype=np.float64)[indices].mean(axis=1)

@@ -53,6 +53,9 @@ class Dataset:
     origin: dict[str, Any] = field(default_factory=dict)
     """Where the data came from, as plain data a study stores: layout, size, how it was
     split (and a digest of the split, so a worker can tell it sees the same one)."""
+    test_groups: dict[str, np.ndarray] = field(default_factory=dict)
+    """Subgroup columns of a CSV manifest (`sex`, `site`): each test image's value, in the
+    test split's order."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class DataRequest:
     size: int | None = None
     task: Task | None = None
     channels: int | None = None
+    subgroups: tuple[str, ...] = ()
+    """CSV manifest columns that name subgroups (not labels) of each image."""
 
     def __post_init__(self) -> None:
         if self.size is not None and not 8 <= self.size <= 2048:
@@ -119,10 +124,12 @@ def load_dataset(
     size: int | None = None,
     task: Task | None = None,
     channels: int | None = None,
+    subgroups: tuple[str, ...] = (),
 ) -> Dataset:
     """A registry name, a MedMNIST-layout .npz, a CSV manifest or an image folder (a path
-    wins even if named like a dataset)."""
-    return load_request(DataRequest(name_or_path, data_dir, seed, size, task, channels))
+    wins even if named like a dataset); `subgroups`: CSV columns naming subgroups."""
+    request = DataRequest(name_or_path, data_dir, seed, size, task, channels, subgroups)
+    return load_request(request)
 
 
 def load_request(request: DataRequest) -> Dataset:
@@ -132,7 +139,13 @@ def load_request(request: DataRequest) -> Dataset:
     if path.suffix.lower() == ".npz" or (path.is_file() and path.suffix.lower() != ".csv"):
         return _load_npz_path(path, request)
     if path.suffix.lower() == ".csv":
-        return _load_files(_existing(path, "CSV manifest"), request, manifest.read_csv)
+        read = partial(manifest.read_csv, subgroups=request.subgroups)
+        return _load_files(_existing(path, "CSV manifest"), request, read)
+    if request.subgroups:
+        raise DataError(
+            f"{name_or_path}: subgroups ({', '.join(request.subgroups)}) come from the columns "
+            "of a CSV manifest (path,label,split,sex,...); this data is not one"
+        )
     if path.is_dir():
         return _load_files(path, request, manifest.read_folder)
     entry = _REGISTRY.get(name_or_path)
@@ -299,7 +312,7 @@ def _load_files(
     images = decoded.cached_images(folder, counts, plan)
     raw = {split: RawSplit(images[split], split_labels[split]) for split in SPLITS}
     carved = "/".join(listed.carved)
-    return image_dataset(
+    dataset = image_dataset(
         raw,
         name=path.stem if path.is_file() else path.name,
         source=str(path.resolve()),
@@ -313,6 +326,8 @@ def _load_files(
             "split": f"{carved} carved from train, seed {request.seed}" if carved else "given",
         },
     )
+    groups = manifest.test_groups(listed, rows["test"])
+    return replace(dataset, test_groups=groups) if groups else dataset
 
 
 def _common_channels(listed: manifest.Manifest, order: np.ndarray) -> int:
@@ -356,7 +371,9 @@ def image_dataset(
         source=source,
         class_names=class_names,
         origin={**(origin or {}), "size": height if height == width else [height, width]},
-        **splits,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
     )
 
 

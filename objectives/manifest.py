@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,8 @@ class Manifest:
     """Splits the data gives (a split folder, even an empty one, or a CSV's split values);
     `assign_splits` carves the others out of train."""
     carved: tuple[str, ...] = ()
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Subgroup columns of a CSV (`sex`, `site`): every file's value."""
 
     def split_rows(self) -> dict[str, np.ndarray]:
         return {s: np.flatnonzero(np.asarray(self.splits) == s) for s in SPLITS}
@@ -100,8 +102,9 @@ def read_folder(root: Path) -> Manifest:
     )
 
 
-def read_csv(path: Path) -> Manifest:
-    """A CSV manifest: `path`, label column(s), optional `split`."""
+def read_csv(path: Path, subgroups: tuple[str, ...] = ()) -> Manifest:
+    """A CSV manifest: `path`, label column(s), optional `split`, and the `subgroups`
+    columns (which are then not labels)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -109,7 +112,8 @@ def read_csv(path: Path) -> Manifest:
             rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"{path}: not a readable CSV file ({error})") from error
-    label_columns = [c for c in columns if c not in (_PATH, _SPLIT)]
+    _check_subgroups(path, columns, subgroups)
+    label_columns = [c for c in columns if c not in (_PATH, _SPLIT, *subgroups)]
     if _PATH not in columns or not label_columns:
         raise DataError(
             f"{path}: columns are {', '.join(columns) or 'none'}; a manifest needs `path`, "
@@ -126,7 +130,47 @@ def read_csv(path: Path) -> Manifest:
         )
     splits = tuple(_split_of(path, row, number) for number, row in enumerate(rows, 2))
     labels, names = _labels(path, rows, label_columns)
-    return Manifest(path, files, labels, splits, names, "csv", declared=tuple(set(splits)))
+    groups = {c: tuple(row[c] or "(blank)" for row in rows) for c in subgroups}
+    return Manifest(
+        path, files, labels, splits, names, "csv", declared=tuple(set(splits)), groups=groups
+    )
+
+
+def _check_subgroups(path: Path, columns: list[str], subgroups: tuple[str, ...]) -> None:
+    """Each subgroup column exists and is neither the path, the split nor the only label."""
+    for column in subgroups:
+        if column in (_PATH, _SPLIT):
+            raise DataError(
+                f"--subgroups {column}: `{column}` is the manifest's {column} column, not a "
+                "subgroup; name columns such as sex, age_band or site"
+            )
+        if column not in columns:
+            raise DataError(
+                f"{path}: no column {column!r} for --subgroups; its columns are "
+                f"{', '.join(columns)}"
+            )
+    if subgroups and not [c for c in columns if c not in (_PATH, _SPLIT, *subgroups)]:
+        raise DataError(
+            f"--subgroups {','.join(subgroups)} leaves {path} without a label column; "
+            "subgroups are columns besides the label"
+        )
+
+
+def test_groups(listed: Manifest, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Each subgroup column's values on the test split (in its order); a column with one
+    value there gives no subgroups to compare, so it is refused."""
+    result = {}
+    for column, values in listed.groups.items():
+        test_values = np.asarray(values, dtype=object)[rows].astype(str)
+        seen = sorted(set(test_values.tolist()))
+        if len(seen) < 2:
+            raise DataError(
+                f"{listed.source}: subgroup column {column!r} has one value "
+                f"({seen[0] if seen else 'none'}) on the test split; --subgroups needs columns "
+                "with two or more values there"
+            )
+        result[column] = test_values
+    return result
 
 
 def assign_splits(manifest: Manifest, seed: int) -> Manifest:
@@ -189,7 +233,8 @@ def _labels(
             return np.asarray(values, dtype=np.int64), tuple(columns)
         except ValueError as error:
             raise DataError(
-                f"{path}: multi-label columns {', '.join(columns)} must hold 0 or 1 ({error})"
+                f"{path}: multi-label columns {', '.join(columns)} must hold 0 or 1 ({error}); "
+                "columns that name subgroups (sex, site) go in --subgroups"
             ) from error
     column = [row[0] for row in values]
     try:

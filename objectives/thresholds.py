@@ -47,17 +47,34 @@ def youden_threshold(positive: np.ndarray, score: np.ndarray) -> float:
 def threshold_at_specificity(positive: np.ndarray, score: np.ndarray, specificity: float) -> float:
     """The threshold with the highest sensitivity among those whose specificity is at least
     `specificity` (on the split given, normally val); `score >= threshold` predicts positive."""
-    if not 0.0 < specificity <= 1.0:
-        raise ValueError(f"`specificity` must be within (0, 1], got {specificity}")
-    fpr, tpr, thresholds = roc_curve(
-        np.asarray(positive).reshape(-1), score, drop_intermediate=False
-    )
+    fpr, tpr, thresholds = _full_curve(positive, score, specificity, "specificity")
     feasible = np.flatnonzero(fpr <= 1.0 - specificity + _EPS)
     best = feasible[np.argmax(tpr[feasible])]  # tpr grows along the curve: the last feasible
     threshold = float(thresholds[best])
     if not np.isfinite(threshold):  # nothing but "predict no positive" reaches it
         return float(np.nextafter(np.max(score), np.inf))
     return threshold
+
+
+def threshold_at_sensitivity(positive: np.ndarray, score: np.ndarray, sensitivity: float) -> float:
+    """The threshold with the highest specificity among those whose sensitivity is at least
+    `sensitivity` (on the split given, normally val); `score >= threshold` predicts positive."""
+    fpr, tpr, thresholds = _full_curve(positive, score, sensitivity, "sensitivity")
+    feasible = np.flatnonzero(tpr >= sensitivity - _EPS)
+    best = feasible[np.argmin(fpr[feasible])]  # the first point reaching the sensitivity
+    return float(min(thresholds[best], 1.0))
+
+
+def _full_curve(
+    positive: np.ndarray, score: np.ndarray, target: float, name: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The whole ROC curve (every threshold), for a target rate checked to be in (0, 1]."""
+    if not 0.0 < target <= 1.0:
+        raise ValueError(f"`{name}` must be within (0, 1], got {target}")
+    fpr, tpr, thresholds = roc_curve(
+        np.asarray(positive).reshape(-1), score, drop_intermediate=False
+    )
+    return fpr, tpr, thresholds
 
 
 def rates(positive: np.ndarray, score: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -79,8 +96,23 @@ def predicted_labels(y_score: np.ndarray, task: Task) -> np.ndarray:
     return np.argmax(y_score, axis=-1)
 
 
-def predicts_one_class(y_score: np.ndarray, task: Task) -> bool:
-    """True when every sample gets the same prediction: its ACC is then the majority rate,
-    and a stratified bootstrap gives that ACC an interval of zero width."""
-    labels = predicted_labels(y_score, task)
+def decisions(
+    y_score: np.ndarray, task: Task, threshold: float | None = None, positive: int = 1
+) -> np.ndarray:
+    """What a model decides at its operating point: for a binary task the positive class
+    where its score reaches `threshold` (chosen on val), else the other class; without a
+    threshold, the labels behind ACC (`predicted_labels`)."""
+    if task != BINARY or threshold is None:
+        return predicted_labels(y_score, task)
+    hit = positive_scores(y_score, positive) >= threshold
+    return np.where(hit, positive, 1 - positive).astype(np.int64)
+
+
+def predicts_one_class(
+    y_score: np.ndarray, task: Task, threshold: float | None = None, positive: int = 1
+) -> bool:
+    """True when every sample gets the same decision (at `threshold` for a binary task, else
+    at 0.5 / the arg-max): its ACC is then the majority rate (with a zero-width interval),
+    or its sensitivity and specificity are 1 and 0."""
+    labels = decisions(y_score, task, threshold, positive)
     return len(np.unique(labels.reshape(len(labels), -1), axis=0)) <= 1

@@ -90,57 +90,40 @@ class StoredStudy:
         differences to the teacher (AUC, ACC, sensitivity, specificity), operating points,
         calibration, one-class flags and side-by-side latency. Computed once (per settings),
         then read from the study. `positive_class`: a class name or label of a binary task
-        (label 1 by default)."""
+        (by default the dataset's disease class, else label 1)."""
         from medslim.search.inspection.classes import positive_class as resolve
-        from medslim.search.inspection.rescore import Bootstrap, RescoreSettings, rescore_front
+        from medslim.search.inspection.rescore import rescore_front
+        from medslim.search.inspection.scoring import Bootstrap, RescoreSettings
 
         positive = resolve(self.study.user_attrs.get("dataset", {}), positive_class)
         settings = RescoreSettings(Bootstrap(resamples), positive.index if positive else 1)
         folder = Path(data_dir) if data_dir is not None else None
         return rescore_front(self.ref, self.front(), settings, data_dir=folder)
 
-    def table(
-        self,
-        *,
-        test: bool = True,
-        non_inferior_on: str = "auc",
-        margin: str | float = 0.01,
-        positive_class: str | None = None,
-        resamples: int = 1000,
-        data_dir: str | Path | None = None,
-    ) -> FrontTable:
+    def table(self, **settings: Any) -> FrontTable:
         """The front table `pareto`, the report and the dashboard show: the teacher, then
         each member with its test scores (unless `test=False`), verdict, flags and export
-        command. `non_inferior_on`: metrics the verdict needs (`auc,acc,sensitivity,
-        specificity`, all must pass); `margin`: one number or `auc=0.01,acc=0.03`."""
-        from medslim.search.inspection.classes import positive_class as resolve
-        from medslim.search.inspection.front_table import front_table
-        from medslim.search.inspection.verdict import NonInferiority
+        command. `settings` (`validation.ValidationSettings`): `accept` (criteria, e.g.
+        `auc=-0.01,ece=+0.02`; by default those the study fixed, else ΔAUC > −0.01),
+        `non_inferior_on`/`margin` (the older spelling), `positive_class`, `resamples`,
+        `robustness` (score corrupted test images too), `corruptions`, `severities`,
+        `data_dir`."""
+        from medslim.search.inspection.validation import ValidationSettings, validate
 
-        rule = NonInferiority.parse(non_inferior_on, margin)
-        dataset = self.study.user_attrs.get("dataset", {})
-        rule.check_task(dataset.get("task"))
-        positive = resolve(dataset, positive_class)
-        front = self.front()
-        rescored = None
-        if test and front.members:
-            rescored = self.rescore(
-                resamples=resamples, positive_class=positive_class, data_dir=data_dir
-            )
-        return front_table(front, rescored, rule, positive, storage=self.storage)
+        return validate(self.ref, ValidationSettings(**settings))
 
     def report(self, path: str | Path = "report.html", **settings: Any) -> Path:
         """Write the standalone HTML report and save its figures and notes for
-        optuna-dashboard. `settings` are `table`'s (`test`, `non_inferior_on`, `margin`,
-        `positive_class`, `resamples`, `data_dir`). When the test split cannot be re-scored
-        here (no cached teacher, no data), the report says why and shows validation scores
-        only."""
+        optuna-dashboard. `settings` are `table`'s; robustness is scored unless
+        `robustness=False`. When the test split cannot be re-scored here (no cached teacher,
+        no data), the report says why and shows validation scores only."""
         from medslim.search.inspection.dashboard import publish
         from medslim.search.inspection.report import write_report
 
         out = Path(path)
         if not out.parent.is_dir():
             raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
+        settings = {"robustness": True, **settings}
         try:
             table = self.table(**settings)
         except UsageError as error:
@@ -149,7 +132,8 @@ class StoredStudy:
             logger.warning("report without test scores: %s", error)
             table = self.table(**{**settings, "test": False})
             table = replace(table, notes=[*table.notes, f"no test scores: {error}"])
-        write_report(self.ref, table, out)
+        folder = settings.get("data_dir")
+        write_report(self.ref, table, out, data_dir=Path(folder) if folder else None)
         publish(self.ref, table)
         return out
 
@@ -171,6 +155,36 @@ class StoredStudy:
         return export_trial(
             self.ref, trial, format, Path(path), data_dir=folder, original=original
         )
+
+    def card(
+        self,
+        trial: int,
+        model_file: str | Path,
+        *,
+        intended_use: str | None = None,
+        data_dir: str | Path | None = None,
+        **settings: Any,
+    ) -> tuple[Path, Path]:
+        """Write a Markdown and a JSON model card beside `model_file` (trial `trial`'s
+        exported model, a front member): judged by the study's fixed criteria unless
+        `settings` (`table`'s) say otherwise, with robustness scored. Returns both paths."""
+        from medslim.search.inspection.model_card import card_data, write_card
+
+        folder = Path(data_dir) if data_dir is not None else None
+        table = self.table(**{"robustness": True, **settings, "data_dir": folder})
+        out = Path(model_file)
+        card = card_data(self.ref, table, trial, out, intended_use=intended_use, data_dir=folder)
+        return write_card(card, out)
+
+    def on_front(self, trial: int) -> None:
+        """Refuse a trial that is not on the front (cards describe front members only)."""
+        members = [m.trial for m in self.front().members]
+        if trial not in members:
+            raise UsageError(
+                f"trial {trial} is not on the study's front (members: "
+                f"{', '.join(map(str, members)) or 'none'}); --card describes front members, "
+                "the only ones scored on the test split"
+            )
 
     def refine(
         self,

@@ -43,11 +43,12 @@ LEGACY_ALLOCATIONS: tuple[str, ...] = ("offsets",)
 ConfigT = TypeVar("ConfigT", bound="StudyConfig")
 
 # Settings that do not change what a trial computes, so they may differ between runs.
-# (`artifacts` is kept in the study on its own, as the study's store for good.)
+# (`artifacts` is kept in the study on its own, as the study's store for good; `accept`, the
+# acceptance criteria, too: fixed when the study is made, see `search/acceptance.py`.)
 RUN_ONLY = frozenset(
     {
         *("trials", "storage", "study", "device", "workers", "heartbeat", "data_dir"),
-        *("force_config", "artifacts", "refine", "refine_epochs"),
+        *("force_config", "artifacts", "refine", "refine_epochs", "accept"),
     }
 )
 STORAGE_ENV = "MEDSLIM_STORAGE"
@@ -70,6 +71,7 @@ ADDED_LATER: dict[str, Any] = {
     "allocations": list(LEGACY_ALLOCATIONS),
     "candidates": 1,
     "sparsity_training": None,
+    "subgroups": [],
 }
 """Settings added after studies were first stored, with the value every older study ran
 with: an older stored config is read with these filled in, and a setting at this value is
@@ -135,6 +137,8 @@ class StudyConfig:
     sparsity_training: float | None = None
     refine: int = 0
     refine_epochs: int | None = None  # None: REFINE_EPOCHS
+    subgroups: tuple[str, ...] = ()  # CSV manifest columns naming subgroups (sex, site, ...)
+    accept: str | None = None  # acceptance criteria, e.g. auc=-0.01,ece=+0.02 (see acceptance)
 
     def __post_init__(self) -> None:
         if self.task in TASK_ALIASES:  # store MedMNIST's name of the task
@@ -159,6 +163,7 @@ class StudyConfig:
         data["ignore_layers"] = list(self.ignore_layers)
         if self.allocations is not None:
             data["allocations"] = list(self.allocations)
+        data["subgroups"] = list(self.subgroups)
         data["model_args"] = json.loads(json.dumps(self.model_args)) if self.model_args else None
         if self.teacher is not None:
             data["teacher"] = str(Path(self.teacher).resolve())
@@ -198,6 +203,7 @@ class StudyConfig:
         values["ignore_layers"] = tuple(values.get("ignore_layers", ()))
         if values.get("allocations") is not None:
             values["allocations"] = tuple(values["allocations"])
+        values["subgroups"] = tuple(values.get("subgroups", ()))
         return cls(**values, **run_settings)
 
 
@@ -303,6 +309,15 @@ def _problems(config: StudyConfig) -> list[str]:
         problems.append(f"--refine must be 0 or more front members, got {config.refine}")
     if config.refine_epochs is not None and config.refine_epochs < 1:
         problems.append(f"--refine-epochs must be 1 or more, got {config.refine_epochs}")
+    if config.accept is not None:
+        from medslim.objectives.acceptance import AcceptanceCriteria
+
+        try:
+            AcceptanceCriteria.parse(config.accept)
+        except UsageError as error:
+            problems.append(str(error))
+    if len(set(config.subgroups)) != len(config.subgroups):
+        problems.append(f"--subgroups lists one twice: {','.join(config.subgroups)}")
     if config.model_args is not None and not _json_object(config.model_args):
         problems.append(
             f'--model-args must be a JSON object ({{"name": value}}), not {config.model_args!r}'

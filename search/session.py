@@ -29,6 +29,7 @@ from medslim.objectives.recipes import default_teacher_epochs
 from medslim.objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
 from medslim.objectives.teacher import SparsityTraining, TeacherScores
 from medslim.objectives.training import Recipe
+from medslim.search.acceptance import check_accept, check_criteria, fix_criteria
 from medslim.search.artifacts import ARTIFACTS_ATTR, Artifacts, chosen_artifacts
 from medslim.search.config import (
     DEFAULT_ALLOCATIONS,
@@ -254,6 +255,7 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
     device = resolve_device(config.device)
     check_storage_url(config.storage)
     data = on_device(load_study_data(config), device)
+    check_accept(config.accept, data.task)
     resolved = resolve_config(config, data, device)
     blueprint = blueprint_for(
         resolved.model, resolved.model_args, data.input_shape, data.n_outputs
@@ -273,6 +275,7 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
         )
     if found is not None:
         check_same_data(data, found.user_attrs.get("dataset"))
+        check_criteria(found, config.accept)
     artifacts = chosen_artifacts(resolved.artifacts, found, resolved.storage)
     attrs = found.user_attrs if found is not None else None
     source = teacher_source(resolved, data, blueprint, storage_dir(resolved.storage), attrs)
@@ -300,6 +303,7 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
             resolved.method,
             basis,
         )
+        fix_criteria(study, config.accept)  # before any front member meets the test split
         study.set_user_attr("config", resolved.stored())  # last: a racing run waits for it
     else:  # an older study keeps the parameter names its trials already have
         space = replace(space, offset_prefix=stored_offset_prefix(study))
@@ -307,6 +311,7 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
             _check_same_config(study.user_attrs.get("config"), resolved)
             teacher = _study_teacher(source, study, artifacts, device, resolved)
         _keep_teacher(study, artifacts, teacher)
+        fix_criteria(study, config.accept)
     allocations = None
     if basis is not None:
         allocations = study_allocations(

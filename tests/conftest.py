@@ -53,15 +53,25 @@ def split_folder(root: Path) -> Path:
     return root
 
 
-def manifest(root: Path, *, with_split: bool, names: bool = False) -> Path:
-    """labels.csv beside images/*.png, labels as 0/1 (or as class names)."""
+def manifest(
+    root: Path, *, with_split: bool, names: bool = False, groups: bool = False, count: int = 40
+) -> Path:
+    """labels.csv beside images/*.png, labels as 0/1 (or as class names); with `groups`,
+    subgroup columns `sex` (F for rows i % 4 < 2, else M) and `site` (A for i % 3 == 0)."""
     rows = []
-    for i in range(40):
+    for i in range(count):
         label = i % 2
         write_png(root / "images" / f"{i}.png", label, i)
-        row = {"path": f"images/{i}.png", "label": CLASSES[label] if names else label}
+        row: dict[str, Any] = {
+            "path": f"images/{i}.png",
+            "label": CLASSES[label] if names else label,
+        }
         if with_split:
-            row["split"] = "train" if i < 24 else "val" if i < 32 else "test"
+            train, val = count * 3 // 5, count * 4 // 5
+            row["split"] = "train" if i < train else "val" if i < val else "test"
+        if groups:
+            row["sex"] = "F" if i % 4 < 2 else "M"
+            row["site"] = "A" if i % 3 == 0 else "B"
         rows.append(row)
     path = root / "labels.csv"
     with path.open("w", newline="") as handle:
@@ -126,7 +136,7 @@ class Images:
     plus_file = staticmethod(plus_file)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def images() -> type[Images]:
     return Images
 

@@ -33,12 +33,24 @@ def add_inspect_commands(commands: argparse._SubParsersAction) -> None:
         "quartiles, flags, export commands) instead of what fits 100 columns",
     )
     add_test_arguments(pareto)
+    pareto.add_argument(
+        "--robustness",
+        action="store_true",
+        help="score the corrupted test split too (MedMNIST-C's corruptions, or a generic set; "
+        "seconds to minutes, cached in the study; on anyway when --accept names @severityN)",
+    )
     pareto.set_defaults(handler=cmd_pareto)
 
     report = commands.add_parser("report", help="write a standalone HTML report of a study")
     add_storage(report)
     report.add_argument("--out", default="report.html", help="HTML file (default: %(default)s)")
     add_test_arguments(report)
+    report.add_argument(
+        "--no-robustness",
+        dest="robustness",
+        action="store_false",
+        help="skip the corrupted test split (the report scores it by default)",
+    )
     report.set_defaults(handler=cmd_report)
 
     dashboard = commands.add_parser("dashboard", help="serve studies with optuna-dashboard")
@@ -58,6 +70,26 @@ def add_inspect_commands(commands: argparse._SubParsersAction) -> None:
         help="the trial's own model even where `medslim refine` made a refined one",
     )
     add_data_dir(export, "for the validation inputs ONNX is checked on")
+    export.add_argument(
+        "--card",
+        action="store_true",
+        help="also write a model card beside the model (OUT.card.md and OUT.card.json): "
+        "intended use, data, both models, the study's criteria and verdict, calibration, "
+        "robustness, flips, subgroups, versions, and the TRIPOD+AI / CLAIM topics covered "
+        "(front members only; scores the test split if not cached)",
+    )
+    export.add_argument(
+        "--intended-use",
+        metavar="TEXT",
+        help="the card's intended use, in your words (else marked as missing)",
+    )
+    export.add_argument(
+        "--resamples",
+        type=int,
+        default=DEFAULT_RESAMPLES,
+        help="the card's bootstrap resamples (default: %(default)s)",
+    )
+    add_severities(export, "the card's corruption severities")
     export.set_defaults(handler=cmd_export)
 
     refine = commands.add_parser(
@@ -79,25 +111,40 @@ def add_inspect_commands(commands: argparse._SubParsersAction) -> None:
 def add_test_arguments(parser: argparse.ArgumentParser) -> None:
     """How the front is judged on the test split (`pareto` and `report`)."""
     parser.add_argument(
+        "--accept",
+        metavar="CRITERIA",
+        help="judge by these criteria instead of those the study fixed (`run --accept`); "
+        "shown as a post-hoc analysis when they differ: e.g. "
+        "auc=-0.01,sensitivity@spec0.90=-0.03,ece=+0.02 (see `medslim run --help`)",
+    )
+    parser.add_argument(
         "--non-inferior-on",
-        default="auc",
         metavar="METRICS",
-        help="metrics the non-inferiority verdict needs, comma-separated, all must pass: "
-        "auc, acc, sensitivity, specificity (default: %(default)s)",
+        help="(older spelling of --accept) metrics the verdict needs, comma-separated, all "
+        "must pass: auc, acc, sensitivity, specificity (default: the study's criteria, "
+        "else auc)",
     )
     parser.add_argument(
         "--margin",
-        default=str(DEFAULT_MARGIN),
-        help="non-inferiority margin: a member passes a metric when the lower bound of its "
+        help="(with --non-inferior-on) a member passes a metric when the lower bound of its "
         "paired difference to the teacher is above -margin; one number, or per metric "
-        "like auc=0.01,sensitivity=0.05 (default: %(default)s)",
+        f"like auc=0.01,sensitivity=0.05 (default: {DEFAULT_MARGIN})",
     )
     parser.add_argument(
         "--positive-class",
         metavar="CLASS",
         help="binary tasks: the class sensitivity, specificity and operating points are "
-        "about, by name or label (default: label 1; its name is printed)",
+        "about, by name or label (default: the dataset's disease class, e.g. malignant, "
+        "pneumonia; else label 1; its name is printed)",
     )
+    parser.add_argument(
+        "--corruptions",
+        metavar="SET",
+        help="corruption set for robustness: generic, or a MedMNIST dataset whose modality "
+        "fits the images, e.g. chestmnist (default: the dataset's own MedMNIST-C set, else "
+        "generic)",
+    )
+    add_severities(parser, "corruption severities to score, 1 (mild) to 5")
     parser.add_argument(
         "--resamples",
         type=int,
@@ -114,12 +161,36 @@ def test_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of `StoredStudy.table` the test flags set."""
     return {
         "test": not args.no_test,
+        "accept": args.accept,
         "non_inferior_on": args.non_inferior_on,
         "margin": args.margin,
         "positive_class": args.positive_class,
         "resamples": args.resamples,
+        "robustness": args.robustness,
+        "corruptions": args.corruptions,
+        "severities": args.severities,
         "data_dir": args.data_dir,
     }
+
+
+def add_severities(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--severities",
+        type=_severities,
+        default=(1, 2, 3, 4, 5),
+        metavar="N,...",
+        help=f"{what} (default: 1,2,3,4,5)",
+    )
+
+
+def _severities(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a list of numbers 1-5: {text}") from error
+    if not values or not set(values) <= {1, 2, 3, 4, 5}:
+        raise argparse.ArgumentTypeError(f"severities are 1 to 5, got {text}")
+    return values
 
 
 def add_data_dir(parser: argparse.ArgumentParser, why: str) -> None:
@@ -182,6 +253,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     stored = load_study(args.storage, args.study)
     out = Path(args.out)
+    if args.card:
+        stored.on_front(args.trial)  # refused before anything is written
     try:
         check = stored.export(
             args.trial, out, format=args.format, data_dir=args.data_dir, original=args.original
@@ -200,6 +273,16 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"batch-1 latency: PyTorch {check.torch_latency_ms:.3f} ms, "
             f"onnxruntime {check.onnx_latency_ms:.3f} ms"
         )
+    if args.card:
+        paths = stored.card(
+            args.trial,
+            out,
+            intended_use=args.intended_use,
+            data_dir=args.data_dir,
+            resamples=args.resamples,
+            severities=args.severities,
+        )
+        print(f"wrote the model card: {paths[0]} and {paths[1]}")
     return 0
 
 

@@ -49,7 +49,24 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("criteria (--criterion):")
     for name, criterion in CRITERIA.items():
         print(f"  {name:<10} {criterion.summary}")
+    _list_validation()
     return 0
+
+
+def _list_validation() -> None:
+    """What `--accept` can name, and the corruption sets of `--corruptions`."""
+    from medslim.objectives.acceptance import METRICS
+    from medslim.objectives.corruptions import GENERIC, MEDMNISTC_DATASETS
+
+    print("acceptance criteria (run/pareto --accept METRIC[@POINT]=BOUND, sign written):")
+    for name, rule in METRICS.items():
+        where = f", {' or '.join(rule.tasks)} only" if rule.tasks else ""
+        points = [f"@{p}0.90" for p in rule.points] + (["@severity1-5"] if rule.corrupted else [])
+        extra = f", points {' '.join(points)}" if points else ""
+        print(f"  {name:<12} {rule.better} is better{where}{extra}")
+    print("corruption sets (--corruptions):")
+    print(f"  {GENERIC:<12} medslim's modality-neutral set")
+    print(f"  MedMNIST-C   {', '.join(MEDMNISTC_DATASETS)} [pip install 'medslim[robustness]']")
 
 
 def _list_source(prefix: str) -> int:

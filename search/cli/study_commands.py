@@ -67,6 +67,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="the task of a folder, CSV or .npz (default: inferred from the labels)",
     )
     parser.add_argument(
+        "--subgroups",
+        type=_names,
+        default=DEFAULTS.subgroups,
+        metavar="COLUMN,...",
+        help="CSV manifest columns that name subgroups of the images (sex, age_band, site): "
+        "not labels; pareto and report score teacher and members within each subgroup",
+    )
+    parser.add_argument(
         "--channels",
         type=int,
         choices=(1, 3),
@@ -260,6 +268,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--min-auc", type=float, help="constraint: smallest acceptable val AUC")
     parser.add_argument(
+        "--accept",
+        metavar="CRITERIA",
+        help="acceptance criteria, fixed in the study when it is made (before the test split "
+        "is read): the paired difference to the teacher each metric may reach at worst, "
+        "sign written, e.g. auc=-0.01,sensitivity@spec0.90=-0.03,ece=+0.02,auc@severity3=-0.05 "
+        "(metrics: auc, acc, sensitivity, specificity [@specX / @sensX], ece, kappa "
+        "(ordinal), flips; @severityN: every corruption at severity N); pareto, report and "
+        "the model card judge by them",
+    )
+    parser.add_argument(
         "--sampler",
         help="an Optuna sampler by name, see `medslim list` (default: "
         f"{DEFAULT_SAMPLER}; a resumed study keeps its own)",
@@ -365,6 +383,8 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         sparsity_training=args.sparsity_training,
         refine=args.refine,
         refine_epochs=args.refine_epochs,
+        subgroups=args.subgroups,
+        accept=args.accept,
     )
 
 

@@ -22,12 +22,18 @@ def location_flags(storage: str, study: str) -> str:
     return f"{storage_flag(storage)} --study {shlex.quote(study)}"
 
 
-def export_command(storage: str, study: str, trial: int | str, *, lines: bool = False) -> str:
-    """The `medslim export` line that writes trial `trial` as checked ONNX; with `lines`,
-    split over three shell lines (for notes shown in a narrow box)."""
+def export_command(
+    storage: str, study: str, trial: int | str, *, lines: bool = False, card: bool = False
+) -> str:
+    """The `medslim export` line that writes trial `trial` as checked ONNX (with `card`: as
+    a .pt bundle with its model card); with `lines`, split over three shell lines (for
+    notes shown in a narrow box)."""
+    what = (
+        "--format pt --out trial-{0}.pt --card" if card else "--format onnx --out trial-{0}.onnx"
+    )
     parts = [
         f"medslim export{storage_flag(storage)}",
         f"--study {shlex.quote(study)}",
-        f"--trial {trial} --format onnx --out trial-{trial}.onnx",
+        f"--trial {trial} {what.format(trial)}",
     ]
     return " \\\n    ".join(parts) if lines else " ".join(parts)

@@ -21,6 +21,7 @@ import optuna_dashboard
 import plotly.graph_objects as go
 
 from medslim.errors import UsageError
+from medslim.search.acceptance import fixed_criteria, test_first_read
 from medslim.search.artifacts import MODEL_MIME
 from medslim.search.inspection.classes import DEFAULT_POSITIVE, positive_class
 from medslim.search.inspection.commands import export_command
@@ -39,8 +40,9 @@ from medslim.search.inspection.report_figures import (
     test_figure,
     trade_off_figure,
 )
-from medslim.search.inspection.rescore import RescoreSettings, cached_scores
-from medslim.search.inspection.verdict import NonInferiority
+from medslim.search.inspection.rescore import cached_scores
+from medslim.search.inspection.scoring import SPECIFICITY_TARGETS, RescoreSettings
+from medslim.search.inspection.verdict import judging
 from medslim.search.sensitivity import stored_curves
 from medslim.search.stored import StudyRef
 
@@ -87,10 +89,27 @@ def publish_cached(ref: StudyRef) -> None:
     """Publish with the default verdict and whatever test scores are cached (what `run`
     and `sensitivity` leave for the dashboard; they never read the test split)."""
     front = compute_front(ref.study)
-    positive = positive_class(ref.study.user_attrs.get("dataset", {}))
-    settings = RescoreSettings(positive=positive.index if positive else DEFAULT_POSITIVE)
+    attrs = ref.study.user_attrs
+    dataset = attrs.get("dataset", {})
+    positive = positive_class(dataset)
+    found = judging(fixed_criteria(attrs), test_first_read(attrs))
+    targets = found.rule.criteria
+    settings = RescoreSettings(
+        positive=positive.index if positive else DEFAULT_POSITIVE,
+        specificity_targets=(*SPECIFICITY_TARGETS, *targets.targets("spec")),
+        sensitivity_targets=targets.targets("sens"),
+    )
     cached = cached_scores(ref, front, settings) if front.members else None
-    publish(ref, front_table(front, cached, NonInferiority(), positive, storage=ref.url))
+    table = front_table(
+        front,
+        cached,
+        found.rule,
+        positive,
+        storage=ref.url,
+        task=dataset.get("task"),
+        judging=found,
+    )
+    publish(ref, table)
 
 
 def _name_metrics(study: optuna.Study, objectives: list[str]) -> None:
@@ -153,8 +172,18 @@ def member_note(row: Row, table: FrontTable) -> str:
                 f"- batch-1 latency {row.latency.median_ms:.3g} ms, "
                 f"{row.latency.ratio:.2f}× the teacher's"
             )
+        if test.flip_rate is not None and test.flip_rate_ci is not None:
+            low, high = test.flip_rate_ci
+            lines.append(
+                f"- flip rate against the teacher {test.flip_rate:.3f} [{low:.3f}, {high:.3f}]"
+            )
+        if test.ece is not None and test.delta_ece is not None and test.delta_ece_ci:
+            lines.append(
+                f"- ECE {test.ece:.3f}, ΔECE {test.delta_ece:+.3f} [{test.delta_ece_ci[0]:+.3f}, "
+                f"{test.delta_ece_ci[1]:+.3f}]"
+            )
         if row.verdict is not None:
-            lines.append(f"- verdict: **{row.verdict.text}** ({table.rule.describe()})")
+            lines += _verdict_lines(row, table)
     elif row.note:
         lines.append(f"- test: {row.note}")
     if row.flags:
@@ -163,6 +192,30 @@ def member_note(row: Row, table: FrontTable) -> str:
         export = export_command(table.storage, table.study, row.trial, lines=True)
         lines += ["", "```", export, "```"]
     return "\n".join(lines)
+
+
+def _verdict_lines(row: Row, table: FrontTable) -> list[str]:
+    """The verdict, each criterion with its interval, and whether they were fixed first."""
+    assert row.verdict is not None
+    lines = [f"- verdict: **{row.verdict.text}** ({table.rule.describe()})"]
+    for check in row.verdict.checks:
+        spans = ", ".join(
+            f"{where + ' ' if where else ''}[{ci[0]:+.3f}, {ci[1]:+.3f}]"
+            for where, ci in list(check["intervals"].items())[:6]
+        )
+        mark = "pass" if check["passed"] else "**fail**"
+        lines.append(f"  - `{check['criterion']}`: {mark} {spans}")
+    if table.judging is not None:
+        lines += [f"  - {note}" for note in table.judging.notes()]
+    if row.corrupted is not None:
+        where = ", ".join(row.corrupted[:6]) + (" ..." if len(row.corrupted) > 6 else "")
+        lines.append(
+            "- corrupted images: holds"
+            if not row.corrupted
+            else f"- corrupted images: falls behind on {len(row.corrupted)} of "
+            f"{row.corrupted_of} ({where})"
+        )
+    return lines
 
 
 def _member_notes(ref: StudyRef, table: FrontTable) -> None:

@@ -11,24 +11,34 @@ from __future__ import annotations
 import html
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, NamedTuple
 
+from medslim.kinds import BINARY, ORDINAL
 from medslim.search.inspection.classes import PositiveClass
 from medslim.search.inspection.commands import export_command
 from medslim.search.inspection.latency import Latency
 from medslim.search.inspection.pareto import Front
-from medslim.search.inspection.rescore import LEVEL, SPECIFICITY_TARGETS, Rescored, TestScores
+from medslim.search.inspection.rescore import Rescored
+from medslim.search.inspection.robustness import Robustness
+from medslim.search.inspection.scoring import LEVEL, SPECIFICITY_TARGETS, TestScores
 from medslim.search.inspection.verdict import (
+    Judging,
     NonInferiority,
     Verdict,
     margin_advice,
     resolvable_margin,
+    subgroup_verdict,
 )
 
 WIDTH = 100
 """`pareto`'s default table fits a terminal this wide."""
+MIN_FLEXIBLE = 14
+"""Characters of the verdict the narrow table keeps before leaving optional columns out."""
+ECE_WORSE = 0.02
+"""The narrow table shows ΔECE when a member's ECE is worse than the teacher's by more
+than this (or than an ECE criterion allows)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,11 @@ class Row:
     export: str | None = None
     note: str | None = None
     """Why a member has no test scores."""
+    corrupted: list[str] | None = None
+    """Where the member's AUC falls behind the teacher's by the clean AUC margin or more on
+    corrupted images (`gaussian_noise@3`); None: robustness not scored."""
+    corrupted_of: int = 0
+    """How many corruption × severity sets were scored."""
 
     @property
     def latency(self) -> Latency | None:
@@ -71,6 +86,20 @@ class FrontTable:
     export_hint: str
     storage: str
     """Where the study lives (for the export commands)."""
+    task: str | None = None
+    judging: Judging | None = None
+    robustness: Robustness | None = None
+    ece_worse: float = ECE_WORSE
+
+    @property
+    def ece_flagged(self) -> bool:
+        """Some member's ECE is worse than the teacher's by more than `ece_worse`."""
+        return any(
+            r.test is not None
+            and r.test.delta_ece is not None
+            and r.test.delta_ece > self.ece_worse
+            for r in self.rows[1:]
+        )
 
 
 def front_table(
@@ -80,9 +109,13 @@ def front_table(
     positive: PositiveClass | None,
     *,
     storage: str,
+    task: str | None = None,
+    judging: Judging | None = None,
+    robustness: Robustness | None = None,
 ) -> FrontTable:
     """The rows and the notes under them; without `rescored`, validation columns only."""
     teacher = front.teacher
+    clean_bound = _clean_auc_bound(rule)
     rows = [
         Row(
             trial=None,
@@ -101,6 +134,7 @@ def front_table(
     for m in front.members:
         scores = rescored.members.get(m.trial) if rescored else None
         note = rescored.missing.get(m.trial, "not scored") if rescored and not scores else None
+        robust = robustness.members.get(m.trial) if robustness else None
         rows.append(
             Row(
                 trial=m.trial,
@@ -114,24 +148,36 @@ def front_table(
                 val_acc=m.val_acc,
                 trial_latency_ms=m.extra.get("latency_ms"),
                 test=scores,
-                verdict=rule.judge(scores) if scores else None,
+                verdict=rule.judge(scores, robust) if scores else None,
                 flags=scores.flags if scores else [],
                 export=export_command(storage, front.study, m.trial),
                 note=note,
+                corrupted=(
+                    robustness.failures(m.trial, clean_bound)
+                    if robustness and m.trial in robustness.members
+                    else None
+                ),
+                corrupted_of=len(robust.get("results", [])) if robust else 0,
             )
         )
     binary = rescored is not None and rescored.teacher.sensitivity is not None
-    return FrontTable(
+    ece_bound = next((c.bound for c in rule.criteria.criteria if c.name == "ece"), ECE_WORSE)
+    table = FrontTable(
         study=front.study,
         rows=rows,
         tested=rescored is not None,
         binary=binary,
         positive=positive if binary else None,
         rule=rule,
-        notes=_notes(rescored, rule, positive if binary else None) + _refined_note(front),
+        notes=[],
         export_hint=export_command(storage, front.study, "N"),
         storage=storage,
+        task=task,
+        judging=judging,
+        robustness=robustness,
+        ece_worse=ece_bound,
     )
+    return replace(table, notes=_notes(table, rescored) + _refined_note(front))
 
 
 def _refined_note(front: Front) -> list[str]:
@@ -144,12 +190,18 @@ def _refined_note(front: Front) -> list[str]:
     ]
 
 
-def _notes(
-    rescored: Rescored | None, rule: NonInferiority, positive: PositiveClass | None
-) -> list[str]:
+def _clean_auc_bound(rule: NonInferiority) -> float:
+    """The bound a member's ΔAUC must stay above on clean images (−0.01 by default)."""
+    bounds = [c.bound for c in rule.criteria.criteria if c.name == "auc"]
+    return bounds[0] if bounds else -0.01
+
+
+def _notes(table: FrontTable, rescored: Rescored | None) -> list[str]:
+    rule, positive = table.rule, table.positive
     notes = ["front chosen on the validation split; FLOPs× = the member's FLOPs ÷ the teacher's"]
     if rescored is None:
         return notes
+    notes[0] += " (val scores: --wide)"
     teacher = rescored.teacher
     resamples = teacher.bootstrap.get("resamples")
     size = f"{teacher.n_test} images, " if teacher.n_test else ""
@@ -158,12 +210,26 @@ def _notes(
         f"intervals, {resamples} resamples; Δ = member − teacher on the same resamples"
     )
     notes.append(f"verdict: non-inferior when the {rule.describe()}")
+    if table.judging is not None:
+        notes += table.judging.notes()
     if positive is not None:
         notes.append(
             f"positive class {positive.describe()}: sens/spec are about finding "
-            f"'{positive.name}' (threshold maximising Youden's J on val); "
-            f"--positive-class '{positive.negative}' to turn it round"
+            f"'{positive.name}' (threshold maximising Youden's J on val); {positive.advice()}"
         )
+    notes += _task_notes(table)
+    if table.ece_flagged:
+        notes.append(
+            f"ΔECE: the member's calibration error minus the teacher's (debiased, 10 bins), "
+            f"shown because a member's is worse by more than {table.ece_worse:g}; its "
+            "probabilities need recalibrating before they are read as risks"
+        )
+    notes.append(
+        "flips: share of test images the member decides differently from the teacher, each "
+        "at its own operating point (--wide: with the 95% interval; the report shows them)"
+    )
+    if table.robustness is not None:
+        notes += _robustness_notes(table)
     latency = teacher.latency_measured()
     if latency is not None:
         notes.append(
@@ -186,6 +252,55 @@ def _notes(
     notes += margin_advice(teacher, rule, list(rescored.members.values()))
     if rescored.stale:
         notes.append(f"test scores cached by an older medslim, not re-scored: {rescored.stale}")
+    return notes
+
+
+def _task_notes(table: FrontTable) -> list[str]:
+    """Why a task shows what it shows (multi-class and ordinal tasks have no sens/spec)."""
+    if table.task in (None, BINARY):
+        return []
+    if table.task == ORDINAL:
+        return [
+            "ordinal task: no single positive class, so no sens/spec columns (per-class "
+            "one-vs-rest rates in --json and the report); QWK = quadratic-weighted Cohen's "
+            "kappa of the arg-max grade (disagreements weighted by squared grade distance), "
+            "the metric this field reads; ΔQWK paired; test ACC = arg-max accuracy"
+        ]
+    if table.task == "multi-label, binary-class":
+        return [
+            "multi-label task: one decision per label at 0.5, so no single sens/spec or "
+            "operating point; per-label rates in --json and the report"
+        ]
+    return [
+        "multi-class task: no single positive class, so no sens/spec columns (per-class "
+        "one-vs-rest rates in --json and the report); test ACC = arg-max accuracy"
+    ]
+
+
+def _robustness_notes(table: FrontTable) -> list[str]:
+    robust = table.robustness
+    assert robust is not None
+    bound = _clean_auc_bound(table.rule)
+    severities = sorted({int(r["severity"]) for r in robust.teacher.get("results", [])})
+    notes = [
+        f"robust: on {robust.source}, severities {','.join(map(str, severities))}: 'holds' when "
+        f"the member's paired ΔAUC lower bound stays above {bound:+g} under every corruption "
+        "and severity, else on how many it does not (the report has the table)"
+    ]
+    if robust.note:
+        notes.append(f"corruption set: {robust.note}")
+    for name, reason in robust.skipped.items():
+        notes.append(f"corruption {name} skipped: {reason}")
+    lost = [
+        str(r.trial)
+        for r in table.rows[1:]
+        if r.verdict is not None and r.verdict.non_inferior and r.corrupted
+    ]
+    if lost:
+        notes.append(
+            f"non-inferior on clean test images but not on corrupted ones: trial(s) "
+            f"{', '.join(lost)}"
+        )
     return notes
 
 
@@ -267,15 +382,34 @@ def _operating(row: Row, target: float) -> str:
     return _ci(point["sensitivity"], point["sensitivity_ci"])
 
 
+def _flips(row: Row) -> str:
+    return "" if row.trial is None else _num(_test(row, "flip_rate"))
+
+
+def _flips_ci(row: Row) -> str:
+    return "" if row.trial is None else _scores("flip_rate")(row)
+
+
+def _corrupted(row: Row) -> str:
+    """`holds`, or on how many corrupted sets the member falls behind: `7/65`."""
+    if row.trial is None or row.corrupted is None:
+        return ""
+    return "holds" if not row.corrupted else f"{len(row.corrupted)}/{row.corrupted_of}"
+
+
 class Column(NamedTuple):
     header: str
     cell: Callable[[Row], str]
     modes: str
     """Where it shows: n (pareto's 100 columns), w (--wide, report), m (dashboard note)."""
     needs: str = ""
-    """`test`, `binary` or `val` (only without test scores)."""
+    """`test`, `binary`, `nonbinary`, `ordinal`, `ece` (a member's ECE is worse than the
+    teacher's), `robust` (robustness scored) or `val` (only without test scores)."""
     align: str = ">"
     flexible: bool = False
+    drop: int = 0
+    """Narrow table: left out (highest first) when the row would pass 100 columns and the
+    verdict would be cut below 14 characters (--wide keeps it)."""
     """Shortened with … when the narrow table would pass 100 columns."""
 
 
@@ -294,15 +428,26 @@ COLUMNS = [
     Column("method", _text("kind"), "nwm", align="<"),
     Column("FLOPs×", lambda r: f"{r.flops_ratio:.3f}", "nwm"),
     Column("params", lambda r: _count(r.params), "nwm"),
-    Column("lat×", _latency_ratio, "nwm", needs="test"),
-    Column("val AUC", lambda r: _num(r.val_auc), "nwm"),
+    Column("lat×", _latency_ratio, "nwm", needs="test", drop=1),
+    Column("val AUC", lambda r: _num(r.val_auc), "wm"),
+    Column("val AUC", lambda r: _num(r.val_auc), "n", needs="val"),
     Column("val ACC", lambda r: _num(r.val_acc), "wm"),
     Column("val ACC", lambda r: _num(r.val_acc), "n", needs="val"),
     Column("test AUC", lambda r: _num(_test(r, "test_auc")), "n", needs="test"),
     Column("test AUC [95% CI]", _scores("test_auc"), "wm", needs="test"),
     Column("ΔAUC [95% CI]", lambda r: _delta(r, "auc"), "nwm", needs="test"),
+    Column("test ACC", lambda r: _num(_test(r, "test_acc")), "n", needs="nonbinary"),
+    Column("ΔQWK [95% CI]", lambda r: _delta(r, "kappa"), "nwm", needs="ordinal"),
     Column("sens", lambda r: _num(_test(r, "sensitivity")), "nm", needs="binary"),
     Column("spec", lambda r: _num(_test(r, "specificity")), "nm", needs="binary"),
+    Column(
+        "ΔECE",
+        lambda r: "" if r.trial is None else _num(_test(r, "delta_ece"), 2, True),
+        "nm",
+        needs="ece",
+    ),
+    Column("flips", _flips, "nm", needs="test", drop=2),
+    Column("robust", _corrupted, "nwm", needs="robust"),
     Column("sens [95% CI]", _scores("sensitivity"), "w", needs="binary"),
     Column("spec [95% CI]", _scores("specificity"), "w", needs="binary"),
     Column("verdict", _verdict, "nwm", needs="test", align="<", flexible=True),
@@ -321,7 +466,10 @@ COLUMNS = [
         Column(f"sens@spec{t:.2f}", partial(_operating, target=t), "w", needs="binary")
         for t in SPECIFICITY_TARGETS
     ),
+    Column("QWK [95% CI]", _scores("kappa"), "w", needs="ordinal"),
     Column("ECE [95% CI]", _scores("ece"), "w", needs="test"),
+    Column("ΔECE [95% CI]", lambda r: _delta(r, "ece"), "w", needs="test"),
+    Column("flips [95% CI]", _flips_ci, "w", needs="test"),
     Column("export", lambda r: r.export or "", "w", align="<"),
 ]
 
@@ -336,7 +484,13 @@ def columns(table: FrontTable, mode: str) -> list[Column]:
             return table.tested
         if column.needs == "binary":
             return table.binary
-        return True
+        needs = {
+            "nonbinary": table.tested and not table.binary,
+            "ordinal": table.tested and table.task == ORDINAL,
+            "ece": table.tested and table.ece_flagged,
+            "robust": table.robustness is not None,
+        }
+        return needs.get(column.needs, True)
 
     return [c for c in COLUMNS if applies(c)]
 
@@ -347,13 +501,27 @@ def columns(table: FrontTable, mode: str) -> list[Column]:
 def render_text(table: FrontTable, *, wide: bool = False, width: int = WIDTH) -> str:
     """The table with its notes; narrow (fits `width`) unless `wide`."""
     shown = columns(table, "w" if wide else "n")
-    cells = [[c.cell(row) for c in shown] for row in table.rows]
-    widths = [max([len(c.header)] + [len(line[i]) for line in cells]) for i, c in enumerate(shown)]
+
+    def measure(shown: list[Column]) -> tuple[list[list[str]], list[int]]:
+        cells = [[c.cell(row) for c in shown] for row in table.rows]
+        sizes = [len(c.header) for c in shown]
+        return cells, [max([s] + [len(line[i]) for line in cells]) for i, s in enumerate(sizes)]
+
+    cells, widths = measure(shown)
+    for column in sorted((c for c in shown if c.drop), key=lambda c: -c.drop):
+        flexible = sum(
+            max(0, w - MIN_FLEXIBLE) for w, c in zip(widths, shown, strict=True) if c.flexible
+        )
+        if wide or sum(widths) + len(widths) - 1 - width <= flexible:
+            break
+        shown = [c for c in shown if c is not column]
+        cells, widths = measure(shown)
     if not wide:
         excess = sum(widths) + len(widths) - 1 - width
         for i, column in enumerate(shown):
             if excess > 0 and column.flexible:
                 cut = min(excess, widths[i] - max(len(column.header), 8))
+                cut = max(cut, 0)
                 widths[i] -= cut
                 excess -= cut
 
@@ -439,7 +607,16 @@ def front_json(table: FrontTable, front_json: dict[str, Any]) -> dict[str, Any]:
                 non_inferior=verdict.non_inferior,
                 verdict=verdict.text,
                 verdict_failed=verdict.failed,
+                verdict_checks=verdict.checks,
             )
+            if row.test.subgroups:
+                extra["subgroups"] = [
+                    {**entry, "verdict": subgroup_verdict(entry, table.rule)}
+                    for entry in row.test.subgroups
+                ]
+        if row.corrupted is not None and table.robustness is not None and row.trial is not None:
+            extra["robustness"] = table.robustness.members[row.trial]["results"]
+            extra["corrupted_failures"] = row.corrupted
         elif table.tested:
             extra["test_missing"] = row.note
         members.append({**member, **extra})
@@ -462,5 +639,16 @@ def front_json(table: FrontTable, front_json: dict[str, Any]) -> dict[str, Any]:
                 else None
             ),
             "notes": table.notes,
+            "task": table.task,
+            "criteria": table.judging.as_json() if table.judging else None,
+        }
+    if table.robustness is not None:
+        robust = table.robustness
+        data["robustness"] = {
+            "corruption_set": robust.corruption_set,
+            "source": robust.source,
+            "note": robust.note,
+            "skipped": robust.skipped,
+            "teacher": robust.teacher.get("results", []),
         }
     return data

@@ -14,6 +14,7 @@ from pathlib import Path
 from medslim.search.inspection.front_table import FrontTable
 from medslim.search.inspection.report_data import ReportData, report_data
 from medslim.search.inspection.report_figures import Section, sections
+from medslim.search.inspection.report_validation import validation_data, validation_sections
 from medslim.search.stored import StudyRef
 
 STYLE = """
@@ -36,6 +37,13 @@ table.front tr.teacher { background: #fdecef; }
 table.front tr.flagged td { color: #a33; }
 table.front code { font-size: 12px; }
 ul.notes { font-size: 13px; color: #444; }
+table.specs tr.flagged td { color: #a33; }
+h3 { font-size: 1em; margin: 1.2em 0 0.4em; overflow-wrap: anywhere; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f6f6f6; padding: 6px; }
+.thumbs { display: flex; flex-wrap: wrap; gap: 8px; }
+.thumbs figure { margin: 0; width: 170px; font-size: 11px; }
+.thumbs figure.lost figcaption { color: #a33; }
+.thumbs img { width: 84px; height: 84px; image-rendering: pixelated; border: 1px solid #ccc; }
 .plotly-graph-div { max-width: 100%; }
 """
 
@@ -58,7 +66,15 @@ def render_page(data: ReportData, sections: list[Section]) -> str:
     return "\n".join(parts)
 
 
-def write_report(ref: StudyRef, table: FrontTable, out: Path) -> ReportData:
+def write_report(
+    ref: StudyRef, table: FrontTable, out: Path, *, data_dir: Path | None = None
+) -> ReportData:
+    """The page; the validation sections (criteria, robustness, what the members forget,
+    subgroups, the model card) follow the calibration figure."""
     data = report_data(ref, table)
-    out.write_text(render_page(data, sections(data)), encoding="utf-8")
+    parts = sections(data)
+    validation = validation_sections(table, validation_data(ref, table, data_dir))
+    at = next((i + 1 for i, s in enumerate(parts) if s.title.startswith("Calibration")), 1)
+    parts[at:at] = [Section(block.title, block.body) for block in validation]
+    out.write_text(render_page(data, parts), encoding="utf-8")
     return data

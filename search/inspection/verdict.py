@@ -1,29 +1,37 @@
-"""The non-inferiority verdict: on which metrics, at which margin, and whether the test
-split is large enough to show it.
+"""The verdict: does a member meet the acceptance criteria, and can the test split show it?
 
-A member is *non-inferior* to the teacher when, for every metric the user lists, the lower
-bound of the paired 95% interval of its difference to the teacher is above −margin. AUC
-alone can hide a loss that matters clinically (a member may keep its AUC while its
-specificity falls), so the verdict names its metrics and `--non-inferior-on` picks them.
+A member is *non-inferior* (meets the criteria) when, for every criterion, the paired 95%
+interval of its difference to the teacher lies on the allowed side of the bound
+(`objectives.acceptance`). The criteria come from the study (fixed by `run --accept`
+before the test split was read), from `--accept` of this command (post hoc when they differ
+from the fixed ones), or from the older `--non-inferior-on`/`--margin` flags; without any,
+AUC may lose at most 0.01, as before. AUC alone can hide a loss that matters clinically (a
+member may keep its AUC while its specificity or its calibration falls).
 
 A test split can only resolve differences about as large as its own uncertainty: the
 *resolvable margin* of a metric is the half-width of the teacher's own 95% interval on the
-test split. A member as good as the teacher gets a paired interval about that wide, so a
-smaller margin cannot be shown on this split whatever the member is.
+test split (or within a subgroup). A member as good as the teacher gets a paired interval
+about that wide, so a smaller margin cannot be shown there whatever the member is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from medslim.errors import UsageError
 from medslim.kinds import BINARY
-from medslim.search.inspection.rescore import TestScores
+from medslim.objectives.acceptance import AcceptanceCriteria, Criterion
+from medslim.search.inspection.scoring import TestScores
 
 METRICS = ("auc", "acc", "sensitivity", "specificity")
+"""What `--non-inferior-on` accepts (`--accept` knows more)."""
 BINARY_ONLY = ("sensitivity", "specificity")
 LABELS = {"auc": "AUC", "acc": "ACC", "sensitivity": "sens", "specificity": "spec"}
 DEFAULT_MARGIN = 0.01
+DEFAULT_CRITERIA = AcceptanceCriteria((Criterion("auc", -DEFAULT_MARGIN),))
+OWN_INTERVALS = ("auc", "acc", "sensitivity", "specificity", "kappa")
+"""Metrics whose resolvable margin the teacher's own interval gives."""
 
 
 @dataclass(frozen=True)
@@ -32,32 +40,30 @@ class Verdict:
     """`non-inferior`, `not shown: ACC, spec`, `1-class test`, `not scored: ...`."""
     non_inferior: bool
     failed: list[str] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    """Per criterion: its name, the interval it was judged on, whether it passed."""
 
 
 @dataclass(frozen=True)
 class NonInferiority:
-    """Which metrics the verdict checks and the margin of each."""
+    """The criteria a verdict checks (all must pass), and how they were given."""
 
-    metrics: tuple[str, ...] = ("auc",)
-    margins: tuple[tuple[str, float], ...] = (("auc", DEFAULT_MARGIN),)
-
-    def __post_init__(self) -> None:
-        unknown = [m for m in self.metrics if m not in METRICS]
-        if unknown or not self.metrics:
-            raise UsageError(
-                f"--non-inferior-on: unknown metric(s) {', '.join(unknown) or '(none)'}; "
-                f"use a comma-separated subset of {', '.join(METRICS)}"
-            )
-        for metric, margin in self.margins:
-            if not 0.0 <= margin < 1.0:
-                raise UsageError(f"--margin for {metric} must be in [0, 1), got {margin}")
+    criteria: AcceptanceCriteria = DEFAULT_CRITERIA
+    flag: str = "margin"
+    """`margin` (`--non-inferior-on`/`--margin`) or `accept` (`--accept` or the study's)."""
 
     @classmethod
     def parse(cls, on: str = "auc", margin: str | float = DEFAULT_MARGIN) -> NonInferiority:
         """`on`: `auc,acc,...`; `margin`: one number for every metric, or `auc=0.01,acc=0.03`
         (metrics left out take 0.01)."""
         metrics = tuple(dict.fromkeys(m.strip().lower() for m in on.split(",") if m.strip()))
-        margins = dict.fromkeys(metrics, DEFAULT_MARGIN)
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown or not metrics:
+            raise UsageError(
+                f"--non-inferior-on: unknown metric(s) {', '.join(unknown) or '(none)'}; "
+                f"use a comma-separated subset of {', '.join(METRICS)}"
+            )
+        margins: dict[str, float] = dict.fromkeys(metrics, DEFAULT_MARGIN)
         text = str(margin).strip()
         if "=" not in text:
             margins = dict.fromkeys(metrics, _margin_value(text, text))
@@ -70,40 +76,95 @@ class NonInferiority:
                     f"({','.join(metrics)}) does not list"
                 )
             margins[name] = _margin_value(value, text)
-        return cls(metrics, tuple(margins.items()))
+        for metric, allowed in margins.items():
+            if not 0.0 <= allowed < 1.0:
+                raise UsageError(f"--margin for {metric} must be in [0, 1), got {allowed}")
+        criteria = tuple(Criterion(m, -v) for m, v in margins.items())
+        return cls(AcceptanceCriteria(criteria))
+
+    @classmethod
+    def accept(cls, text: str) -> NonInferiority:
+        """From `--accept auc=-0.01,ece=+0.02` (or a study's stored criteria)."""
+        return cls(AcceptanceCriteria.parse(text), "accept")
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The criteria by name (`auc`, `sensitivity@spec0.90`)."""
+        return tuple(c.name for c in self.criteria.criteria)
+
+    @property
+    def margins(self) -> tuple[tuple[str, float], ...]:
+        return tuple((c.name, -c.bound) for c in self.criteria.criteria)
 
     def margin(self, metric: str) -> float:
+        """How much `metric` may lose (the bound with its sign turned)."""
         return dict(self.margins)[metric]
 
     def check_task(self, task: str | None) -> None:
+        if self.flag == "accept":
+            self.criteria.check_task(task)
+            return
         binary_only = [m for m in self.metrics if m in BINARY_ONLY]
         if binary_only and task != BINARY:
             raise UsageError(
-                f"--non-inferior-on {','.join(binary_only)} needs a binary task; this is {task}"
+                f"--non-inferior-on {','.join(binary_only)} needs a binary task (one positive "
+                f"class); this is {task}: use auc or acc, or --accept with kappa (ordinal)"
             )
 
     def describe(self) -> str:
-        """`ΔAUC lower bound > −0.01` or `the lower bounds of ΔAUC > −0.01, Δsens > −0.05`."""
-        parts = [f"Δ{LABELS[m]} > −{self.margin(m):g}" for m in self.metrics]
-        if len(parts) == 1:
-            return f"95% lower bound of {parts[0]}"
-        return "95% lower bounds of " + ", ".join(parts) + " (all)"
+        """`95% lower bound of ΔAUC > −0.01` or `the whole 95% interval of ΔAUC > −0.01,
+        ΔECE < +0.02 (all)`."""
+        if self.flag == "margin":
+            parts = [f"Δ{LABELS[m]} > −{self.margin(m):g}" for m in self.metrics]
+            if len(parts) == 1:
+                return f"95% lower bound of {parts[0]}"
+            return "95% lower bounds of " + ", ".join(parts) + " (all)"
+        many = len(self.criteria.criteria) > 1
+        return self.criteria.describe() + (" (all)" if many else "")
 
-    def judge(self, scores: TestScores) -> Verdict:
+    def judge(self, scores: TestScores, robust: dict[str, Any] | None = None) -> Verdict:
+        """The verdict of one member; `robust` is its robustness entry (for `@severityN`)."""
         if scores.one_class_test:
             return Verdict("1-class test", False)
-        failed, unknown = [], []
-        for metric in self.metrics:
-            ci = delta_interval(scores, metric)
-            if ci is None:
-                unknown.append(LABELS[metric])
-            elif not ci[0] > -self.margin(metric):
-                failed.append(LABELS[metric])
+        failed, unknown, checks = [], [], []
+        for criterion in self.criteria.criteria:
+            found = criterion_intervals(criterion, scores, robust)
+            if not found:
+                unknown.append(criterion.label)
+                continue
+            bad = [where for where, ci in found.items() if not criterion.passes(ci)]
+            checks.append({"criterion": criterion.text(), "intervals": found, "passed": not bad})
+            if bad:
+                where = f" ({', '.join(bad)})" if bad != [""] else ""
+                failed.append(criterion.label + where)
         if unknown:
-            return Verdict(f"not scored: Δ{', Δ'.join(unknown)}", False, unknown)
+            return Verdict(f"not scored: Δ{', Δ'.join(unknown)}", False, unknown, checks)
         if failed:
-            return Verdict(f"not shown: {', '.join(failed)}", False, failed)
-        return Verdict("non-inferior", True)
+            return Verdict(f"not shown: {', '.join(failed)}", False, failed, checks)
+        return Verdict("non-inferior", True, [], checks)
+
+
+def criterion_intervals(
+    criterion: Criterion, scores: TestScores, robust: dict[str, Any] | None = None
+) -> dict[str, list[float]]:
+    """The interval(s) a criterion is judged on: one (key `""`) on clean images, one per
+    corruption (keyed by its name) for `@severityN`; empty when not scored."""
+    severity = criterion.severity
+    if severity is not None:
+        rows = (robust or {}).get("results", [])
+        return {
+            r["corruption"]: r[f"delta_{criterion.metric}_ci"]
+            for r in rows
+            if r["severity"] == severity and r.get(f"delta_{criterion.metric}_ci")
+        }
+    if criterion.metric == "flips":
+        ci = scores.flip_rate_ci
+    elif criterion.point is not None:
+        point = scores.point(criterion.point)
+        ci = point.get(f"delta_{criterion.metric}_ci") if point else None
+    else:
+        ci = getattr(scores, f"delta_{criterion.metric}_ci", None)
+    return {"": list(ci)} if ci is not None else {}
 
 
 def _margin_value(value: str, text: str) -> float:
@@ -116,33 +177,36 @@ def _margin_value(value: str, text: str) -> float:
 
 
 def delta_interval(scores: TestScores, metric: str) -> list[float] | None:
-    ci: list[float] | None = getattr(scores, f"delta_{metric}_ci")
+    ci: list[float] | None = getattr(scores, f"delta_{metric}_ci", None)
     return ci
 
 
 def own_interval(scores: TestScores, metric: str) -> list[float] | None:
     ci: list[float] | None = getattr(scores, "test_" + metric + "_ci", None)
-    if ci is None and metric in BINARY_ONLY:
-        ci = getattr(scores, f"{metric}_ci")
+    if ci is None:
+        ci = getattr(scores, f"{metric}_ci", None)
     return ci
 
 
 def resolvable_margin(teacher: TestScores, metric: str) -> float | None:
     """Half the width of the teacher's own 95% interval of `metric` on the test split."""
-    ci = own_interval(teacher, metric)
+    ci = own_interval(teacher, metric) if metric in OWN_INTERVALS else None
     return None if ci is None else (ci[1] - ci[0]) / 2
 
 
 def margin_advice(
     teacher: TestScores, rule: NonInferiority, members: list[TestScores] | None = None
 ) -> list[str]:
-    """One line per verdict metric whose margin is below what the test split resolves
-    (with the half-widths this front's paired intervals actually have)."""
+    """One line per criterion whose margin is below what the test split resolves (with the
+    half-widths this front's paired intervals actually have)."""
     lines = []
     size = f" ({teacher.n_test} images)" if teacher.n_test else ""
-    for metric in rule.metrics:
+    for criterion in rule.criteria.criteria:
+        if criterion.point is not None or criterion.rule.better != "higher":
+            continue
+        metric, label = criterion.metric, criterion.label
         resolvable = resolvable_margin(teacher, metric)
-        margin = rule.margin(metric)
+        margin = -criterion.bound
         if resolvable is None or margin >= resolvable:
             continue
         widths = [
@@ -151,18 +215,17 @@ def margin_advice(
             if ci is not None
         ]
         front = (
-            f"; this front's paired Δ{LABELS[metric]} intervals are ±{min(widths):.3f} to "
+            f"; this front's paired Δ{label} intervals are ±{min(widths):.3f} to "
             f"±{max(widths):.3f}"
             if widths
             else ""
         )
         lines.append(
-            f"the test split{size} resolves {LABELS[metric]} differences of about "
+            f"the test split{size} resolves {label} differences of about "
             f"±{resolvable:.3f} (half the teacher's own 95% interval){front}; the margin "
             f"{margin:g} is smaller, so 'not shown' here means 'cannot tell', not 'worse'. "
-            f"Use --margin {_margin_flag(rule, metric, _round_up(resolvable))} or more, or "
-            "judge on more images (a larger test split, or cross-validation: medslim run "
-            "--cv K)"
+            f"{_wider(rule, metric, _round_up(resolvable))}, or judge on more images (a larger "
+            "test split, or cross-validation: medslim run --cv K)"
         )
     return lines
 
@@ -172,7 +235,100 @@ def _round_up(value: float) -> float:
     return float(f"{(int(value * 200 - 1e-9) + 1) / 200:.3f}")
 
 
-def _margin_flag(rule: NonInferiority, metric: str, value: float) -> str:
+def _wider(rule: NonInferiority, metric: str, value: float) -> str:
+    if rule.flag == "accept":
+        return f"A wider bound is post hoc: --accept {metric}=-{value:g}"
     if len(rule.metrics) == 1:
-        return f"{value:g}"
-    return f"{metric}={value:g}"
+        return f"Use --margin {value:g} or more"
+    return f"Use --margin {metric}={value:g} or more"
+
+
+def subgroup_verdict(entry: dict[str, Any], rule: NonInferiority) -> str:
+    """The verdict within one subgroup, on the criteria it has intervals for; a subgroup
+    whose teacher interval is wider than a margin says so instead."""
+    if "note" in entry:
+        return entry["note"]
+    failed, unresolved = [], []
+    for criterion in rule.criteria.criteria:
+        metric = criterion.metric
+        ci = entry.get(f"delta_{metric}_ci") if criterion.point is None else None
+        own = entry.get(f"teacher_{metric}_ci")
+        if ci is None or own is None or criterion.severity is not None:
+            continue
+        half = (own[1] - own[0]) / 2
+        if criterion.rule.better == "higher" and -criterion.bound < half:
+            unresolved.append(f"{criterion.label} ±{-criterion.bound:g} (needs ±{half:.3f})")
+        elif not criterion.passes(ci):
+            failed.append(criterion.label)
+    if unresolved:
+        return f"too small to resolve {', '.join(unresolved)} (n={entry['n']})"
+    return f"not shown: {', '.join(failed)}" if failed else "non-inferior"
+
+
+@dataclass(frozen=True)
+class Judging:
+    """Which criteria judge the front, and whether they were fixed before the test split
+    was read (a verdict under any others is a post-hoc analysis)."""
+
+    rule: NonInferiority
+    fixed: str | None = None
+    """The criteria the study fixed when it was made (`run --accept`)."""
+    fixed_at: str | None = None
+    post_hoc: bool = False
+    first_read: str | None = None
+    """When the test split was first read for the front (None: not yet)."""
+
+    def notes(self) -> list[str]:
+        read = self.first_read or "now, by this command"
+        if self.fixed is not None and not self.post_hoc:
+            return [
+                f"criteria fixed in advance: {self.fixed}, stored when the study was made "
+                f"({self.fixed_at}); its test split was first read {read}"
+            ]
+        if not self.post_hoc:
+            return []
+        if self.fixed is not None:
+            return [
+                f"POST-HOC analysis: these criteria ({self.rule.criteria.text()}) differ from "
+                f"those the study fixed in advance ({self.fixed}, {self.fixed_at}); the test "
+                f"split was first read {read}"
+            ]
+        return [
+            f"POST-HOC analysis: the study was made without --accept, so no criteria were "
+            f"fixed before its test split was first read ({read})"
+        ]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "criteria": self.rule.criteria.text(),
+            "fixed": self.fixed,
+            "fixed_at": self.fixed_at,
+            "post_hoc": self.post_hoc,
+            "test_first_read": self.first_read,
+        }
+
+
+def judging(
+    fixed: tuple[AcceptanceCriteria, str] | None,
+    first_read: str | None,
+    *,
+    accept: str | None = None,
+    on: str | None = None,
+    margin: str | float | None = None,
+) -> Judging:
+    """The criteria a command judges by: its `--accept`, else its `--non-inferior-on` /
+    `--margin`, else those the study fixed, else ΔAUC > −0.01."""
+    fixed_text = fixed[0].text() if fixed else None
+    fixed_at = fixed[1] if fixed else None
+    stored = fixed[0] if fixed else None
+    if accept is not None:
+        rule = NonInferiority.accept(accept)
+        post_hoc = not rule.criteria.same_as(stored)
+    elif on is not None or margin is not None:
+        rule = NonInferiority.parse(on or "auc", DEFAULT_MARGIN if margin is None else margin)
+        post_hoc = stored is not None and not rule.criteria.same_as(stored)
+    elif fixed is not None:
+        rule, post_hoc = NonInferiority(fixed[0], "accept"), False
+    else:
+        rule, post_hoc = NonInferiority(), False
+    return Judging(rule, fixed_text, fixed_at, post_hoc, first_read)

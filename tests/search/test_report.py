@@ -143,11 +143,20 @@ def test_report_html_has_the_test_table_and_one_figure_per_section(
         "Calibration on the test split",
         "Per-layer pruning ratios of the front",
     ]
+    # The validation sections follow the calibration figure (tabular data: no robustness,
+    # no subgroups without --subgroups).
+    page = [t for t in text.split("<h2>")[1:]]
+    assert [p.split("</h2>")[0] for p in page][5:9] == [
+        "Acceptance criteria",
+        "Robustness to corrupted images",
+        "What the compressed models forget",
+        "Model card",
+    ]
     assert {"Optimisation history", "Hypervolume history (relative to the teacher)"} <= set(titles)
-    assert text.count("<h2>") == len(titles)
+    assert text.count("<h2>") == len(titles) + 4
     assert "<table class='front'>" in text and ">reference<" in text
     assert "ΔAUC [95% CI]" in text and "verdict" in text and "non-inferior when" in text
-    assert "positive class &#x27;benign&#x27; (label 1)" in text
+    assert "positive class &#x27;malignant&#x27; (label 0)" in text  # the disease class
     assert text.count("plotly.js v") >= 1 and "<script src=" not in text  # inlined once
     assert '"type":"log"' in text  # FLOPs on a log axis
     # `medslim report` also wrote the notes for optuna-dashboard, with the test columns.

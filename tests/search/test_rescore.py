@@ -108,10 +108,11 @@ def test_pareto_rescores_the_front_once_and_reads_the_cache_after(
     # The re-scored teacher matches the scores `prepare` stored when it trained it.
     study = optuna.load_study(study_name=first["study"], storage=url)
     assert teacher["test_auc"] == pytest.approx(study.user_attrs["teacher"]["test_auc"])
-    assert first["test"]["positive_class"] == {
-        "index": 1,
-        "name": "benign",
-        "negative": "malignant",
+    assert first["test"]["positive_class"] == {  # the disease class, not label 1
+        "index": 0,
+        "name": "malignant",
+        "negative": "benign",
+        "why": "the disease class of breast-cancer",
     }
     assert first["test"]["non_inferior_on"] == ["auc"]
     for member in first["front"]:
@@ -167,17 +168,17 @@ def test_a_new_positive_class_or_resample_count_rescores_and_old_entries_still_r
     url = f"sqlite:///{folder / 'm.db'}"
     args = ["pareto", "--json", "--storage", url, "--resamples", "200"]
     assert main(args) == 0
+    malignant = json.loads(capsys.readouterr().out)  # the disease class, by default
+    assert main([*args, "--positive-class", "benign"]) == 0
     benign = json.loads(capsys.readouterr().out)
-    assert main([*args, "--positive-class", "malignant"]) == 0
-    malignant = json.loads(capsys.readouterr().out)
-    assert malignant["test"]["positive_class"]["name"] == "malignant"
+    assert benign["test"]["positive_class"]["name"] == "benign"
     for one, other in zip(benign["front"], malignant["front"], strict=True):
         # AUC and ACC do not depend on the positive class; the rates swap roles.
         assert one["test_auc"] == pytest.approx(other["test_auc"])
         assert one["test_acc"] == pytest.approx(other["test_acc"])
         assert other["positive"] == 0 and one["positive"] == 1
     study = optuna.load_study(study_name=benign["study"], storage=url)
-    assert study.user_attrs[TEACHER_KEY]["positive"] == 0  # the cache follows the settings
+    assert study.user_attrs[TEACHER_KEY]["positive"] == 1  # the cache follows the settings
     assert main(["pareto", "--storage", url, "--positive-class", "nodule"]) == 2
     assert "'malignant' (0), 'benign' (1)" in capsys.readouterr().err
 
@@ -195,7 +196,7 @@ def test_a_new_positive_class_or_resample_count_rescores_and_old_entries_still_r
     assert main(args) == 0
     shown = json.loads(capsys.readouterr().out)
     assert [m["test_auc"] for m in shown["front"]] == pytest.approx(
-        [m["test_auc"] for m in benign["front"]]
+        [m["test_auc"] for m in malignant["front"]]
     )
     assert all(m["delta_acc"] is None for m in shown["front"])
     assert any("older medslim" in note for note in shown["test"]["notes"])
@@ -204,7 +205,7 @@ def test_a_new_positive_class_or_resample_count_rescores_and_old_entries_still_r
     assert main(args) == 0
     rescored = json.loads(capsys.readouterr().out)["front"]
     assert [_without_latency(m) for m in rescored] == [
-        _without_latency(m) for m in benign["front"]
+        _without_latency(m) for m in malignant["front"]
     ]
 
 
