@@ -80,11 +80,12 @@ CREATION_ONLY = frozenset({"baselines"})
 """Settings used only when a study is made (the seeds it enqueues): a resumed study may be
 run with other values."""
 LEGACY_BASELINES = 9
-FOLLOW_STUDY = ("allocations", "sampler", "candidates")
-"""Settings whose default (None) means the existing study's value, else today's default:
-an older study resumes with the space and sampler it has."""
 """The fixed number of baselines before it scaled with the budget; the default (None) is
 named as this in the study name's digest, so the default flags find their older study."""
+FOLLOW_STUDY = ("allocations", "sampler", "candidates")
+"""Settings whose default (None) means the existing study's value, else today's default:
+an older study resumes with the space and sampler it has. Left at None, they stay out of
+the default study name, so the same flags find the older study."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,14 @@ class StudyConfig:
         if self.size is not None:
             stem = f"{stem}-{self.size}px"
         stored = self.stored()
-        named = {k: v for k, v in stored.items() if k not in ADDED_LATER or ADDED_LATER[k] != v}
+        if stored.get("sampler") is None:
+            stored["sampler"] = DEFAULT_SAMPLER  # what every older study stored
+        unset = {k for k in FOLLOW_STUDY if stored.get(k) is None}
+        named = {
+            k: v
+            for k, v in stored.items()
+            if k not in unset and (k not in ADDED_LATER or ADDED_LATER[k] != v)
+        }
         if named.get("baselines") is None:
             named["baselines"] = LEGACY_BASELINES
         digest = hashlib.sha256(json.dumps(named, sort_keys=True).encode()).hexdigest()

@@ -34,6 +34,7 @@ from medslim.search.artifacts import ARTIFACTS_ATTR, Artifacts, chosen_artifacts
 from medslim.search.config import (
     DEFAULT_ALLOCATIONS,
     DEFAULT_SAMPLER,
+    FOLLOW_STUDY,
     ResolvedConfig,
     StudyConfig,
     config_differences,
@@ -175,7 +176,9 @@ def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> 
         sampler=DEFAULT_SAMPLER if config.sampler is None else config.sampler,
         allocations=DEFAULT_ALLOCATIONS if config.allocations is None else config.allocations,
     )
-    study = config.study or filled.default_study_name()
+    # Named by the follow-the-study settings as given, so the same flags find an older study.
+    as_given = filled.with_overrides(**{name: getattr(config, name) for name in FOLLOW_STUDY})
+    study = config.study or as_given.default_study_name()
     return ResolvedConfig(**{**asdict(filled), "study": study})
 
 

@@ -48,7 +48,8 @@ def test_sensitivity_curves_are_kept_and_cap_the_ratios(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     storage = f"sqlite:///{tmp_path / 's.db'}"
-    flags = ["--storage", storage, "--sensitivity-drop", "0", "--trials", "4", *FAST]
+    flags = ["--storage", storage, "--sensitivity-drop", "0", "--allocations", "offsets"]
+    flags += ["--trials", "4", *FAST]
     assert main(["sensitivity", *flags]) == 0
     out = capsys.readouterr().out
     assert "drop@0.25" in out and "ceiling" in out
