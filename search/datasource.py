@@ -29,6 +29,7 @@ def data_request(config: StudyConfig, stored: dict[str, Any] | None = None) -> D
         size=config.size,
         task=config.task,
         channels=config.channels,
+        window=config.window,
     )
 
 

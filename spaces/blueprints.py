@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 from medslim.errors import UsageError
 from medslim.kinds import DataKind
 from medslim.spaces.families import get_family, get_preset, spec_from_dict, spec_to_dict
-from medslim.spaces.sources import FAMILY, FILE, MODULE, get_source, parse_model
+from medslim.spaces.sources import FAMILY, FILE, MODULE, VIDEO_MODELS, get_source, parse_model
 from medslim.spaces.specs import ModelSpec
 
 if TYPE_CHECKING:
     from torch import nn
 
-LIBRARY_KINDS: dict[str, DataKind] = {"torchvision": "image", "timm": "image", "monai": "image"}
+LIBRARY_KINDS: dict[str, DataKind] = {"torchvision": "image", "timm": "image"}
+"""The data a library's models take (MONAI's are built for either: not listed)."""
 
 
 @dataclass(frozen=True)
@@ -126,10 +127,13 @@ def blueprint_from_spec(
 
 
 def input_kind(blueprint: Blueprint) -> DataKind | None:
-    """Which data the model takes; None for a user's function (it is told the shape)."""
+    """Which data the model takes; None for a user's function (it is told the shape) and
+    for MONAI's networks (built for the data's spatial dimensions)."""
     name = parse_model(blueprint.model)
     if name.source == FAMILY:
         return get_family(name.name).input_kind
+    if name.source == "torchvision" and name.name in VIDEO_MODELS:
+        return "volume"
     return LIBRARY_KINDS.get(name.source)
 
 

@@ -22,9 +22,9 @@ import torch_pruning as tp
 from torch import nn
 
 from medslim.spaces.graphs import attention_heads, head_count, sync_attention, trace_calls
+from medslim.spaces.layers import PRUNABLE
 
 logger = logging.getLogger(__name__)
-ROOT_TYPES = [nn.Conv2d, nn.Linear]
 _LOGGED: set[tuple[str, ...]] = set()
 T = TypeVar("T")
 Inputs = tuple[tuple[Any, ...], dict[str, Any]]
@@ -71,7 +71,7 @@ def channel_groups(model: nn.Module, example: torch.Tensor, protected: Sequence[
         graph = _graph(piece)
         ignored = _protected_in(piece, protected)
         return graph, list(
-            graph.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES)
+            graph.get_all_groups(ignored_layers=ignored, root_module_types=list(PRUNABLE))
         )
 
     def has_weights(piece: Piece) -> bool:
