@@ -20,7 +20,7 @@ import platformdirs
 import torch
 
 from medslim.errors import DataError, UsageError
-from medslim.kinds import BINARY, MULTI_LABEL, DataKind, Task
+from medslim.kinds import BINARY, KIND_NAMES, MULTI_LABEL, DataKind, Task
 from medslim.objectives import decoded, imagefiles, labels, manifest, medmnist, npz
 from medslim.objectives import volumefiles as volumes
 from medslim.objectives.medmnist import MedMNISTInfo
@@ -78,7 +78,9 @@ class DatasetInfo:
 @dataclass(frozen=True)
 class DataRequest:
     """What to load: a registered name or a path, and how (size, task, channels, and for
-    NIfTI and DICOM volumes the intensity window)."""
+    NIfTI and DICOM volumes the intensity window). `kind`: the data the model takes, when
+    known; data of another kind is refused as soon as it is seen, before any download or
+    decoding."""
 
     source: str = "breast-cancer"
     data_dir: Path | None = None
@@ -87,6 +89,7 @@ class DataRequest:
     task: Task | None = None
     channels: int | None = None
     window: str | None = None
+    kind: DataKind | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", check_size(self.size, "--size"))
@@ -213,6 +216,7 @@ def _load_npz_path(path: Path, request: DataRequest) -> Dataset:
 
 def _load_medmnist(info: MedMNISTInfo, request: DataRequest) -> Dataset:
     """Official fixed splits (the seed plays no part), at the requested size's own file."""
+    _check_kind(request, "volume" if info.dims == 3 else "image", info.name)
     size = _medmnist_size(info, request.size)
     info.file(size)  # a size the dataset does not come in fails before any download
     path = medmnist.fetch(info, request.directory, size)
@@ -239,6 +243,7 @@ def _npz_dataset(
 ) -> Dataset:
     _no_window(request, str(path))
     raw = npz.read_npz(path, spill)
+    _check_kind(request, "volume" if raw["train"].images.ndim == 5 else "image", str(path))
     if known is not None and request.task is None:
         task, n_outputs = known.task, len(known.labels)
     else:
@@ -342,7 +347,9 @@ def _load_files(
     labels.check_labels(str(path), split_labels, task, n_outputs, listed.class_names)
     order = np.concatenate([rows[split] for split in SPLITS])
     counts = {split: len(rows[split]) for split in SPLITS}
-    if _holds_volumes(listed):
+    volumes_given = _holds_volumes(listed)
+    _check_kind(request, "volume" if volumes_given else "image", str(path))
+    if volumes_given:
         key, plan, extra = _volume_plan(listed, rows, order, request)
     else:
         _no_window(request, str(path))
@@ -420,6 +427,15 @@ def _volume_plan(
         return (*shape, 1), decoded.decode_volumes(listed, order, shape, window)
 
     return key, plan, {"window": window.describe()}
+
+
+def _check_kind(request: DataRequest, found: DataKind, source: str) -> None:
+    if request.kind is not None and request.kind != found:
+        raise UsageError(
+            f"{source} holds {KIND_NAMES[found]}, but the model takes "
+            f"{KIND_NAMES[request.kind]}; pick a model for {KIND_NAMES[found]} (`medslim "
+            "list` shows which data each takes)"
+        )
 
 
 def _no_window(request: DataRequest, source: str) -> None:
@@ -536,6 +552,7 @@ def register_dataset(info: DatasetInfo, load: Loader, *, file: str | None = None
     def load_request(request: DataRequest) -> Dataset:
         _no_window(request, info.name)
         dataset = load(request.directory, request.seed)
+        _check_kind(request, dataset.kind, info.name)
         size = request.size
         if size is not None and tuple(dataset.input_shape[1:]) != (size, size):
             raise UsageError(f"{info.name} comes in one size only; drop --size {size}")

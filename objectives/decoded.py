@@ -126,7 +126,7 @@ def decode_volumes(
 
 def _build(folder: Path, rows: int, shape: tuple[int, ...], fill: Fill) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
-    logger.info("decoding %d images into %s ...", rows, folder)
+    logger.info("decoding %d samples into %s ...", rows, folder)
     partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         target = np.lib.format.open_memmap(

@@ -129,7 +129,15 @@ def blueprint_from_spec(
 def input_kind(blueprint: Blueprint) -> DataKind | None:
     """Which data the model takes; None for a user's function (it is told the shape) and
     for MONAI's networks (built for the data's spatial dimensions)."""
-    name = parse_model(blueprint.model)
+    return model_kind(blueprint.model)
+
+
+def model_kind(model: str) -> DataKind | None:
+    """`input_kind` of a `--model` value, known before the data (a preset, a family, a
+    library's model)."""
+    name = parse_model(model)
+    if name.source == "preset":
+        return get_family(get_preset(name.name).family).input_kind
     if name.source == FAMILY:
         return get_family(name.name).input_kind
     if name.source == "torchvision" and name.name in VIDEO_MODELS:
