@@ -189,8 +189,10 @@ class Distiller(nn.Module):
             s = adapter(s)
             if is_feature_map(s) and s.shape[2:] != t.shape[2:]:
                 size = [min(a, b) for a, b in zip(s.shape[2:], t.shape[2:], strict=True)]
-                pool = F.adaptive_avg_pool3d if s.dim() == 5 else F.adaptive_avg_pool2d
-                s, t = pool(s, size), pool(t, size)
+                s, t = (
+                    F.interpolate(s, size=size, mode="area"),
+                    F.interpolate(t, size=size, mode="area"),
+                )
             losses.append(F.mse_loss(s, t))
         return torch.stack(losses).mean()
 

@@ -90,7 +90,7 @@ def _read(file: Path) -> Any:
 
 
 def _check_one_series(folder: Path, files: list[Path], slices: list[Any]) -> None:
-    series = {}
+    series: dict[str, Path] = {}
     for file, ds in zip(files, slices, strict=True):
         series.setdefault(str(ds.get("SeriesInstanceUID", "")), file)
         if int(ds.get("NumberOfFrames", 1)) > 1:

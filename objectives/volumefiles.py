@@ -106,7 +106,7 @@ def resample(values: np.ndarray, shape: Shape) -> np.ndarray:
     tensor = torch.from_numpy(np.ascontiguousarray(values, np.float32))[None, None]
     smaller = [min(a, b) for a, b in zip(values.shape, shape, strict=True)]
     if smaller != list(values.shape):
-        tensor = F.adaptive_avg_pool3d(tensor, smaller)
+        tensor = F.interpolate(tensor, size=smaller, mode="area")  # adaptive average pooling
     if smaller != list(shape):
         tensor = F.interpolate(tensor, size=shape, mode="trilinear", align_corners=False)
     return tensor[0, 0].numpy()

@@ -11,17 +11,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-CONVOLUTIONS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-WEIGHTED: tuple[type[nn.Module], ...] = (*CONVOLUTIONS, nn.Linear)
+CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+WEIGHTED = (*CONVOLUTIONS, nn.Linear)
 """Layers whose weights multiply their inputs: they carry a network's FLOPs."""
-PRUNABLE: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Conv3d, nn.Linear)
+PRUNABLE = (nn.Conv2d, nn.Conv3d, nn.Linear)
 """Roots of the channel groups structured pruning cuts, and the weights unstructured pruning
 masks (1-D convolutions, e.g. efficient channel attention, stay whole as they always have)."""
-STEMS: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Conv3d)
+STEMS = (nn.Conv2d, nn.Conv3d)
 """Convolutions that can be a network's first layer on an image or a volume."""
-BATCH_NORMS: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-MAX_POOLS: tuple[type[nn.Module], ...] = (nn.MaxPool2d, nn.MaxPool3d)
-POOLING: tuple[type[nn.Module], ...] = (
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+MAX_POOLS = (nn.MaxPool2d, nn.MaxPool3d)
+POOLING = (
     nn.AdaptiveAvgPool2d,
     nn.AdaptiveMaxPool2d,
     nn.AvgPool2d,
@@ -48,5 +48,7 @@ def convolution(spatial_dims: int) -> type[nn.Conv2d] | type[nn.Conv3d]:
 def out_width(module: nn.Module) -> int:
     """Output channels of a convolution, output features of a linear layer."""
     if isinstance(module, CONVOLUTIONS):
-        return int(module.out_channels)
-    return int(module.out_features)  # type: ignore[arg-type]
+        return module.out_channels
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    raise TypeError(f"{type(module).__name__} is neither a convolution nor a linear layer")

@@ -25,7 +25,7 @@ from medslim.search.session import fitting_batch, resolve_config
 from medslim.spaces.blueprints import blueprint_for
 
 ADRENAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "adrenalmnist3d_64.npz"
-SLICE = {"train": 32, "val": 16, "test": 16}
+SLICE = {"train": 16, "val": 8, "test": 8}
 
 
 def _slice(path: Path, out: Path) -> Path:
@@ -47,14 +47,14 @@ def test_short_adrenal_study_through_pareto_and_onnx_export(
 ) -> None:
     dataset = _slice(ADRENAL, tmp_path / "adrenal.npz")
     storage = f"sqlite:///{tmp_path / 'v.db'}"
-    args = ["--dataset", str(dataset), "--storage", storage, "--size", "16", "--no-progress"]
+    args = ["--dataset", str(dataset), "--storage", storage, "--size", "8", "--no-progress"]
     fast = ["--trials", "3", "--baselines", "1", "--teacher-epochs", "2", "--epochs", "1"]
     both = ["--method", "both", "--student-epochs", "1", "--data-dir", str(tmp_path / "d")]
     assert main(["run", *args, *fast, *both]) == 0
     (summary,) = optuna.get_all_study_summaries(storage)
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
-    assert summary.study_name.startswith("adrenal-16px-resnet3d8-both-")
-    assert study.user_attrs["dataset"]["input_shape"] == [1, 16, 16, 16]
+    assert summary.study_name.startswith("adrenal-8px-resnet3d8-both-")
+    assert study.user_attrs["dataset"]["input_shape"] == [1, 8, 8, 8]
     assert study.user_attrs["config"]["model"] == "resnet3d8"
     capsys.readouterr()
     assert main(["pareto", "--json", "--storage", storage, "--resamples", "20"]) == 0
