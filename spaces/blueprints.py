@@ -134,7 +134,9 @@ def input_kind(blueprint: Blueprint) -> DataKind | None:
 
 def model_kind(model: str) -> DataKind | None:
     """`input_kind` of a `--model` value, known before the data (a preset, a family, a
-    library's model)."""
+    library's model); None for a user's function, whose file need not be here yet."""
+    if model.rpartition(":")[0].endswith(".py"):
+        return None
     name = parse_model(model)
     if name.source == "preset":
         return get_family(get_preset(name.name).family).input_kind
