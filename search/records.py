@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 
-from medslim.spaces.sparsity import LEGACY_OFFSET_PREFIX
+from medslim.spaces.sparsity import LEGACY_OFFSET_PREFIX, TARGET_PARAM
 
 RESULT_ATTR = "result"
 """Older trials: the whole result in one dict."""
@@ -40,12 +40,15 @@ def record_result(trial: optuna.Trial, result: dict[str, Any]) -> None:
 
 
 def stored_attrs(result: dict[str, Any]) -> dict[str, Any]:
-    """The attrs `record_result` writes: a plan becomes `ratio.<group>` (its global ratio
-    and criterion are trial parameters or study settings already)."""
+    """The attrs `record_result` writes: a plan becomes `ratio.<group>` and its
+    `allocation` (its global ratio or target and criterion are trial parameters or study
+    settings already)."""
     attrs: dict[str, Any] = {}
     for key, value in result.items():
         if key == "plan":
             attrs.update({RATIO_PREFIX + g: round(r, 4) for g, r in value["ratios"].items()})
+            if value.get("allocation"):
+                attrs["allocation"] = value["allocation"]
         elif key in DENSE and value == result.get(DENSE[key]):
             continue
         elif key in DIGITS:
@@ -72,6 +75,10 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
             "global_ratio": trial.params.get(GLOBAL_PARAM),
             "ratios": ratios,
         }
+        if "allocation" in attrs:
+            record["plan"].update(
+                allocation=attrs["allocation"], target=trial.params[TARGET_PARAM]
+            )
     for sparse, dense in DENSE.items():
         if dense in record:
             record.setdefault(sparse, record[dense])

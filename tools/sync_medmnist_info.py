@@ -1,8 +1,8 @@
 """Write objectives/medmnist_info.json from the installed `medmnist` package's INFO table.
 
 medslim reads the URLs and md5s of every MedMNIST+ file (2-D at 28, 64, 128 and 224 px; 3-D
-at 28³ and 64³) from that json at run time instead of importing `medmnist` (5 s: it imports torch, scikit-image and
-creates ~/.medmnist). This script is the only way the json is made, and
+at 28³ and 64³) from that json at run time instead of importing `medmnist` (5 s: it imports
+torch, scikit-image and creates ~/.medmnist). This script is the only way the json is made, and
 tests/objectives/test_medmnist_info.py checks it still matches the package:
 
     pip install medmnist && python tools/sync_medmnist_info.py

@@ -128,10 +128,20 @@ def front_table(
         binary=binary,
         positive=positive if binary else None,
         rule=rule,
-        notes=_notes(rescored, rule, positive if binary else None),
+        notes=_notes(rescored, rule, positive if binary else None) + _refined_note(front),
         export_hint=export_command(storage, front.study, "N"),
         storage=storage,
     )
+
+
+def _refined_note(front: Front) -> list[str]:
+    refined = [f"{m.trial} ({m.refined} epochs)" for m in front.members if m.refined]
+    if not refined:
+        return []
+    return [
+        f"refined by `medslim refine`: trial {', '.join(refined)}; scores and exports are "
+        "the refined models'"
+    ]
 
 
 def _notes(
