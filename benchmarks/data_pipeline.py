@@ -36,7 +36,7 @@ from common import SHARED_DATA, add_cache_argument
 
 from medslim.objectives.data import load_dataset
 from medslim.objectives.split import Split
-from medslim.objectives.training import augment_images, task_loss
+from medslim.objectives.training import AUGMENTATIONS, task_loss
 from medslim.spaces.families import build_model, get_preset
 
 MODEL = "resnet18"
@@ -71,22 +71,27 @@ def resized_copy(source: Path, size: int, cache: Path) -> Path:
 
 
 def pipeline_rate(split: Split, batch: int, batches: int) -> float:
-    """Images/s of batch production as training does it (shuffled rows, augmentation)."""
+    """Images (or volumes)/s of batch production as training does it (shuffled rows, the
+    random affine of images or volumes)."""
     generator = torch.Generator().manual_seed(0)
     order = torch.randperm(len(split), generator=generator)
     start = time.perf_counter()
     for step in range(batches):
         index = order[(step * batch) % (len(split) - batch) :][:batch]
-        inputs = augment_images(split.batch(index), generator)
+        inputs = split.batch(index)
+        inputs = AUGMENTATIONS[inputs.dim()](inputs, generator)
         split.labels(index)
-        float(inputs[0, 0, 0, 0])  # the work is done (and on a GPU, synchronised)
+        float(inputs.flatten()[0])  # the work is done (and on a GPU, synchronised)
     return batch * batches / (time.perf_counter() - start)
 
 
-def training_rate(input_shape: tuple[int, ...], batch: int, steps: int) -> float:
-    """Images/s of resnet18 training steps on ready batches (after one warm-up step)."""
+def training_rate(
+    input_shape: tuple[int, ...], batch: int, steps: int, model_name: str = MODEL
+) -> float:
+    """Samples/s of training steps of a preset (resnet18) on ready batches (after one
+    warm-up step)."""
     torch.manual_seed(0)
-    model = build_model(get_preset(MODEL), input_shape, 2)
+    model = build_model(get_preset(model_name), input_shape, 2)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     inputs = torch.randn(batch, *input_shape)
     targets = torch.randint(0, 2, (batch,))

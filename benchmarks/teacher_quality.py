@@ -34,11 +34,20 @@ PAPER_RESNET18_28 = {"pneumoniamnist": (0.944, 0.854), "breastmnist": (0.901, 0.
 
 
 def measure(
-    path: Path, model: str | None, epochs: int | None, seed: int, cache: Path
+    path: Path,
+    model: str | None,
+    epochs: int | None,
+    seed: int,
+    cache: Path,
+    size: int | None = None,
+    data_dir: Path | None = None,
 ) -> dict[str, Any]:
-    name = path.stem
-    data = load_dataset(str(path), seed=seed)
-    settings = StudyConfig(dataset=str(path), model=model, teacher_epochs=epochs, seed=seed)
+    """The default teacher of `path` (at `size`), trained as `medslim run` trains it (or
+    found in `cache`): its val and test scores and the seconds its training took."""
+    data = load_dataset(str(path), seed=seed, size=size, data_dir=data_dir)
+    settings = StudyConfig(
+        dataset=str(path), model=model, teacher_epochs=epochs, seed=seed, size=size
+    )
     config = resolve_config(settings, data, torch.device("cpu"))
     recipe = teacher_recipe(config, data.kind)
     start = time.perf_counter()
@@ -51,9 +60,9 @@ def measure(
         device=torch.device("cpu"),
     )
     seconds = time.perf_counter() - start
-    paper_auc, paper_acc = PAPER_RESNET18_28[name]
     return {
-        "dataset": name,
+        "dataset": path.stem,
+        "size": size,
         "model": config.model,
         "seed": seed,
         "epochs": recipe.epochs,
@@ -62,8 +71,6 @@ def measure(
         "val_acc": scores.val_acc,
         "test_auc": scores.test_auc,
         "test_acc": scores.test_acc,
-        "paper_test_auc": paper_auc,
-        "paper_test_acc": paper_acc,
         "seconds": seconds if trained else None,
     }
 
@@ -98,6 +105,7 @@ def main() -> int:
             continue
         for seed in (int(s) for s in args.seeds.split(",")):
             row = measure(path, args.model, args.teacher_epochs, seed, cache)
+            row["paper_test_auc"], row["paper_test_acc"] = PAPER_RESNET18_28[name]
             rows.append(row)
             took = "cached" if row["seconds"] is None else f"{row['seconds']:.0f}"
             print(

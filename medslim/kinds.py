@@ -18,8 +18,14 @@ TASK_ALIASES: dict[str, Task] = {"multi-label": MULTI_LABEL}
 TASK_CHOICES = ("binary-class", "multi-class", "multi-label", "ordinal-regression")
 """The task names `--task` offers."""
 
-DataKind = Literal["image", "tabular"]
+DataKind = Literal["image", "tabular", "volume"]
+"""2-D images (C, H, W), feature vectors (F,), or 3-D volumes (C, D, H, W) such as CT and MRI."""
 DATA_KINDS: tuple[DataKind, ...] = get_args(DataKind)
+KIND_NAMES: dict[DataKind, str] = {
+    "image": "2-D images",
+    "tabular": "tabular features",
+    "volume": "3-D volumes",
+}
 
 Pruning = Literal["structured", "unstructured"]
 PRUNING_KINDS: tuple[Pruning, ...] = get_args(Pruning)

@@ -1,6 +1,8 @@
 """Datasets by name or by shape, ready to train: a registry (scikit-learn's breast-cancer,
-every 2D MedMNIST+ dataset at 28–224 px) and local sources (a MedMNIST-layout .npz, an
-image folder, a CSV manifest; DICOM inside either). Images stay uint8 in their `Split`s.
+every 2D MedMNIST+ dataset at 28–224 px, every 3-D one at 28³ and 64³) and local sources (a
+MedMNIST-layout .npz of images or volumes, an image folder, a CSV manifest; DICOM images,
+NIfTI volumes and DICOM series inside either). Images and volumes stay uint8 in their
+`Split`s.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import platformdirs
 import torch
 
 from medslim.errors import DataError, UsageError
-from medslim.kinds import BINARY, MULTI_LABEL, DataKind, Task
+from medslim.kinds import BINARY, KIND_NAMES, MULTI_LABEL, DataKind, Task
 from medslim.objectives import decoded, imagefiles, labels, manifest, medmnist, npz
+from medslim.objectives import volumefiles as volumes
 from medslim.objectives.medmnist import MedMNISTInfo
 from medslim.objectives.npz import RawSplit
+from medslim.objectives.sizes import Size, check_size, image_side, size_text, volume_shape
 from medslim.objectives.split import PixelScale, Split
+from medslim.objectives.windows import DEFAULT_WINDOW, parse_window
 
 __all__ = ["DataRequest", "Dataset", "DatasetInfo", "Split", "load_dataset", "register_dataset"]
 
@@ -69,28 +74,33 @@ class DatasetInfo:
     cached: bool
     description: str
     sizes: tuple[int, ...] = ()
-    """Image sizes the dataset comes in (empty: tabular, or one size only)."""
+    """Image sizes (a volume's side) the dataset comes in (empty: tabular, or one size only)."""
     cached_sizes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
 class DataRequest:
-    """What to load: a registered name or a path, and how (size, task, channels)."""
+    """What to load: a registered name or a path, and how (size, task, channels, and for
+    NIfTI and DICOM volumes the intensity window). `kind`: the data the model takes, when
+    known; data of another kind is refused as soon as it is seen, before any download or
+    decoding."""
 
     source: str = "breast-cancer"
     data_dir: Path | None = None
     seed: int = 0
-    size: int | None = None
+    size: Size | None = None
     task: Task | None = None
     channels: int | None = None
     subgroups: tuple[str, ...] = ()
     """CSV manifest columns that name subgroups (not labels) of each image."""
+    window: str | None = None
+    kind: DataKind | None = None
 
     def __post_init__(self) -> None:
-        if self.size is not None and not 8 <= self.size <= 2048:
-            raise UsageError(f"--size must be between 8 and 2048 pixels, got {self.size}")
+        object.__setattr__(self, "size", check_size(self.size, "--size"))
         if self.channels not in (None, 1, 3):
             raise UsageError(f"--channels must be 1 (grey) or 3 (RGB), got {self.channels}")
+        parse_window(self.window, "--window")
 
     @property
     def directory(self) -> Path:
@@ -121,14 +131,17 @@ def load_dataset(
     *,
     data_dir: Path | None = None,
     seed: int = 0,
-    size: int | None = None,
+    size: Size | None = None,
     task: Task | None = None,
     channels: int | None = None,
     subgroups: tuple[str, ...] = (),
+    window: str | None = None,
 ) -> Dataset:
     """A registry name, a MedMNIST-layout .npz, a CSV manifest or an image folder (a path
     wins even if named like a dataset); `subgroups`: CSV columns naming subgroups."""
-    request = DataRequest(name_or_path, data_dir, seed, size, task, channels, subgroups)
+    request = DataRequest(
+        name_or_path, data_dir, seed, size, task, channels, subgroups=subgroups, window=window
+    )
     return load_request(request)
 
 
@@ -218,13 +231,21 @@ def _load_npz_path(path: Path, request: DataRequest) -> Dataset:
 
 def _load_medmnist(info: MedMNISTInfo, request: DataRequest) -> Dataset:
     """Official fixed splits (the seed plays no part), at the requested size's own file."""
-    size = request.size or medmnist.NATIVE_SIZE
+    _check_kind(request, "volume" if info.dims == 3 else "image", info.name)
+    size = _medmnist_size(info, request.size)
     info.file(size)  # a size the dataset does not come in fails before any download
     path = medmnist.fetch(info, request.directory, size)
     spill = request.directory / "decoded" / path.stem
     digest = info.file(size).md5
     dataset = _npz_dataset(path, info.name, info, replace(request, size=size), spill, digest)
     return replace(dataset, origin={**dataset.origin, "layout": "medmnist"})
+
+
+def _medmnist_size(info: MedMNISTInfo, size: Size | None) -> int:
+    """The side of the file to fetch: a 3-D dataset takes a cube's D,H,W too."""
+    if isinstance(size, tuple) and info.dims == 3 and len(set(size)) == 1:
+        return size[0]
+    return image_side(size, info.name) or medmnist.NATIVE_SIZE
 
 
 def _npz_dataset(
@@ -235,7 +256,9 @@ def _npz_dataset(
     spill: Path,
     digest: str,
 ) -> Dataset:
+    _no_window(request, str(path))
     raw = npz.read_npz(path, spill)
+    _check_kind(request, "volume" if raw["train"].images.ndim == 5 else "image", str(path))
     if known is not None and request.task is None:
         task, n_outputs = known.task, len(known.labels)
     else:
@@ -257,28 +280,68 @@ def _npz_dataset(
 def _resized_npz(
     path: Path, digest: str, raw: dict[str, RawSplit], request: DataRequest
 ) -> dict[str, RawSplit]:
-    """The file's images at `request.size` (square) and channels, resized once into the
-    cache; as they are when neither was asked for or both already match."""
-    height, width, channels = raw["train"].images.shape[1:]
-    size = request.size or max(height, width)
+    """The file's images at `request.size` (square) and channels, or its volumes at the
+    size's D,H,W, resized once into the cache; as they are when neither was asked for or
+    both already match."""
+    sample = raw["train"].images.shape[1:]
+    if len(sample) == 4:
+        return _resized_volumes(path, digest, raw, request)
+    height, width, channels = sample
+    size = image_side(request.size, str(path)) or max(height, width)
     want = request.channels or channels
     if (height, width, channels) == (size, size, want) or (request.size, request.channels) == (
         None,
         None,
     ):
         return raw
-    key = decoded.cache_key([digest], size, want)
+    return _cached_resize(
+        path,
+        raw,
+        request,
+        decoded.cache_key([digest], size, want),
+        (size, size, want),
+        lambda image: imagefiles.resize_array(image, size, want),
+    )
+
+
+def _resized_volumes(
+    path: Path, digest: str, raw: dict[str, RawSplit], request: DataRequest
+) -> dict[str, RawSplit]:
+    _grey_volumes(request, str(path))
+    current = tuple(raw["train"].images.shape[1:4])
+    shape = current if request.size is None else volume_shape(request.size)
+    if shape == current:
+        return raw
+    return _cached_resize(
+        path,
+        raw,
+        request,
+        decoded.cache_key([digest], shape, 1),
+        (*shape, 1),
+        lambda volume: volumes.resize_uint8(volume, shape),
+    )
+
+
+def _cached_resize(
+    path: Path,
+    raw: dict[str, RawSplit],
+    request: DataRequest,
+    key: str,
+    shape: tuple[int, ...],
+    resize: Callable[[np.ndarray], np.ndarray],
+) -> dict[str, RawSplit]:
+    """Every sample of the file passed through `resize`, once, into the cache."""
     folder = request.directory / "decoded" / f"{path.stem}-{key}"
 
-    def plan() -> tuple[tuple[int, int, int], decoded.Fill]:
+    def plan() -> tuple[tuple[int, ...], decoded.Fill]:
         def fill(target: np.ndarray) -> None:
             start = 0
             for split in SPLITS:
-                for image in raw[split].images:
-                    target[start] = imagefiles.resize_array(image, size, want)
+                for sample in raw[split].images:
+                    target[start] = resize(sample)
                     start += 1
 
-        return (size, size, want), fill
+        return shape, fill
 
     counts = {split: len(r.images) for split, r in raw.items()}
     images = decoded.cached_images(folder, counts, plan)
@@ -297,18 +360,25 @@ def _load_files(
     split_labels = {split: listed.labels[rows[split]] for split in SPLITS}
     task, n_outputs = labels.infer_task(str(path), split_labels, request.task)
     labels.check_labels(str(path), split_labels, task, n_outputs, listed.class_names)
-    size = request.size or FILES_SIZE
-    if request.size is None:
-        logger.info("%s: images resized to %d px (the default; --size changes it)", path, size)
     order = np.concatenate([rows[split] for split in SPLITS])
-    key = decoded.manifest_key(listed, rows, size, request.channels)
-    folder = request.directory / "decoded" / f"{path.stem}-{key}"
     counts = {split: len(rows[split]) for split in SPLITS}
+    volumes_given = _holds_volumes(listed)
+    _check_kind(request, "volume" if volumes_given else "image", str(path))
+    if volumes_given:
+        key, plan, extra = _volume_plan(listed, rows, order, request)
+    else:
+        _no_window(request, str(path))
+        size = image_side(request.size, str(path)) or FILES_SIZE
+        if request.size is None:
+            logger.info("%s: images resized to %d px (the default; --size changes it)", path, size)
+        key = decoded.manifest_key(listed, rows, size, request.channels)
+        extra = {}
 
-    def plan() -> tuple[tuple[int, int, int], decoded.Fill]:
-        channels = request.channels or _common_channels(listed, order)
-        return (size, size, channels), decoded.decode_files(listed, order, size, channels)
+        def plan() -> tuple[tuple[int, ...], decoded.Fill]:
+            channels = request.channels or _common_channels(listed, order)
+            return (size, size, channels), decoded.decode_files(listed, order, size, channels)
 
+    folder = request.directory / "decoded" / f"{path.stem}-{key}"
     images = decoded.cached_images(folder, counts, plan)
     raw = {split: RawSplit(images[split], split_labels[split]) for split in SPLITS}
     carved = "/".join(listed.carved)
@@ -324,10 +394,78 @@ def _load_files(
             "split_digest": listed.digest(),
             "files": len(listed.files),
             "split": f"{carved} carved from train, seed {request.seed}" if carved else "given",
+            **extra,
         },
     )
     groups = manifest.test_groups(listed, rows["test"])
     return replace(dataset, test_groups=groups) if groups else dataset
+
+
+def _holds_volumes(listed: manifest.Manifest) -> bool:
+    """Whether the samples are volumes (NIfTI files, DICOM series); a mix is refused."""
+    found = [volumes.is_volume(file) for file in listed.files]
+    if all(found):
+        return True
+    if any(found):
+        image, volume = listed.files[found.index(False)], listed.files[found.index(True)]
+        raise DataError(
+            f"{image}: a 2-D image among volumes (such as {volume}); give every sample as "
+            "a NIfTI volume or a DICOM series folder, or keep 2-D images in a dataset of "
+            "their own"
+        )
+    return False
+
+
+def _volume_plan(
+    listed: manifest.Manifest,
+    rows: dict[str, np.ndarray],
+    order: np.ndarray,
+    request: DataRequest,
+) -> tuple[str, decoded.Plan, dict[str, Any]]:
+    """The cache key, decoding plan and origin of NIfTI volumes or DICOM series."""
+    _grey_volumes(request, str(listed.source))
+    shape = volume_shape(request.size)
+    window = parse_window(request.window, "--window")
+    if request.size is None:
+        logger.info(
+            "%s: volumes resampled to %s voxels (the default; --size changes it)",
+            listed.source,
+            size_text(shape),
+        )
+    if window == DEFAULT_WINDOW and request.window is None:
+        logger.info(
+            "%s: intensities by %s (the default; --window sets a CT window)",
+            listed.source,
+            window.describe(),
+        )
+    key = decoded.manifest_key(listed, rows, shape, 1, window)
+
+    def plan() -> tuple[tuple[int, ...], decoded.Fill]:
+        return (*shape, 1), decoded.decode_volumes(listed, order, shape, window)
+
+    return key, plan, {"window": window.describe()}
+
+
+def _check_kind(request: DataRequest, found: DataKind, source: str) -> None:
+    if request.kind is not None and request.kind != found:
+        raise UsageError(
+            f"{source} holds {KIND_NAMES[found]}, but the model takes "
+            f"{KIND_NAMES[request.kind]}; pick a model for {KIND_NAMES[found]} (`medslim "
+            "list` shows which data each takes)"
+        )
+
+
+def _no_window(request: DataRequest, source: str) -> None:
+    if request.window is not None:
+        raise UsageError(
+            f"{source} holds 8-bit images already; --window applies to the raw intensities "
+            "of NIfTI volumes and DICOM series: drop it"
+        )
+
+
+def _grey_volumes(request: DataRequest, source: str) -> None:
+    if request.channels == 3:
+        raise UsageError(f"{source} holds grey volumes; --channels 3 is for 2-D colour images")
 
 
 def _common_channels(listed: manifest.Manifest, order: np.ndarray) -> int:
@@ -354,23 +492,23 @@ def image_dataset(
     class_names: tuple[str, ...] = (),
     origin: dict[str, Any] | None = None,
 ) -> Dataset:
-    """uint8 splits (labels checked by `labels.check_labels`) wrapped, with the pixel
-    scale of the training images."""
+    """uint8 splits of images or volumes (labels checked by `labels.check_labels`)
+    wrapped, with the pixel scale of the training images."""
     scale = PixelScale.of(raw["train"].images)
     splits = {
         split: Split(torch.from_numpy(r.images), _label_tensor(r.labels, task), scale)
         for split, r in raw.items()
     }
-    height, width, channels = raw["train"].images.shape[1:]
+    *spatial, channels = raw["train"].images.shape[1:]
     return Dataset(
         name=name,
         task=task,
         n_outputs=n_outputs,
-        input_shape=(channels, height, width),
-        kind="image",
+        input_shape=(channels, *spatial),
+        kind="volume" if len(spatial) == 3 else "image",
         source=source,
         class_names=class_names,
-        origin={**(origin or {}), "size": height if height == width else [height, width]},
+        origin={**(origin or {}), "size": spatial[0] if len(set(spatial)) == 1 else spatial},
         train=splits["train"],
         val=splits["val"],
         test=splits["test"],
@@ -431,7 +569,9 @@ def register_dataset(info: DatasetInfo, load: Loader, *, file: str | None = None
     """
 
     def load_request(request: DataRequest) -> Dataset:
+        _no_window(request, info.name)
         dataset = load(request.directory, request.seed)
+        _check_kind(request, dataset.kind, info.name)
         size = request.size
         if size is not None and tuple(dataset.input_shape[1:]) != (size, size):
             raise UsageError(f"{info.name} comes in one size only; drop --size {size}")

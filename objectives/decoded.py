@@ -1,10 +1,11 @@
 """Decoded images, cached once per (file list, size, channels) and memory-mapped.
 
-Decoding thousands of PNG/JPEG/DICOM files (or resizing a whole .npz) costs minutes; it
-happens once, into `<data dir>/decoded/<name>-<key>/images.npy` (uint8 N×S×S×C, the
-splits one after the other), and every later run, trial and worker on the machine maps
-that file instead. The key hashes each file's path, split, size and modification time
-with the target size and channels, so a changed file or another `--size` decodes again.
+Decoding thousands of PNG/JPEG/DICOM files, NIfTI volumes or DICOM series (or resizing a
+whole .npz) costs minutes; it happens once, into `<data dir>/decoded/<name>-<key>/images.npy`
+(uint8 N×S×S×C, volumes N×D×H×W×1, the splits one after the other), and every later run,
+trial and worker on the machine maps that file instead. The key hashes each file's path,
+split, size and modification time (each slice's, for a DICOM series) with the target size,
+channels and a volume's window, so a changed file or another `--size` decodes again.
 Written to a temporary folder and renamed, so a reader never sees half a cache.
 """
 
@@ -22,38 +23,57 @@ from pathlib import Path
 
 import numpy as np
 
-from medslim.objectives import imagefiles
+from medslim.objectives import imagefiles, volumefiles
 from medslim.objectives.manifest import SPLITS, Manifest
+from medslim.objectives.windows import Window
 
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
 """Bumped when decoding changes, so old caches are not reused."""
+_VOLUME_WORKERS = 4
 Fill = Callable[[np.ndarray], None]
 """Writes every row of the (memory-mapped) image array in place."""
-Plan = Callable[[], tuple[tuple[int, int, int], Fill]]
-"""Run on a cache miss only: (one image's shape, how to fill the array)."""
+Plan = Callable[[], tuple[tuple[int, ...], Fill]]
+"""Run on a cache miss only: (one sample's shape, how to fill the array)."""
+Size = int | tuple[int, ...]
+"""A 2-D image's side, or a volume's (D, H, W)."""
 
 
-def cache_key(parts: Iterable[str], size: int, channels: int | None) -> str:
+def cache_key(
+    parts: Iterable[str], size: Size, channels: int | None, window: Window | None = None
+) -> str:
     """`channels` None: as the data is (the cache records what that turned out to be)."""
-    digest = hashlib.sha256(f"{FORMAT}\0{size}\0{channels}\n".encode())
+    shape = size if isinstance(size, int) else "x".join(map(str, size))
+    head = f"{FORMAT}\0{shape}\0{channels}" + (f"\0{window}" if window is not None else "")
+    digest = hashlib.sha256(f"{head}\n".encode())
     for part in parts:
         digest.update(part.encode() + b"\n")
     return digest.hexdigest()[:16]
 
 
 def manifest_key(
-    manifest: Manifest, rows: dict[str, np.ndarray], size: int, channels: int | None
+    manifest: Manifest,
+    rows: dict[str, np.ndarray],
+    size: Size,
+    channels: int | None,
+    window: Window | None = None,
 ) -> str:
     """Each file's path, split, size and modification time, in cache order."""
     parts = []
     for split in SPLITS:
         for row in rows[split]:
             file = manifest.files[row]
-            status = file.stat()
-            parts.append(f"{file}\0{split}\0{status.st_size}\0{status.st_mtime_ns}")
-    return cache_key(parts, size, channels)
+            parts.append(f"{file}\0{split}\0{_stamp(file)}")
+    return cache_key(parts, size, channels, window)
+
+
+def _stamp(path: Path) -> str:
+    """A file's size and modification time; a series folder's, each slice's in turn."""
+    if not path.is_dir():
+        status = path.stat()
+        return f"{status.st_size}\0{status.st_mtime_ns}"
+    return "\0".join(f"{file.name}\0{_stamp(file)}" for file in sorted(path.iterdir()))
 
 
 def cached_images(folder: Path, counts: dict[str, int], plan: Plan) -> dict[str, np.ndarray]:
@@ -87,9 +107,26 @@ def decode_files(manifest: Manifest, order: np.ndarray, size: int, channels: int
     return fill
 
 
-def _build(folder: Path, rows: int, shape: tuple[int, int, int], fill: Fill) -> None:
+def decode_volumes(
+    manifest: Manifest, order: np.ndarray, shape: volumefiles.Shape, window: Window
+) -> Fill:
+    """A `Fill` that decodes the manifest's volumes in `order` (NIfTI files, DICOM series),
+    a few at a time: a CT scan's float voxels take hundreds of MB."""
+
+    def fill(target: np.ndarray) -> None:
+        def one(position: int) -> None:
+            target[position] = volumefiles.decode(manifest.files[order[position]], shape, window)
+
+        with ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, _VOLUME_WORKERS)) as pool:
+            for _ in pool.map(one, range(len(order))):
+                pass
+
+    return fill
+
+
+def _build(folder: Path, rows: int, shape: tuple[int, ...], fill: Fill) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
-    logger.info("decoding %d images into %s ...", rows, folder)
+    logger.info("decoding %d samples into %s ...", rows, folder)
     partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         target = np.lib.format.open_memmap(

@@ -23,7 +23,7 @@ def is_dicom(path: Path) -> bool:
     return path.suffix.lower() in SUFFIXES
 
 
-def _pydicom() -> Any:
+def load_pydicom() -> Any:
     try:
         import pydicom
         import pydicom.pixels
@@ -34,11 +34,11 @@ def _pydicom() -> Any:
 
 def channels(path: Path) -> int:
     """1 or 3, from the header (SamplesPerPixel)."""
-    pydicom = _pydicom()
+    pydicom = load_pydicom()
     try:
         header = pydicom.dcmread(path, stop_before_pixels=True)
     except (OSError, pydicom.errors.InvalidDicomError) as error:
-        raise _undecodable(path, error) from error
+        raise undecodable(path, error) from error
     return 3 if int(header.get("SamplesPerPixel", 1)) == 3 else 1
 
 
@@ -48,12 +48,12 @@ def decode(path: Path) -> Image.Image:
 
     from medslim.objectives.imagefiles import to_uint8
 
-    pydicom = _pydicom()
+    pydicom = load_pydicom()
     try:
         dataset = pydicom.dcmread(path)
         pixels = dataset.pixel_array
     except Exception as error:  # pydicom raises many kinds for data it cannot decode
-        raise _undecodable(path, error) from error
+        raise undecodable(path, error) from error
     if int(dataset.get("NumberOfFrames", 1)) > 1:
         raise DataError(
             f"{path}: a multi-frame DICOM ({dataset.NumberOfFrames} frames); "
@@ -69,7 +69,7 @@ def decode(path: Path) -> Image.Image:
     return Image.fromarray(to_uint8(values), "L")
 
 
-def _undecodable(path: Path, error: Exception) -> DataError:
+def undecodable(path: Path, error: Exception) -> DataError:
     reason = " ".join(str(error).split()) or type(error).__name__
     return DataError(
         f"{path}: pydicom cannot decode this file ({reason}); a compressed transfer syntax "

@@ -26,6 +26,7 @@ from medslim.objectives.evaluate import Budget, Scores, score_model
 from medslim.objectives.teacher import data_fingerprint
 from medslim.objectives.training import Recipe, predict_logits, soft_kl, task_loss, train
 from medslim.spaces.blueprints import Blueprint
+from medslim.spaces.layers import SPATIAL_DIMS, convolution, is_feature_map
 from medslim.spaces.students import DistillSettings, feature_stages
 
 _LOGITS: dict[str, torch.Tensor] = {}  # the in-memory cache, one entry per teacher and data
@@ -87,7 +88,8 @@ def teacher_train_logits(teacher: nn.Module, data: Dataset, cache_dir: Path) -> 
 
 class Distiller(nn.Module):
     """A `train` loss: KD on the teacher's logits, plus an optional MSE between matched stage
-    outputs of student and teacher through 1×1 adapters (the adapters are its parameters)."""
+    outputs of student and teacher through 1×1 (1×1×1 for volumes) adapters (the adapters
+    are its parameters)."""
 
     def __init__(
         self, signal: TeacherSignal, settings: DistillSettings, task: Task, *, augment: bool
@@ -121,8 +123,8 @@ class Distiller(nn.Module):
         student.train(was_training)
         for s, t in zip(self._features["student"], self._features["teacher"], strict=True):
             layer = (
-                nn.Conv2d(s.shape[1], t.shape[1], 1)
-                if s.dim() == 4
+                convolution(SPATIAL_DIMS[s.dim()])(s.shape[1], t.shape[1], 1)
+                if is_feature_map(s)
                 else nn.Linear(s.shape[1], t.shape[1])
             )
             self.adapters.append(layer.to(example.device))
@@ -170,9 +172,12 @@ class Distiller(nn.Module):
         losses = []
         for adapter, s, t in pairs:
             s = adapter(s)
-            if s.dim() == 4 and s.shape[-2:] != t.shape[-2:]:
-                size = tuple(min(a, b) for a, b in zip(s.shape[-2:], t.shape[-2:], strict=True))
-                s, t = F.adaptive_avg_pool2d(s, size), F.adaptive_avg_pool2d(t, size)
+            if is_feature_map(s) and s.shape[2:] != t.shape[2:]:
+                size = [min(a, b) for a, b in zip(s.shape[2:], t.shape[2:], strict=True)]
+                s, t = (
+                    F.interpolate(s, size=size, mode="area"),
+                    F.interpolate(t, size=size, mode="area"),
+                )
             losses.append(F.mse_loss(s, t))
         return torch.stack(losses).mean()
 

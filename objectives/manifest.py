@@ -5,6 +5,10 @@ convention; classes in sorted name order). CSV: columns `path` (relative to the 
 one label column (integers 0..K−1, or class names, sorted) or several 0/1 columns
 (multi-label), and optionally `split` (train/val/test). A split the data does not give is
 carved from train by `assign_splits`: stratified, seeded, 15% each.
+
+A sample is an image file, a NIfTI volume (`.nii`, `.nii.gz`), or a folder below a class
+folder that holds one DICOM series (slices with positions): one volume. DICOM files lying
+directly in a class folder stay 2-D images.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from medslim.errors import DataError
+from medslim.objectives import series
 from medslim.objectives.imagefiles import IMAGE_SUFFIXES, is_image
+from medslim.objectives.volumefiles import NIFTI_SUFFIXES, is_nifti
 
 SPLITS = ("train", "val", "test")
 CARVED_SHARE = 0.15
@@ -82,11 +88,12 @@ def read_folder(root: Path) -> Manifest:
                 "every class needs training images"
             )
         for index, name in enumerate(classes):
-            found = _images_under(folder / name) if (folder / name).is_dir() else []
+            found = _samples_under(folder / name) if (folder / name).is_dir() else []
             if not found and split == "train":
                 raise DataError(
                     f"{folder / name}: class folder with no images "
-                    f"({', '.join(IMAGE_SUFFIXES)}); add images or remove the folder"
+                    f"({', '.join(IMAGE_SUFFIXES + NIFTI_SUFFIXES)}, or DICOM series "
+                    "folders); add images or remove the folder"
                 )
             files += found
             labels += [index] * len(found)
@@ -122,7 +129,7 @@ def read_csv(path: Path, subgroups: tuple[str, ...] = ()) -> Manifest:
     if not rows:
         raise DataError(f"{path}: no rows; list one image per row")
     files = tuple((path.parent / row[_PATH]).resolve() for row in rows)
-    missing = [row[_PATH] for row, file in zip(rows, files, strict=True) if not file.is_file()]
+    missing = [row[_PATH] for row, file in zip(rows, files, strict=True) if not file.exists()]
     if missing:
         raise DataError(
             f"{path}: {len(missing)} listed files do not exist: {_first(missing)} "
@@ -204,11 +211,18 @@ def _subfolders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _images_under(folder: Path) -> list[Path]:
+def _samples_under(folder: Path) -> list[Path]:
+    """Image and NIfTI files under a class folder, and below it each DICOM series folder
+    (taken whole, as one volume)."""
     found = []
     for parent, dirs, names in os.walk(folder):
+        here = Path(parent)
+        if here != folder and series.is_series(here):
+            found.append(here)
+            dirs[:] = []
+            continue
+        found += [here / n for n in sorted(names) if is_image(Path(n)) or is_nifti(Path(n))]
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(parent) / n for n in sorted(names) if is_image(Path(n))]
     return found
 
 

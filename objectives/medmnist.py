@@ -1,6 +1,7 @@
 """MedMNIST+ facts (from the shipped medmnist_info.json, generated from the `medmnist`
 package's INFO by tools/sync_medmnist_info.py) and the verified fetch of its files: every
-2D dataset at 28, 64, 128 and 224 px, `{name}.npz` for 28 px and `{name}_{size}.npz` above."""
+2-D dataset at 28, 64, 128 and 224 px and every 3-D one at 28³ and 64³, `{name}.npz` for 28
+and `{name}_{size}.npz` above."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ class MedMNISTInfo:
     n_channels: int
     labels: tuple[str, ...]
     n_samples: dict[str, int]
+    dims: int = 2
+    """2: images (N, H, W[, 3]); 3: volumes (N, D, H, W)."""
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -58,8 +61,9 @@ class MedMNISTInfo:
         """The file at `size` px; a size the dataset does not come in is a usage error."""
         if size not in self.files:
             offered = ", ".join(map(str, self.sizes))
+            unit = "voxels a side" if self.dims == 3 else "px"
             raise UsageError(
-                f"{self.name} comes in {offered} px, not {size}; pick one of these with --size"
+                f"{self.name} comes in {offered} {unit}, not {size}; pick one of these with --size"
             )
         return self.files[size]
 
@@ -67,7 +71,8 @@ class MedMNISTInfo:
     def description(self) -> str:
         colour = "RGB" if self.n_channels == 3 else "grey"
         counts = "/".join(str(self.n_samples[split]) for split in ("train", "val", "test"))
-        return f"MedMNIST+ {colour}, {counts} train/val/test images"
+        what = "3-D volumes" if self.dims == 3 else "images"
+        return f"MedMNIST+ {colour}, {counts} train/val/test {what}"
 
 
 def _read_info() -> dict[str, MedMNISTInfo]:
@@ -81,6 +86,7 @@ def _read_info() -> dict[str, MedMNISTInfo]:
             n_channels=entry["n_channels"],
             labels=tuple(entry["labels"][str(i)] for i in range(len(entry["labels"]))),
             n_samples=entry["n_samples"],
+            dims=entry.get("dims", 2),
         )
         for name, entry in json.loads(text)["datasets"].items()
     }

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from medslim.kinds import BINARY, MULTI_LABEL, Task
+from medslim.spaces.layers import WEIGHTED
 
 
 def auc_score(y_true: np.ndarray, y_score: np.ndarray, task: Task) -> float:
@@ -57,8 +58,9 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 def flops_by_module(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """FLOPs of one input per leaf conv/linear module name (as in `named_modules`); the key
-    "" holds the rest (attention products, convolutions a model calls as functions)."""
+    """FLOPs of one input per leaf convolution (1-D, 2-D or 3-D) or linear module name (as
+    in `named_modules`); the key "" holds the rest (attention products, convolutions a model
+    calls as functions)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -69,7 +71,7 @@ def flops_by_module(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str,
     counts = counter.get_flop_counts()
     result = {}
     for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d | nn.Linear):
+        if isinstance(module, WEIGHTED):
             key = f"{root}.{name}"
             result[name] = int(sum(counts.get(key, {}).values()))
     rest = int(counter.get_total_flops()) - sum(result.values())

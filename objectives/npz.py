@@ -1,5 +1,8 @@
 """Read and check a MedMNIST-layout .npz, so every bad file fails with one clear line.
 
+Images are (N, H, W) grey or (N, H, W, 3) RGB; volumes, in MedMNIST's 3-D layout, are
+(N, D, H, W), or (N, D, H, W, C) with a channel axis of 1 or 3.
+
 Images larger than the memory limit (`$MEDSLIM_MEMORY_LIMIT` bytes, default a quarter of
 the machine's memory) are copied once, in chunks, out of the archive into uncompressed
 .npy files and memory-mapped from there: a 224-px MedMNIST+ file never has to fit in RAM.
@@ -28,7 +31,8 @@ _CHUNK = 1 << 24
 
 @dataclass(frozen=True)
 class RawSplit:
-    """One split as stored: uint8 images (N, H, W, C) and integer labels (N,) or (N, L)."""
+    """One split as stored: uint8 images (N, H, W, C) or volumes (N, D, H, W, C) and integer
+    labels (N,) or (N, L)."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -112,18 +116,20 @@ def _read_split(
 
 
 def _check_images(path: Path, split: str, images: np.ndarray) -> np.ndarray:
-    """uint8 only, so [0,1] scaling is unambiguous; grey gets a channel axis of 1."""
+    """uint8 only, so [0,1] scaling is unambiguous; grey gets a channel axis of 1. Four axes
+    are images with channels when the last is 1 or 3, else grey volumes (N, D, H, W)."""
     if images.dtype != np.uint8:
         raise DataError(
             f"{path}: {split}_images has dtype {images.dtype}; images must be uint8 (0-255)"
         )
-    if images.ndim == 3:
+    channels_last = images.shape[-1] in (1, 3)
+    if images.ndim == 3 or (images.ndim == 4 and not channels_last):
         return images[..., np.newaxis]
-    if images.ndim == 4 and images.shape[-1] in (1, 3):
+    if images.ndim in (4, 5) and channels_last:
         return images
     raise DataError(
-        f"{path}: {split}_images has shape {images.shape}; "
-        "expected (N, H, W) grey or (N, H, W, 3) RGB"
+        f"{path}: {split}_images has shape {images.shape}; expected (N, H, W) grey or "
+        "(N, H, W, 3) RGB images, or (N, D, H, W) volumes"
     )
 
 

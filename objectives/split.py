@@ -1,11 +1,12 @@
 """One split's samples as stored, and the one way to turn them into model inputs.
 
-Images stay uint8 (N×H×W×C, as decoded; possibly memory-mapped) until a batch is taken:
-`Split.batch` gathers the rows, moves them to the compute device and only there converts
-them to normalised float32 N×C×H×W (channels-last on CUDA). Tabular features, or any
-float tensor a caller already prepared, are model inputs as they are. Everything that
-feeds a model (training, prediction, batch-norm recalibration, teacher logits, export
-checks) goes through `batch`/`batches`, so no caller cares how the data is stored.
+Images stay uint8 (N×H×W×C, as decoded; volumes N×D×H×W×C; possibly memory-mapped) until a
+batch is taken: `Split.batch` gathers the rows, moves them to the compute device and only
+there converts them to normalised float32 N×C×H×W (N×C×D×H×W; channels-last on CUDA).
+Tabular features, or any float tensor a caller already prepared, are model inputs as they
+are. Everything that feeds a model (training, prediction, batch-norm recalibration, teacher
+logits, export checks) goes through `batch`/`batches`, so no caller cares how the data is
+stored.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import torch
 
 _STD_FLOOR = 1e-6
 _STATS_ROWS = 1024  # images per chunk when counting pixel values (bounded memory)
+_LAYOUTS = {4: torch.channels_last, 5: torch.channels_last_3d}
+"""The channels-last layout of a batch of images (rank 4) or volumes (rank 5)."""
 DEVICE_SHARE = 0.25
 """Images move to a GPU whole when their uint8 bytes fit in this share of its memory;
 larger ones stay on the host and each batch is copied through pinned memory."""
@@ -33,7 +36,7 @@ class PixelScale:
 
     @classmethod
     def of(cls, images: np.ndarray) -> PixelScale:
-        """Exact statistics of uint8 N×H×W×C images from value counts, read in chunks (a
+        """Exact statistics of uint8 N×…×C images (or volumes) from value counts, read in chunks (a
         memory-mapped array is never loaded whole, and no float copy is made)."""
         channels = images.shape[-1]
         counts = np.zeros((channels, 256), np.int64)
@@ -55,9 +58,9 @@ class PixelScale:
 
 @dataclass(frozen=True)
 class Split:
-    """x: uint8 N×H×W×C images with their `scale`, or float model inputs (N×F, N×C×H×W)
-    when `scale` is None; y: int64 (N,) or float (N, L) labels on the compute device.
-    `on_device` is x copied to a GPU when it fits there (see `to`)."""
+    """x: uint8 N×H×W×C images or N×D×H×W×C volumes with their `scale`, or float model
+    inputs (N×F, N×C×H×W) when `scale` is None; y: int64 (N,) or float (N, L) labels on the
+    compute device. `on_device` is x copied to a GPU when it fits there (see `to`)."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -84,9 +87,11 @@ class Split:
             raw = _gather(self.x, index, self.device)
         if self.scale is None:
             return raw
-        layout = torch.channels_last if raw.is_cuda else torch.contiguous_format
-        inputs = raw.permute(0, 3, 1, 2).to(torch.float32, memory_format=layout)
-        shape = (1, -1, 1, 1)
+        rank = raw.dim()
+        layout = _LAYOUTS[rank] if raw.is_cuda else torch.contiguous_format
+        channels_first = (0, rank - 1, *range(1, rank - 1))
+        inputs = raw.permute(*channels_first).to(torch.float32, memory_format=layout)
+        shape = (1, -1) + (1,) * (rank - 2)
         return inputs.sub_(self.scale.mean.view(shape)).div_(self.scale.std.view(shape))
 
     def batches(self, batch_size: int, limit: int | None = None) -> Iterator[torch.Tensor]:

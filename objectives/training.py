@@ -17,6 +17,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from medslim.errors import TrainingDiverged
 from medslim.kinds import MULTI_LABEL, Task
 from medslim.objectives.split import Split
+from medslim.spaces.layers import BATCH_NORMS
 
 PRECISIONS = ("auto", "fp32", "bf16")
 """auto: bf16 autocast on CUDA, plain fp32 elsewhere; fp32: never autocast; bf16: always."""
@@ -74,9 +75,13 @@ def configure_cuda() -> None:
     torch.backends.cudnn.benchmark = False
 
 
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
 def channels_last_for(x: torch.Tensor) -> bool:
-    """Image batches on CUDA go channels-last, the layout cuDNN's tensor-core kernels read."""
-    return x.is_cuda and x.dim() == 4
+    """Image and volume batches on CUDA go channels-last, the layout cuDNN's tensor-core
+    kernels read."""
+    return x.is_cuda and x.dim() in _CHANNELS_LAST
 
 
 def in_layout(batch: torch.Tensor) -> torch.Tensor:
@@ -86,7 +91,7 @@ def in_layout(batch: torch.Tensor) -> torch.Tensor:
     channels-last while the model keeps its own (unstructured pruning `.view`s weight masks).
     """
     if channels_last_for(batch):
-        return batch.contiguous(memory_format=torch.channels_last)
+        return batch.contiguous(memory_format=_CHANNELS_LAST[batch.dim()])
     return batch
 
 
@@ -144,6 +149,50 @@ def augment_images(
     return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
+def augment_volumes(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    max_shift: float = 0.1,
+    max_degrees: float = 10.0,
+    max_zoom: float = 0.1,
+) -> torch.Tensor:
+    """`augment_images` for N×C×D×H×W volumes: one small random affine per sample (a
+    rotation about each axis up to `max_degrees`, zoom, translation), resampled trilinearly
+    on x's device. No flips: a left kidney must stay left."""
+    n = x.shape[0]
+    draws = torch.rand(n, 7, generator=generator) * 2 - 1
+    angles = draws[:, :3] * math.radians(max_degrees)
+    rotation = _rotations(angles)
+    zoom = (1 + draws[:, 3] * max_zoom).view(n, 1, 1)
+    theta = torch.cat([rotation / zoom, (draws[:, 4:] * max_shift * 2).unsqueeze(2)], dim=2)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+
+
+def _rotations(angles: torch.Tensor) -> torch.Tensor:
+    """N 3×3 rotation matrices, about the first, second and third axis in turn."""
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    one, zero = torch.ones_like(cos[:, 0]), torch.zeros_like(cos[:, 0])
+
+    def matrix(rows: list[list[torch.Tensor]]) -> torch.Tensor:
+        return torch.stack([torch.stack(row, dim=1) for row in rows], dim=1)
+
+    about_x = matrix(
+        [[one, zero, zero], [zero, cos[:, 0], -sin[:, 0]], [zero, sin[:, 0], cos[:, 0]]]
+    )
+    about_y = matrix(
+        [[cos[:, 1], zero, sin[:, 1]], [zero, one, zero], [-sin[:, 1], zero, cos[:, 1]]]
+    )
+    about_z = matrix(
+        [[cos[:, 2], -sin[:, 2], zero], [sin[:, 2], cos[:, 2], zero], [zero, zero, one]]
+    )
+    return about_z @ about_y @ about_x
+
+
+AUGMENTATIONS = {4: augment_images, 5: augment_volumes}
+"""The random affine of a batch of images (rank 4) or volumes (rank 5)."""
+
+
 def train(
     model: nn.Module,
     data: Split,
@@ -187,8 +236,8 @@ def train(
         for step in range(steps_per_epoch):
             index = order[step * batch_size : (step + 1) * batch_size]
             inputs = data.batch(index)
-            if recipe.augment and inputs.dim() == 4:
-                inputs = augment_images(inputs, generator)
+            if recipe.augment and inputs.dim() in AUGMENTATIONS:
+                inputs = AUGMENTATIONS[inputs.dim()](inputs, generator)
             inputs = in_layout(inputs)
             targets = data.labels(index)
             with autocast_for(data.device, recipe.precision):
@@ -241,7 +290,7 @@ def recalibrate_batchnorm(
     """Re-estimate batch-norm running statistics after pruning (no weights change), from
     activations computed in the `precision` that training and inference will use."""
     autocast = autocast_for(data.device, precision)  # a bad name fails before any change
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
+    norms = [m for m in model.modules() if isinstance(m, BATCH_NORMS)]
     if not norms or batches <= 0:
         return
     configure_cuda()

@@ -29,6 +29,8 @@ from medslim.kinds import (
     Pruning,
     Task,
 )
+from medslim.objectives.sizes import Size, check_size, size_text
+from medslim.objectives.windows import parse_window
 
 DEFAULT_OBJECTIVES: tuple[Objective, ...] = OBJECTIVES
 DEFAULT_STORAGE = "sqlite:///medslim.db"
@@ -68,6 +70,7 @@ ADDED_LATER: dict[str, Any] = {
     "size": None,
     "task": None,
     "channels": None,
+    "window": None,
     "allocations": list(LEGACY_ALLOCATIONS),
     "candidates": 1,
     "sparsity_training": None,
@@ -125,7 +128,8 @@ class StudyConfig:
     workers: int = 1
     heartbeat: int = 10
     force_config: bool = False
-    size: int | None = None  # None: the files' own size (npz), 224 for folders and CSVs
+    size: Size | None = None  # None: the files' own size (npz), 224 for folders and CSVs, 64³
+    # for NIfTI and DICOM volumes; D,H,W (a tuple) for volumes only
     task: Task | None = None  # None: inferred from the labels
     channels: int | None = None  # None: as the images are (mixed files need it)
     artifacts: str | None = None  # the study's artifact store: a folder or s3://bucket/prefix
@@ -133,6 +137,7 @@ class StudyConfig:
     pretrained: bool = False
     ignore_layers: tuple[str, ...] = ()
     round_to: int | None = None  # None: 8 on CUDA, 1 on the CPU
+    window: str | None = None  # NIfTI/DICOM volumes: None is per-volume percentiles
     allocations: tuple[str, ...] | None = None  # None: the study's own, else the default
     candidates: int | None = None  # None: sized so screening costs about a fine-tune epoch
     sparsity_training: float | None = None
@@ -144,6 +149,8 @@ class StudyConfig:
     def __post_init__(self) -> None:
         if self.task in TASK_ALIASES:  # store MedMNIST's name of the task
             object.__setattr__(self, "task", TASK_ALIASES[self.task])
+        if isinstance(self.size, list):  # D,H,W read back from a stored config
+            object.__setattr__(self, "size", tuple(self.size))
         problems = _problems(self)
         if problems:
             raise UsageError(problems[0])
@@ -162,6 +169,7 @@ class StudyConfig:
             data.pop(key, None)
         data["objectives"] = list(self.objectives)
         data["ignore_layers"] = list(self.ignore_layers)
+        data["size"] = list(self.size) if isinstance(self.size, tuple) else self.size
         if self.allocations is not None:
             data["allocations"] = list(self.allocations)
         data["subgroups"] = list(self.subgroups)
@@ -185,7 +193,7 @@ class StudyConfig:
     def default_study_name(self) -> str:
         stem = Path(self.dataset).stem if self.dataset_is_path else self.dataset
         if self.size is not None:
-            stem = f"{stem}-{self.size}px"
+            stem = f"{stem}-{size_text(self.size)}px"
         stored = self.stored()
         if stored.get("sampler") is None:
             stored["sampler"] = DEFAULT_SAMPLER  # what every older study stored
@@ -294,8 +302,14 @@ def _problems(config: StudyConfig) -> list[str]:
         problems.append(f"--max-flops must be positive, got {config.max_flops}")
     if config.min_auc is not None and not 0.0 <= config.min_auc <= 1.0:
         problems.append(f"--min-auc must be in [0, 1], got {config.min_auc}")
-    if config.size is not None and not 8 <= config.size <= 2048:
-        problems.append(f"--size must be between 8 and 2048 pixels, got {config.size}")
+    for check in (
+        lambda: check_size(config.size, "--size"),
+        lambda: parse_window(config.window, "--window"),
+    ):
+        try:
+            check()
+        except UsageError as error:
+            problems.append(str(error))
     if config.channels not in (None, 1, 3):
         problems.append(f"--channels must be 1 (grey) or 3 (RGB), got {config.channels}")
     if config.task is not None and config.task not in TASKS:

@@ -15,6 +15,7 @@ from typing import Any
 from medslim.errors import DataError
 from medslim.objectives.data import DataRequest, Dataset, load_request
 from medslim.search.config import StudyConfig
+from medslim.spaces.blueprints import model_kind
 
 ATTR = "dataset"
 
@@ -30,6 +31,8 @@ def data_request(config: StudyConfig, stored: dict[str, Any] | None = None) -> D
         task=config.task,
         channels=config.channels,
         subgroups=config.subgroups,
+        window=config.window,
+        kind=model_kind(config.model) if config.model is not None else None,
     )
 
 

@@ -19,8 +19,8 @@ from optuna.storages import BaseStorage
 from torch import nn
 
 from medslim.errors import TrainingDiverged, UsageError
-from medslim.kinds import DataKind, Method
-from medslim.objectives import recipes
+from medslim.kinds import KIND_NAMES, DataKind, Method
+from medslim.objectives import memory, recipes
 from medslim.objectives.checkpoints import load_weights
 from medslim.objectives.data import Dataset
 from medslim.objectives.evaluate import Budget, Scores, score_model
@@ -90,11 +90,18 @@ logger = logging.getLogger(__name__)
 DATA_DEFAULTS: dict[DataKind, tuple[int, int]] = {
     "tabular": (200, 3),
     "image": (30, 1),
+    "volume": (20, 1),
 }
 # Students start from scratch, so they train longer than a pruned model's fine-tuning.
 # Measured: a resnet 8-16-32 student (6% of resnet8's FLOPs) reaches val AUC 0.990 on
 # PneumoniaMNIST in 3 epochs; an MLP 32-16-8 on breast-cancer 0.997 at 30, 0.999 at 60.
-STUDENT_EPOCHS: dict[DataKind, int] = {"tabular": 60, "image": 3}
+STUDENT_EPOCHS: dict[DataKind, int] = {"tabular": 60, "image": 3, "volume": 3}
+DEFAULT_MODELS: dict[DataKind, tuple[str, str]] = {
+    "tabular": ("mlp", "mlp"),
+    "image": ("resnet8", "resnet18"),
+    "volume": ("resnet3d8", "resnet3d18"),
+}
+"""The teacher per data kind when --model is not given: (on the CPU, on CUDA)."""
 SEED_DIVISORS = (2, 4, 8)
 """Student seeds: the teacher with every width divided by these."""
 SEED_FLOPS = (1 / 4, 1 / 16, 1 / 64)
@@ -151,15 +158,13 @@ def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> 
     """Fill what follows the data: the model family, the epoch defaults, the study name."""
     model = config.model
     if model is None:
-        model = (
-            "mlp"
-            if data.kind == "tabular"
-            else ("resnet18" if device.type == "cuda" else "resnet8")
-        )
+        model = DEFAULT_MODELS[data.kind][device.type == "cuda"]
     kind = input_kind(blueprint_for(model, config.model_args, data.input_shape, data.n_outputs))
     if kind is not None and kind != data.kind:
+        cpu_default = DEFAULT_MODELS[data.kind][0]
         raise UsageError(
-            f"model {model!r} takes {kind} data, but {config.dataset!r} is {data.kind}"
+            f"model {model!r} takes {KIND_NAMES[kind]}, but {config.dataset!r} holds "
+            f"{KIND_NAMES[data.kind]}; pick a model for them (e.g. --model {cpu_default})"
         )
     trials, epochs = DATA_DEFAULTS[data.kind]
     teacher_epochs = default_teacher_epochs(data.kind, len(data.train), config.batch_size)
@@ -188,7 +193,7 @@ def default_kd(config: StudyConfig, kind: DataKind) -> bool:
     PneumoniaMNIST cut the smallest FLOPs ratio at teacher-level AUC from 0.17 to 0.12
     (benchmarks/front_quality.py, 40 trials). `--cv` folds cannot reuse the cached soft
     labels, and distilled students have their own loss."""
-    return kind == "image" and not config.cv and config.method != "distill"
+    return kind != "tabular" and not config.cv and config.method != "distill"
 
 
 def default_round_to(device: torch.device) -> int:
@@ -264,7 +269,8 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
         resolved.model, resolved.model_args, data.input_shape, data.n_outputs
     )
     teacher_file = Path(resolved.teacher) if resolved.teacher else None
-    _check_model(blueprint, teacher_file, resolved)  # before the storage is touched
+    probe = _check_model(blueprint, teacher_file, resolved)  # before the storage is touched
+    resolved = fitting_batch(resolved, probe, data, device)
     storage = open_storage(resolved.storage, heartbeat=resolved.heartbeat)
     found = find_study(storage, resolved.study)
     existing = None if found is None else found.user_attrs.get("config")
@@ -481,7 +487,9 @@ def _enqueue_baselines(
         )
 
 
-def _check_model(blueprint: Blueprint, teacher_file: Path | None, config: ResolvedConfig) -> None:
+def _check_model(
+    blueprint: Blueprint, teacher_file: Path | None, config: ResolvedConfig
+) -> nn.Module:
     """Build the model once (an unknown name, a failing import, a wrong factory, outputs
     that do not fit the data all fail here), check --ignore-layers and the --teacher file,
     and fetch --pretrained weights, all before the storage is touched."""
@@ -491,14 +499,50 @@ def _check_model(blueprint: Blueprint, teacher_file: Path | None, config: Resolv
         load_weights(probe, teacher_file, f"--model {config.model}", "teacher")
     elif config.pretrained:
         blueprint.build(pretrained=True)  # downloads now, or says to pass --teacher
+    return probe
+
+
+def fitting_batch(
+    config: ResolvedConfig, model: nn.Module, data: Dataset, device: torch.device
+) -> ResolvedConfig:
+    """Volumes: the batch size lowered (saying so) to what the teacher's activations leave
+    room for on `device`, or a one-line refusal when not even two volumes fit. Images keep
+    theirs, as their studies always have."""
+    if data.kind != "volume":
+        return config
+    per_sample = memory.activation_bytes(model, data.input_shape)
+    budget = memory.memory_budget(device)
+    batch = memory.fitting_batch(per_sample, config.batch_size, budget)
+    shape = "×".join(map(str, data.input_shape[1:]))
+    if batch < 2:
+        raise UsageError(
+            f"training {config.model} on {shape} volumes needs about "
+            f"{memory.gib(2 * per_sample)} of activations for a batch of 2, more than the "
+            f"{memory.gib(budget)} allowed on {device.type}; pass a smaller --size or --model"
+        )
+    if batch < config.batch_size:
+        logger.warning(
+            "--batch-size lowered from %d to %d: a batch of %s volumes through %s keeps about "
+            "%s of activations, and %s is allowed on %s",
+            config.batch_size,
+            batch,
+            shape,
+            config.model,
+            memory.gib(per_sample * config.batch_size),
+            memory.gib(budget),
+            device.type,
+        )
+        return config.with_overrides(batch_size=batch)
+    return config
 
 
 def student_seeds(
     teacher: Blueprint, model: nn.Module, teacher_flops: int, method: Method
 ) -> list[dict[str, Any]]:
     """Trial parameters of students enqueued so the front has some from the start: the
-    teacher scaled down by its widths (a built-in teacher), else ResNets at a quarter, a
-    16th and a 64th of its FLOPs and a half-width MobileNetV3-Small."""
+    teacher scaled down by its widths (a built-in teacher), else ResNets (3-D for volumes)
+    at a quarter, a 16th and a 64th of its FLOPs and, for images, a half-width
+    MobileNetV3-Small."""
     if method == "prune":
         return []
     space = StudentSpace.for_blueprint(teacher, model)
@@ -513,7 +557,8 @@ def student_seeds(
             return count_flops(student, teacher.input_shape)
 
         targets = [teacher_flops * share for share in SEED_FLOPS]
-        specs = [*sized_students(space, flops, targets), LIBRARY_SEED]
+        library = [LIBRARY_SEED] if space.library else []  # torchvision's are 2-D only
+        specs = [*sized_students(space, flops, targets), *library]
     prefix = {"method": "distill"} if method == "both" else {}
     return [{**prefix, **student_params(spec, DistillSettings())} for spec in specs]
 

@@ -1,5 +1,7 @@
-"""The networks of medslim's own families (MLP, ResNet, MobileNetV2-style), built from the
-specs in `specs`. `families` registers them; nothing else needs to import this module."""
+"""The networks of medslim's own families (MLP, ResNet, MobileNetV2-style, 3-D ResNet), built
+from the specs in `specs`. `families` registers them; nothing else needs to import this module.
+The CNNs are written once for images and volumes: the sample's shape (C, H, W) or
+(C, D, H, W) picks 2-D or 3-D convolutions, norms and pools."""
 
 from __future__ import annotations
 
@@ -9,7 +11,32 @@ import torch
 from torch import nn
 
 from medslim.errors import UsageError
-from medslim.spaces.specs import MLPSpec, MobileNetSpec, ResNetSpec, stem_factor
+from medslim.spaces.layers import convolution
+from medslim.spaces.specs import (
+    FIRST_STAGE_MIN,
+    MLPSpec,
+    MobileNetSpec,
+    ResNet3DSpec,
+    ResNetSpec,
+    stem_factor,
+)
+
+
+def _norm(dims: int, channels: int) -> nn.Module:
+    return nn.BatchNorm3d(channels) if dims == 3 else nn.BatchNorm2d(channels)
+
+
+def _check_rank(network: str, input_shape: tuple[int, ...], volumes: bool) -> None:
+    """A 2-D network refuses volumes and a 3-D one images, naming the family that fits."""
+    if len(input_shape) == (4 if volumes else 3):
+        return
+    takes, other = (
+        ("volumes (C, D, H, W)", "resnet8") if volumes else ("images (C, H, W)", "resnet3d8")
+    )
+    raise UsageError(
+        f"a {network} takes {takes}, not samples of shape {tuple(input_shape)}; "
+        f"try --model {other}"
+    )
 
 
 class MLP(nn.Module):
@@ -33,17 +60,18 @@ class MLP(nn.Module):
 class BasicBlock(nn.Module):
     """Two k×k convolutions with a residual connection (projected when the shape changes)."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, kernel: int) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, kernel: int, dims: int = 2) -> None:
         super().__init__()
         pad = kernel // 2
-        self.conv1 = nn.Conv2d(c_in, c_out, kernel, stride, pad, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, kernel, 1, pad, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
+        conv = convolution(dims)
+        self.conv1 = conv(c_in, c_out, kernel, stride, pad, bias=False)
+        self.bn1 = _norm(dims, c_out)
+        self.conv2 = conv(c_out, c_out, kernel, 1, pad, bias=False)
+        self.bn2 = _norm(dims, c_out)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+                conv(c_in, c_out, 1, stride, bias=False), _norm(dims, c_out)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,7 +110,7 @@ BlockFactory = Callable[[int, int, int], nn.Module]
 
 class ConvNet(nn.Module):
     """Stem (downsampling by `stem_factor` of the input size), stages of blocks (stride 2
-    from the second stage on), pooling, `head`."""
+    from the second stage on), pooling, `head`; 3-D throughout for a volume's shape."""
 
     def __init__(
         self,
@@ -91,6 +119,7 @@ class ConvNet(nn.Module):
         input_shape: tuple[int, ...],
         n_outputs: int,
         block: BlockFactory,
+        first_stage: int = FIRST_STAGE_MIN,
     ) -> None:
         super().__init__()
         if len(widths) != len(blocks) or not widths:
@@ -98,10 +127,13 @@ class ConvNet(nn.Module):
                 f"a {type(self).__name__} spec needs one width per stage: widths={widths}, "
                 f"blocks={blocks}"
             )
-        stem = stem_factor(min(input_shape[1:]))
-        self.conv1 = nn.Conv2d(input_shape[0], widths[0], 3, 1 if stem == 1 else 2, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(widths[0])
-        self.stem_pool: nn.Module = nn.MaxPool2d(3, 2, 1) if stem == 4 else nn.Identity()
+        dims = len(input_shape) - 1
+        stem = stem_factor(min(input_shape[1:]), first_stage)
+        stride = 1 if stem == 1 else 2
+        self.conv1 = convolution(dims)(input_shape[0], widths[0], 3, stride, 1, bias=False)
+        self.bn1 = _norm(dims, widths[0])
+        pool = nn.MaxPool3d(3, 2, 1) if dims == 3 else nn.MaxPool2d(3, 2, 1)
+        self.stem_pool: nn.Module = pool if stem == 4 else nn.Identity()
         stages: list[nn.Module] = []
         width = widths[0]
         for index, (out, count) in enumerate(zip(widths, blocks, strict=True)):
@@ -111,7 +143,7 @@ class ConvNet(nn.Module):
                 width = out
             stages.append(nn.Sequential(*stage))
         self.layers = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = nn.AdaptiveAvgPool3d(1) if dims == 3 else nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(width, n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,6 +156,7 @@ class ResNet(ConvNet):
     """Basic blocks; 3×3 stem and no max-pool below 64 px, as MedMNIST uses at 28 px."""
 
     def __init__(self, spec: ResNetSpec, input_shape: tuple[int, ...], n_outputs: int) -> None:
+        _check_rank("ResNet", input_shape, volumes=False)
         super().__init__(
             spec.widths,
             spec.blocks,
@@ -133,10 +166,26 @@ class ResNet(ConvNet):
         )
 
 
+class ResNet3D(ConvNet):
+    """Basic blocks of 3-D convolutions, for volumes (C, D, H, W)."""
+
+    def __init__(self, spec: ResNet3DSpec, input_shape: tuple[int, ...], n_outputs: int) -> None:
+        _check_rank("3-D ResNet", input_shape, volumes=True)
+        super().__init__(
+            spec.widths,
+            spec.blocks,
+            input_shape,
+            n_outputs,
+            lambda c_in, c_out, stride: BasicBlock(c_in, c_out, stride, spec.kernel, dims=3),
+            spec.first_stage,
+        )
+
+
 class MobileNet(ConvNet):
     """Inverted residuals with depthwise convolutions: few FLOPs per channel."""
 
     def __init__(self, spec: MobileNetSpec, input_shape: tuple[int, ...], n_outputs: int) -> None:
+        _check_rank("MobileNet", input_shape, volumes=False)
         super().__init__(
             spec.widths,
             spec.blocks,

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 from medslim.errors import UsageError
 from medslim.kinds import DataKind
 from medslim.spaces.families import get_family, get_preset, spec_from_dict, spec_to_dict
-from medslim.spaces.sources import FAMILY, FILE, MODULE, get_source, parse_model
+from medslim.spaces.sources import FAMILY, FILE, MODULE, VIDEO_MODELS, get_source, parse_model
 from medslim.spaces.specs import ModelSpec
 
 if TYPE_CHECKING:
     from torch import nn
 
-LIBRARY_KINDS: dict[str, DataKind] = {"torchvision": "image", "timm": "image", "monai": "image"}
+LIBRARY_KINDS: dict[str, DataKind] = {"torchvision": "image", "timm": "image"}
+"""The data a library's models take (MONAI's are built for either: not listed)."""
 
 
 @dataclass(frozen=True)
@@ -126,10 +127,23 @@ def blueprint_from_spec(
 
 
 def input_kind(blueprint: Blueprint) -> DataKind | None:
-    """Which data the model takes; None for a user's function (it is told the shape)."""
-    name = parse_model(blueprint.model)
+    """Which data the model takes; None for a user's function (it is told the shape) and
+    for MONAI's networks (built for the data's spatial dimensions)."""
+    return model_kind(blueprint.model)
+
+
+def model_kind(model: str) -> DataKind | None:
+    """`input_kind` of a `--model` value, known before the data (a preset, a family, a
+    library's model); None for a user's function, whose file need not be here yet."""
+    if model.rpartition(":")[0].endswith(".py"):
+        return None
+    name = parse_model(model)
+    if name.source == "preset":
+        return get_family(get_preset(name.name).family).input_kind
     if name.source == FAMILY:
         return get_family(name.name).input_kind
+    if name.source == "torchvision" and name.name in VIDEO_MODELS:
+        return "volume"
     return LIBRARY_KINDS.get(name.source)
 
 

@@ -23,9 +23,9 @@ from torch import nn
 
 from medslim.errors import UsageError
 from medslim.spaces.graphs import attention_heads, head_count, sync_attention, trace_calls
+from medslim.spaces.layers import PRUNABLE
 
 logger = logging.getLogger(__name__)
-ROOT_TYPES = [nn.Conv2d, nn.Linear]
 _LOGGED: set[tuple[str, ...]] = set()
 T = TypeVar("T")
 Inputs = tuple[tuple[Any, ...], dict[str, Any]]
@@ -100,7 +100,7 @@ def channel_groups(
         graph = _graph(piece)
         ignored = _protected_in(piece, protected)
         return graph, list(
-            graph.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES)
+            graph.get_all_groups(ignored_layers=ignored, root_module_types=list(PRUNABLE))
         )
 
     def has_weights(piece: Piece) -> bool:
@@ -155,7 +155,7 @@ def _links(graph: Any, group: Any, names: dict[Any, str]) -> tuple[Link, ...]:
     found: dict[tuple[str, bool], Link] = {}
     for dep, idxs in group:
         module = dep.target.module
-        if isinstance(module, tuple(ROOT_TYPES)) and module in names:
+        if isinstance(module, PRUNABLE) and module in names:
             outputs = _cuts_outputs(graph, dep)
             found.setdefault((names[module], outputs), Link(names[module], outputs, len(idxs)))
     return tuple(found.values())

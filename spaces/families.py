@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from medslim.errors import UsageError
 from medslim.kinds import DataKind
-from medslim.spaces.specs import LibrarySpec, MLPSpec, MobileNetSpec, ModelSpec, ResNetSpec
+from medslim.spaces.specs import (
+    FIRST_STAGE_MIN,
+    ConvSpec,
+    LibrarySpec,
+    MLPSpec,
+    MobileNetSpec,
+    ModelSpec,
+    ResNet3DSpec,
+    ResNetSpec,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -25,7 +34,8 @@ if TYPE_CHECKING:
     from medslim.spaces.students import StudentSpace
 
 Builder = Callable[[Any, tuple[int, ...], int], "nn.Module"]
-"""(spec, one sample's shape (C, H, W) or (F,), number of outputs) → an untrained module."""
+"""(spec, one sample's shape (C, H, W), (C, D, H, W) or (F,), number of outputs) → an
+untrained module."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +117,7 @@ def get_preset(name: str) -> ModelSpec:
 
 
 def input_kind(spec: ModelSpec) -> DataKind:
-    """Which data a spec's family accepts ("image" or "tabular")."""
+    """Which data a spec's family accepts ("image", "volume" or "tabular")."""
     return get_family(spec.family).input_kind
 
 
@@ -142,6 +152,12 @@ def _build_resnet(spec: ResNetSpec, shape: tuple[int, ...], n_outputs: int) -> n
     from medslim.spaces.architectures import ResNet
 
     return ResNet(spec, shape, n_outputs)
+
+
+def _build_resnet3d(spec: ResNet3DSpec, shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    from medslim.spaces.architectures import ResNet3D
+
+    return ResNet3D(spec, shape, n_outputs)
 
 
 def _build_mobilenet(spec: MobileNetSpec, shape: tuple[int, ...], n_outputs: int) -> nn.Module:
@@ -187,6 +203,13 @@ def _sample_resnet(trial: Any, space: StudentSpace) -> ResNetSpec:
     return ResNetSpec(widths, blocks, trial.suggest_categorical("student.kernel", space.kernels))
 
 
+def _sample_resnet3d(trial: Any, space: StudentSpace) -> ResNet3DSpec:
+    widths = _sample_widths(trial, space)
+    blocks = _sample_blocks(trial, space, len(widths))
+    kernel = trial.suggest_categorical("student.kernel", space.kernels)
+    return ResNet3DSpec(widths, blocks, kernel)
+
+
 def _sample_mobilenet(trial: Any, space: StudentSpace) -> MobileNetSpec:
     widths = _sample_widths(trial, space)
     blocks = _sample_blocks(trial, space, len(widths))
@@ -214,7 +237,7 @@ def _width_params(widths: tuple[int, ...]) -> dict[str, Any]:
     return params
 
 
-def _conv_params(spec: ResNetSpec | MobileNetSpec) -> dict[str, Any]:
+def _conv_params(spec: ConvSpec) -> dict[str, Any]:
     params = _width_params(spec.widths)
     params.update({f"student.stage{i}.blocks": b for i, b in enumerate(spec.blocks, 1)})
     params["student.kernel"] = spec.kernel
@@ -231,6 +254,16 @@ register_family(
     "resnet",
     Family(
         ResNetSpec, "image", _build_resnet, _conv_stages, StudentUse(_sample_resnet, _conv_params)
+    ),
+)
+register_family(
+    "resnet3d",
+    Family(
+        ResNet3DSpec,
+        "volume",
+        _build_resnet3d,
+        _conv_stages,
+        StudentUse(_sample_resnet3d, _conv_params),
     ),
 )
 register_family(
@@ -261,3 +294,5 @@ register_family(
 register_preset("mlp", MLPSpec())
 register_preset("resnet8", ResNetSpec(widths=(32, 64, 128), blocks=(1, 1, 1)))
 register_preset("resnet18", ResNetSpec())
+register_preset("resnet3d8", ResNet3DSpec(widths=(16, 32, 64), blocks=(1, 1, 1)))
+register_preset("resnet3d18", ResNet3DSpec(first_stage=FIRST_STAGE_MIN))

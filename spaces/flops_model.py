@@ -141,9 +141,11 @@ def _shape(module: nn.Module) -> tuple[int, int, bool]:
     """(output channels, input channels, depthwise) of a conv or linear layer."""
     from torch import nn
 
+    from medslim.spaces.layers import CONVOLUTIONS
+
     if isinstance(module, nn.Linear):
         return module.out_features, module.in_features, False
-    if not isinstance(module, nn.modules.conv._ConvNd):
+    if not isinstance(module, CONVOLUTIONS):
         raise TypeError(f"{type(module).__name__} is neither a convolution nor a linear layer")
     depthwise = module.groups > 1 and module.groups == module.in_channels
     return module.out_channels, module.in_channels, depthwise

@@ -12,9 +12,7 @@ import torch
 from torch import nn
 
 from medslim.errors import UsageError
-
-POOLING = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d)
-WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+from medslim.spaces.layers import POOLING, WEIGHTED, is_feature_map, out_width
 
 
 @dataclass(frozen=True)
@@ -78,12 +76,13 @@ def head_layers(calls: Sequence[Call]) -> list[str]:
 
 
 def feature_map_module(calls: Sequence[Call]) -> str | None:
-    """The module that gives the last spatial feature map (N, C, H, W) before the head, or
-    None when the network works on other shapes after it (a transformer's tokens)."""
+    """The module that gives the last spatial feature map (N, C, H, W), or (N, C, D, H, W) in
+    a volume network, before the head, or None when the network works on other shapes after
+    it (a transformer's tokens)."""
     chosen: int | None = None
     for index, call in enumerate(calls):
         output = call.output
-        if isinstance(output, torch.Tensor) and output.dim() == 4:
+        if is_feature_map(output):
             if not isinstance(call.module, POOLING):
                 chosen = index
         elif isinstance(output, torch.Tensor) and output.dim() == 3 and chosen is not None:
@@ -141,11 +140,7 @@ def matching_modules(model: nn.Module, patterns: Iterable[str]) -> list[str]:
 
 def widest_layer(model: nn.Module) -> int:
     """The most output channels or features of any convolution or linear layer."""
-    widths = [
-        m.out_channels if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d) else m.out_features
-        for m in model.modules()
-        if isinstance(m, WEIGHTED)
-    ]
+    widths = [out_width(m) for m in model.modules() if isinstance(m, WEIGHTED)]
     return max(widths, default=1)
 
 

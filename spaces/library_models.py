@@ -1,11 +1,12 @@
 """Models from torchvision, timm, MONAI or a user's function, fitted to the dataset.
 
-Each builder hands the library the dataset's channels and classes in its own keywords;
-torchvision has no channel argument, so its 3-channel stem is replaced by one for the data's
+Each builder hands the library the dataset's channels and classes in its own keywords (and
+MONAI the data's spatial dimensions: 3 for volumes); torchvision has no channel argument, so
+its 3-channel stem (a 3-D one in its video ResNets) is replaced by one for the data's
 channels (RGB weights summed for grey images, as timm adapts `in_chans`). `fit_to_input`
-then runs the model once on the data's shape: a network that downsamples small images to
-nothing (DenseNet-121 at 28 px) gets a stem that keeps the resolution, and a model whose
-output is not one row of `n_outputs` logits per sample is refused with one line.
+then runs the model once on the data's shape: a network that downsamples small images or
+volumes to nothing (DenseNet-121 at 28 px) gets a stem that keeps the resolution, and a
+model whose output is not one row of `n_outputs` logits per sample is refused with one line.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from medslim.errors import UsageError
+from medslim.spaces.layers import MAX_POOLS, STEMS
 from medslim.spaces.sources import MONAI_NETS, get_source, missing_library, source_syntax
 
 logger = logging.getLogger(__name__)
@@ -35,10 +37,16 @@ _FILES: dict[tuple[str, float], ModuleType] = {}  # user files, loaded once per 
 
 
 def build_torchvision(
-    name: str, channels: int, outputs: int, args: dict[str, Any], pretrained: bool
+    name: str,
+    channels: int,
+    outputs: int,
+    args: dict[str, Any],
+    pretrained: bool,
+    spatial_dims: int = 2,
 ) -> nn.Module:
     torchvision = _library("torchvision")
-    names = torchvision.models.list_models(module=torchvision.models)
+    models = torchvision.models
+    names = models.list_models(module=models) + models.list_models(module=models.video)
     if name not in names:
         raise UsageError(f"unknown torchvision model {name!r}; {_suggest(name, names)}")
     if pretrained:
@@ -57,8 +65,18 @@ def build_torchvision(
 
 
 def build_timm(
-    name: str, channels: int, outputs: int, args: dict[str, Any], pretrained: bool
+    name: str,
+    channels: int,
+    outputs: int,
+    args: dict[str, Any],
+    pretrained: bool,
+    spatial_dims: int = 2,
 ) -> nn.Module:
+    if spatial_dims != 2:
+        raise UsageError(
+            f"timm:{name} is a 2-D model and the data are volumes; for volumes use resnet3d8, "
+            "monai:NAME or torchvision:r3d_18"
+        )
     timm = _library("timm")
     if not timm.is_model(name):
         raise UsageError(f"unknown timm model {name!r}; {_suggest(name, timm.list_models())}")
@@ -71,22 +89,33 @@ def build_timm(
 
 
 def build_monai(
-    name: str, channels: int, outputs: int, args: dict[str, Any], pretrained: bool
+    name: str,
+    channels: int,
+    outputs: int,
+    args: dict[str, Any],
+    pretrained: bool,
+    spatial_dims: int = 2,
 ) -> nn.Module:
     monai = _library("monai")
     if name not in MONAI_NETS:
         raise UsageError(f"unknown MONAI classifier {name!r}; {_suggest(name, list(MONAI_NETS))}")
     channels_kw, classes_kw = MONAI_NETS[name]
-    keywords = {"spatial_dims": 2, channels_kw: channels, classes_kw: outputs, **args}
+    keywords = {"spatial_dims": spatial_dims, channels_kw: channels, classes_kw: outputs, **args}
     if name == "EfficientNetBN":
         keywords.setdefault("model_name", "efficientnet-b0")
     return _called(f"monai:{name}", getattr(monai.networks.nets, name), **keywords)
 
 
 def build_factory(
-    name: str, channels: int, outputs: int, args: dict[str, Any], pretrained: bool
+    name: str,
+    channels: int,
+    outputs: int,
+    args: dict[str, Any],
+    pretrained: bool,
+    spatial_dims: int = 2,
 ) -> nn.Module:
-    """A user's `function(in_channels=C, num_classes=K, **model_args)`."""
+    """A user's `function(in_channels=C, num_classes=K, **model_args)`; for volumes its
+    model takes (N, C, D, H, W) batches (`fit_to_input` checks that it runs on them)."""
     where, _, function_name = name.rpartition(":")
     module = _load_file(Path(where)) if where.endswith(".py") else _import(where)
     function = getattr(module, function_name, None)
@@ -121,7 +150,7 @@ def fit_to_input(
     each; its stem keeps the image's resolution when the model cannot run otherwise."""
     out = _forward(model, input_shape)
     adaptations: list[str] = []
-    if isinstance(out, str) and len(input_shape) == 3:
+    if isinstance(out, str) and len(input_shape) in (3, 4):
         for adapt in (_stride_one_stem, _drop_stem_pool):
             done = adapt(model)
             if done is None:
@@ -170,10 +199,10 @@ def _forward(model: nn.Module, input_shape: tuple[int, ...]) -> Any:
 
 
 def _stride_one_stem(model: nn.Module) -> str | None:
-    stem = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if stem is None or tuple(stem.stride) == (1, 1):
+    stem = next((m for m in model.modules() if isinstance(m, STEMS)), None)
+    if stem is None or set(stem.stride) == {1}:
         return None
-    stem.stride = (1, 1)
+    stem.stride = (1,) * len(stem.stride)
     return "stem convolution stride 1"
 
 
@@ -181,10 +210,10 @@ def _drop_stem_pool(model: nn.Module) -> str | None:
     """Replace the first max-pool when it comes before the second convolution."""
     convs = 0
     for name, module in model.named_modules():
-        convs += isinstance(module, nn.Conv2d)
+        convs += isinstance(module, STEMS)
         if convs > 1:
             return None
-        if isinstance(module, nn.MaxPool2d):
+        if isinstance(module, MAX_POOLS):
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
             return "no stem max-pool"
@@ -192,13 +221,14 @@ def _drop_stem_pool(model: nn.Module) -> str | None:
 
 
 def _adapt_input_channels(model: nn.Module, channels: int, *, keep_weights: bool) -> nn.Module:
-    """Swap the first 3-channel convolution for one taking `channels` (RGB weights summed
-    for one channel, spread over more, when the weights are pretrained)."""
-    stem = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    """Swap the first 3-channel convolution (2-D, or 3-D in a video model) for one taking
+    `channels` (RGB weights summed for one channel, spread over more, when the weights are
+    pretrained)."""
+    stem = next(((n, m) for n, m in model.named_modules() if isinstance(m, STEMS)), None)
     if channels == 3 or stem is None or stem[1].in_channels != 3:
         return model
     name, old = stem
-    new = nn.Conv2d(
+    new = type(old)(
         channels,
         old.out_channels,
         old.kernel_size,  # type: ignore[arg-type]
@@ -216,7 +246,8 @@ def _adapt_input_channels(model: nn.Module, channels: int, *, keep_weights: bool
                 new.weight.copy_(weight.sum(dim=1, keepdim=True))
             else:
                 repeats = math.ceil(channels / 3)
-                new.weight.copy_(weight.repeat(1, repeats, 1, 1)[:, :channels] * 3 / channels)
+                tiles = (1, repeats) + (1,) * (weight.dim() - 2)
+                new.weight.copy_(weight.repeat(*tiles)[:, :channels] * 3 / channels)
             if old.bias is not None and new.bias is not None:
                 new.bias.copy_(old.bias)
     parent, _, child = name.rpartition(".")

@@ -1,15 +1,18 @@
 """Model sources by prefix: where a `--model` string's network comes from.
 
-    resnet8                     a built-in preset (`families.PRESETS`)
+    resnet8                     a built-in preset (`families.PRESETS`; resnet3d8 for volumes)
     family:resnet               a built-in family, its spec fields in --model-args
-    torchvision:resnet18        torchvision's classification builders
+    torchvision:resnet18        torchvision's classification builders (r3d_18 and its
+                                video kin for volumes)
     timm:vit_tiny_patch16_224   timm's `create_model` (extra medslim[timm])
-    monai:DenseNet121           MONAI's 2-D classification networks (extra medslim[monai])
+    monai:DenseNet121           MONAI's classification networks, 2-D or 3-D as the data
+                                (extra medslim[monai])
     path/to/nets.py:build       a function in a Python file
     package.module:build        a function in an importable module
 
 A source is one small record plus one `register_source` line. Every source builds
-`(name, input_shape, n_outputs, args, pretrained) -> nn.Module`. Torch-free at import:
+`(name, input_shape, n_outputs, args, pretrained) -> nn.Module`, for a sample shape of
+(C, H, W) images or (C, D, H, W) volumes. Torch-free at import:
 builders load their library on first use, and `known` lists names without importing it, so
 `medslim list` and `--help` stay quick.
 """
@@ -159,6 +162,13 @@ TORCHVISION_KNOWN = (
     "shufflenet_v2_x1_0",
 )
 """Tested with medslim (tests/spaces/test_sources.py); any torchvision classifier builds."""
+TORCHVISION_VIDEO = ("r3d_18", "mc3_18", "r2plus1d_18")
+"""torchvision's 3-D video ResNets: for volumes, depth taking the place of time (tested)."""
+VIDEO_MODELS = (
+    *TORCHVISION_VIDEO,
+    *("s3d", "mvit_v1_b", "mvit_v2_s", "swin3d_t", "swin3d_s", "swin3d_b"),
+)
+"""Every model of `torchvision.models.video` (0.29): they take volumes, not images."""
 
 TIMM_KNOWN = ("vit_tiny_patch16_224", "resnet18", "efficientnet_b0", "mobilenetv3_small_100")
 MONAI_NETS: dict[str, tuple[str, str]] = {
@@ -174,12 +184,13 @@ MONAI_NETS: dict[str, tuple[str, str]] = {
         ("resnet10", "resnet18", "resnet34", "resnet50"), ("n_input_channels", "num_classes")
     ),
 }
-"""MONAI's 2-D classifiers and the keywords they take for channels and classes."""
+"""MONAI's classifiers (built with the data's spatial_dims, 2 or 3) and the keywords they
+take for channels and classes."""
 
 
 def _library_builder(function: str) -> SourceBuilder:
     """A builder that loads `library_models` (and torch) on first use and calls `function`
-    with the data's channels."""
+    with the data's channels and spatial dimensions (2 for images, 3 for volumes)."""
 
     def build(
         name: str, shape: tuple[int, ...], outputs: int, args: dict[str, Any], pretrained: bool
@@ -187,7 +198,7 @@ def _library_builder(function: str) -> SourceBuilder:
         from medslim.spaces import library_models
 
         builder: Callable[..., nn.Module] = getattr(library_models, function)
-        return builder(name, shape[0], outputs, args, pretrained)
+        return builder(name, shape[0], outputs, args, pretrained, spatial_dims=len(shape) - 1)
 
     return build
 
@@ -209,7 +220,8 @@ def _family_names() -> list[str]:
 def _torchvision_names() -> list[str]:
     import torchvision
 
-    return sorted(torchvision.models.list_models(module=torchvision.models))
+    models = torchvision.models
+    return sorted(models.list_models(module=models) + models.list_models(module=models.video))
 
 
 def _timm_names() -> list[str]:
@@ -221,9 +233,10 @@ def _timm_names() -> list[str]:
 register_source(
     ModelSource(
         "torchvision",
-        "torchvision's classification builders (grey images: a 1-channel stem)",
+        "torchvision's classification builders (grey images: a 1-channel stem); its video "
+        "ResNets (r3d_18, mc3_18, r2plus1d_18) for volumes",
         _library_builder("build_torchvision"),
-        TORCHVISION_KNOWN,
+        TORCHVISION_KNOWN + TORCHVISION_VIDEO,
         library="torchvision",
         names=_torchvision_names,
         pretrained=True,
@@ -244,7 +257,7 @@ register_source(
 register_source(
     ModelSource(
         "monai",
-        "MONAI's 2-D classification networks (spatial_dims=2)",
+        "MONAI's classification networks (spatial_dims=2 for images, 3 for volumes)",
         _library_builder("build_monai"),
         tuple(MONAI_NETS),
         library="monai",

@@ -22,6 +22,7 @@ from medslim.kinds import PRUNING_KINDS, Pruning
 from medslim.spaces.channel_groups import Pruners, channel_groups
 from medslim.spaces.criteria import Criterion, get_criterion, searchable_criteria
 from medslim.spaces.graphs import head_layers, matching_modules, trace_calls
+from medslim.spaces.layers import PRUNABLE
 
 SampleLosses = Callable[[nn.Module], torch.Tensor]
 """Per-sample losses of a model on a fixed calibration batch (for gradient criteria)."""
@@ -132,7 +133,7 @@ def prunable_units(
         return {
             name: m
             for name, m in model.named_modules()
-            if isinstance(m, nn.Conv2d | nn.Linear)
+            if isinstance(m, PRUNABLE)
             and not any(name == p or name.startswith(f"{p}.") for p in protected)
         }
     return channel_groups(model, example_input, protected).units

@@ -18,11 +18,13 @@ from medslim.errors import UsageError
 from medslim.kinds import DataKind
 from medslim.spaces.families import get_family, input_kind, student_family_names
 from medslim.spaces.specs import (
+    ConvSpec,
     LibrarySpec,
     MLPSpec,
-    MobileNetSpec,
     ModelSpec,
+    ResNet3DSpec,
     ResNetSpec,
+    first_stage_min,
     stem_factor,
 )
 
@@ -89,11 +91,17 @@ class StudentSpace:
             return cls.for_teacher(blueprint.spec())
         from medslim.spaces.graphs import widest_layer
 
-        kind: DataKind = "image" if len(blueprint.input_shape) == 3 else "tabular"
+        kind = kind_of_shape(blueprint.input_shape)
         space = cls(kind=kind, widths=_grid(widest_layer(teacher)), library=kind == "image")
         if not feature_stages(teacher, blueprint):
             space = replace(space, feature_weights=(0.0,))
         return space
+
+
+def kind_of_shape(input_shape: tuple[int, ...]) -> DataKind:
+    """Which data one sample's shape is: (F,) tabular, (C, H, W) image, (C, D, H, W) volume."""
+    kinds: dict[int, DataKind] = {3: "image", 4: "volume"}
+    return kinds.get(len(input_shape), "tabular")
 
 
 def _grid(widest: int) -> tuple[int, ...]:
@@ -103,7 +111,7 @@ def _grid(widest: int) -> tuple[int, ...]:
 def _widths(spec: ModelSpec) -> tuple[int, ...]:
     if isinstance(spec, MLPSpec):
         return spec.hidden
-    if isinstance(spec, ResNetSpec | MobileNetSpec):
+    if isinstance(spec, ConvSpec):
         return spec.widths
     raise UsageError(f"students are sized from a teacher's stage widths; a {spec.family} has none")
 
@@ -136,9 +144,11 @@ def scaled_teacher(teacher: ModelSpec, divisor: int, space: StudentSpace) -> Mod
     widths = tuple(min(space.widths, key=lambda g: abs(g - w / divisor)) for w in _widths(teacher))
     if isinstance(teacher, MLPSpec):
         return replace(teacher, hidden=widths)
-    if not isinstance(teacher, ResNetSpec | MobileNetSpec):
+    if not isinstance(teacher, ConvSpec):
         raise UsageError(f"a {teacher.family} teacher has no scaled-down student of its family")
     kernel = teacher.kernel if teacher.kernel in space.kernels else space.kernels[0]
+    if isinstance(teacher, ResNet3DSpec):  # the stem every sampled 3-D student has
+        return ResNet3DSpec(widths, teacher.blocks, kernel)
     return replace(teacher, widths=widths, kernel=kernel)
 
 
@@ -151,11 +161,11 @@ def structural_problem(
         return f"a {spec.family} student takes {input_kind(spec)} data, not {space.kind}"
     if isinstance(spec, LibrarySpec):
         return None if 0 < spec.width <= 1 else f"width {spec.width} is not in (0, 1]"
-    if not isinstance(spec, ResNetSpec | MobileNetSpec):
+    if not isinstance(spec, ConvSpec):
         return None
     if len(spec.widths) != len(spec.blocks):
         return f"{len(spec.widths)} widths but {len(spec.blocks)} block counts"
-    size = min(input_shape[1:]) // stem_factor(min(input_shape[1:]))
+    size = min(input_shape[1:]) // stem_factor(min(input_shape[1:]), first_stage_min(spec))
     for _ in spec.widths[1:]:
         size = (size + 1) // 2  # a stride-2 convolution padded by kernel // 2
     if size < space.min_resolution:
@@ -169,11 +179,12 @@ def structural_problem(
 def sized_students(
     space: StudentSpace, flops: Callable[[ModelSpec], int], targets: list[float]
 ) -> list[ModelSpec]:
-    """For each FLOPs target, the three-stage ResNet student on the space's width grid
-    (widths w, 2w, 4w, one block each) whose FLOPs are nearest on a log scale: students
-    sized from a teacher medslim cannot scale down by its widths."""
-    candidates = [
-        ResNetSpec(widths=(w, 2 * w, 4 * w), blocks=(1, 1, 1), kernel=space.kernels[0])
+    """For each FLOPs target, the three-stage ResNet student (3-D for volumes) on the
+    space's width grid (widths w, 2w, 4w, one block each) whose FLOPs are nearest on a log
+    scale: students sized from a teacher medslim cannot scale down by its widths."""
+    resnet = ResNet3DSpec if space.kind == "volume" else ResNetSpec
+    candidates: list[ModelSpec] = [
+        resnet(widths=(w, 2 * w, 4 * w), blocks=(1, 1, 1), kernel=space.kernels[0])
         for w in space.widths
         if 4 * w <= space.widths[-1]
     ]

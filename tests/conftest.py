@@ -1,5 +1,6 @@
 """Image data made inside the tests: generated pixels written as PNG/JPEG folders, CSV
-manifests, DICOM files and MedMNIST+ layout .npz files (the `images` fixture)."""
+manifests, DICOM files and MedMNIST+ layout .npz files (the `images` fixture); generated
+volumes written as NIfTI files and DICOM series (the `volumes` fixture)."""
 
 from __future__ import annotations
 
@@ -123,6 +124,79 @@ def plus_file(folder: Path, name: str, size: int) -> Path:
     return path
 
 
+def volume(label: int, index: int, shape: tuple[int, int, int] = (8, 10, 12)) -> np.ndarray:
+    """Integer values 0..255 (D, H, W) a small 3-D CNN can tell apart: class 1 bright in the
+    upper (head-side) half of the slices, class 0 in the lower half."""
+    rng = np.random.default_rng(1000 + index)
+    values = rng.integers(0, 80, size=shape).astype(np.int16)
+    half = shape[0] // 2
+    values[half:] += 150 if label else 0
+    values[:half] += 0 if label else 150
+    return values
+
+
+LPS_AS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+"""A NIfTI affine whose voxel axes (i, j, k) run to the patient's left, back and head."""
+
+
+def write_nifti(path: Path, values: np.ndarray, *, flipped: bool = False) -> Path:
+    """`values` (D, H, W) as a NIfTI file that medslim reads back as `values`: stored as
+    (W, H, D) in LPS, or with `flipped` in RAS (the first two axes reversed)."""
+    import nibabel
+
+    data = values.transpose(2, 1, 0).astype(np.float32)
+    affine = LPS_AS_RAS
+    if flipped:
+        data, affine = data[::-1, ::-1, :].copy(), np.eye(4)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nibabel.save(nibabel.Nifti1Image(data, affine), path)
+    return path
+
+
+def write_series(
+    folder: Path,
+    values: np.ndarray,
+    *,
+    slope: float = 1.0,
+    spacing: float = 2.5,
+    positions: list[float] | None = None,
+    series_uid: str | None = None,
+    seed: int = 0,
+) -> Path:
+    """`values` (D, H, W) in HU as one axial DICOM series: one file per slice, named in a
+    shuffled order that says nothing of the slice's place, stored as unsigned pixels with
+    a rescale slope and intercept (`positions` along the normal replace the even spacing)."""
+    from pydicom.dataset import Dataset as DicomDataset
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    uid = series_uid or generate_uid()
+    intercept = -1024.0
+    at = positions if positions is not None else [k * spacing for k in range(len(values))]
+    names = np.random.default_rng(seed).permutation(len(values))
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, (pixels, z) in enumerate(zip(values, at, strict=True)):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = DicomDataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.Modality, ds.SeriesInstanceUID = "CT", uid
+        ds.InstanceNumber = int(names[k]) + 1  # as shuffled as the names
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0.0, 0.0, float(z)]
+        ds.Rows, ds.Columns = pixels.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+        stored = np.round((pixels.astype(np.float64) - intercept) / slope).astype(np.uint16)
+        ds.PixelData = stored.tobytes()
+        ds.save_as(folder / f"IM{names[k]:04d}.dcm", enforce_file_format=True)
+    return folder
+
+
 class Images:
     """The builders above, for tests in any folder (`images.class_folder(root)`)."""
 
@@ -139,6 +213,20 @@ class Images:
 @pytest.fixture(scope="session")
 def images() -> type[Images]:
     return Images
+
+
+class Volumes:
+    """The volume builders above (`volumes.write_series(folder, values)`)."""
+
+    classes = CLASSES
+    volume = staticmethod(volume)
+    write_nifti = staticmethod(write_nifti)
+    write_series = staticmethod(write_series)
+
+
+@pytest.fixture
+def volumes() -> type[Volumes]:
+    return Volumes
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """Write objectives/medmnist_info.json from the installed `medmnist` package's INFO table.
 
-medslim reads the URLs and md5s of every MedMNIST+ file (28, 64, 128 and 224 px) from that
-json at run time instead of importing `medmnist` (5 s: it imports torch, scikit-image and
-creates ~/.medmnist). This script is the only way the json is made, and
+medslim reads the URLs and md5s of every MedMNIST+ file (2-D at 28, 64, 128 and 224 px; 3-D
+at 28³ and 64³) from that json at run time instead of importing `medmnist` (5 s: it imports
+torch, scikit-image and creates ~/.medmnist). This script is the only way the json is made, and
 tests/objectives/test_medmnist_info.py checks it still matches the package:
 
     pip install medmnist && python tools/sync_medmnist_info.py
@@ -38,12 +38,10 @@ def package_info() -> tuple[str, dict[str, Any]]:
 
 
 def build() -> dict[str, Any]:
-    """The json medslim ships: the 2D datasets, with one URL and md5 per size."""
+    """The json medslim ships: every dataset, 2-D and 3-D, with one URL and md5 per size."""
     version, info = package_info()
     datasets = {}
     for name, entry in info.items():
-        if name.endswith("3d"):
-            continue  # medslim's models are 2D
         files = {
             str(size): {
                 "url": entry["url" if size == 28 else f"url_{size}"],
@@ -53,6 +51,7 @@ def build() -> dict[str, Any]:
             if ("url" if size == 28 else f"url_{size}") in entry
         }
         datasets[name] = {
+            "dims": 3 if name.endswith("3d") else 2,
             "files": files,
             "task": entry["task"],
             "n_channels": entry["n_channels"],

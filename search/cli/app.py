@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = joined_values(list(sys.argv[1:] if argv is None else argv))
     if not argv:
         argv = ["run"]
     parser = build_parser()
@@ -85,6 +85,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # the reader (e.g. `head`) closed the pipe early: not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python docs' recipe
             return 0
+
+
+NEGATIVE_VALUED = ("--window",)
+"""Flags whose value may start with a minus sign (`--window -160,240`)."""
+
+
+def joined_values(argv: list[str]) -> list[str]:
+    """`--window -160,240` as `--window=-160,240`: argparse would take a value that starts
+    with '-' and is not a plain number for a flag of its own."""
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] in NEGATIVE_VALUED and arg.startswith("-") and "," in arg:
+            joined[-1] = f"{joined[-1]}={arg}"
+        else:
+            joined.append(arg)
+    return joined
 
 
 def _interrupted(interrupt: KeyboardInterrupt) -> str:

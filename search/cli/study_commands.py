@@ -11,6 +11,8 @@ from typing import Any
 
 from medslim.errors import UsageError
 from medslim.kinds import METHODS, OBJECTIVES, PRUNING_KINDS, TASK_CHOICES
+from medslim.objectives.sizes import split_size
+from medslim.objectives.windows import PRESETS
 from medslim.search import signals
 from medslim.search.config import (
     DEFAULT_ALLOCATIONS,
@@ -56,10 +58,19 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--size",
-        type=int,
-        help="image size in pixels: 28, 64, 128 or 224 for MedMNIST+ names; folders, CSVs "
-        "and .npz files are resized (default: the file's size for .npz and MedMNIST, 224 "
-        "for folders and CSVs)",
+        type=split_size,
+        metavar="N or D,H,W",
+        help="image size in pixels: 28, 64, 128 or 224 for MedMNIST+ names (28 or 64 for "
+        "3-D ones); folders, CSVs and .npz files are resized; volumes to an N³ cube or to "
+        "D,H,W (default: the file's size for .npz and MedMNIST, 224 for image folders and "
+        "CSVs, 64³ for NIfTI volumes and DICOM series)",
+    )
+    parser.add_argument(
+        "--window",
+        metavar="LOW,HIGH",
+        help="how NIfTI and DICOM volumes' intensities become 0-255: LOW,HIGH in HU for CT "
+        f"(--window=-160,240), a CT preset ({', '.join(PRESETS)}), or pLOW,pHIGH per-volume "
+        "percentiles for MRI (default: p0.5,p99.5)",
     )
     parser.add_argument(
         "--task",
@@ -371,6 +382,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         workers=args.workers,
         heartbeat=args.heartbeat,
         size=args.size,
+        window=args.window,
         task=args.task,
         channels=args.channels,
         artifacts=args.artifacts,

@@ -287,12 +287,15 @@ def test_breast_cancer_seed_decides_the_split() -> None:
 def test_registry_names_and_listing(tmp_path: Path) -> None:
     names = data.dataset_names()
     assert names[0] == "breast-cancer" and set(medmnist.DATASETS) <= set(names)
-    assert len(names) == 13
+    assert len(names) == 19  # breast-cancer, twelve 2-D and six 3-D MedMNIST datasets
     (tmp_path / "dermamnist.npz").touch()
+    (tmp_path / "adrenalmnist3d_64.npz").touch()
     infos = {info.name: info for info in list_datasets(tmp_path)}
     assert list(infos) == names
     assert infos["breast-cancer"].cached and infos["breast-cancer"].channels is None
     assert infos["dermamnist"].cached and not infos["pathmnist"].cached
+    assert infos["adrenalmnist3d"].cached_sizes == (64,)
+    assert infos["adrenalmnist3d"].sizes == (28, 64)
     assert (infos["chestmnist"].task, infos["chestmnist"].n_outputs) == (TASKS[2], 14)
     assert all(info.task in TASKS for info in infos.values())
 

@@ -26,9 +26,16 @@ def test_shipped_json_matches_the_installed_medmnist_package() -> None:
     assert "medmnist" not in sys.modules, "the sync tool imported the medmnist package"
 
 
-def test_every_2d_dataset_comes_in_four_sizes_with_its_own_file() -> None:
-    assert len(medmnist.DATASETS) == 12
+def test_every_2d_dataset_comes_in_four_sizes_and_3d_in_two_with_their_own_files() -> None:
+    volumes = [info for info in medmnist.DATASETS.values() if info.dims == 3]
+    assert len(medmnist.DATASETS) == 18 and len(volumes) == 6
+    for info in volumes:
+        assert info.name.endswith("3d") and info.sizes == (28, 64) and info.n_channels == 1
+        assert len({f.md5 for f in info.files.values()}) == 2
+    assert medmnist.DATASETS["adrenalmnist3d"].file(64).md5 == "17721accfe9fb005146a47d33bc54b2f"
     for info in medmnist.DATASETS.values():
+        if info.dims == 3:
+            continue
         assert info.sizes == (28, 64, 128, 224)
         assert info.file_name(28) == f"{info.name}.npz"
         assert info.file_name(224) == f"{info.name}_224.npz"

@@ -103,7 +103,7 @@ def test_interrupted_study_keeps_its_trials_and_resumes(
         (["--sampler", "cmaes"], "one objective"),
         (["--criterion", "magic"], "valid criteria"),
         (["--model", "vgg"], "valid models"),
-        (["--model", "resnet8"], "image data"),
+        (["--model", "resnet8"], "the model takes 2-D images"),
         (["--trials", "0"], "--trials"),
         (["--trials", "-3"], "--trials"),
         (["--workers", "0"], "--workers"),

@@ -1,6 +1,8 @@
 """Every torchvision builder medslim lists, and MONAI's DenseNet-121 and a timm ViT when
 those libraries are installed: built for grey images, pruned at a ratio, really smaller,
 still running, rebuilt exactly from its stored bundle, exported to ONNX matching PyTorch.
+The same for volumes: medslim's 3-D ResNet, torchvision's video ResNets and a MONAI 3-D
+DenseNet, on grey 8³ volumes.
 
 Inputs are 32 px so the suite stays quick; each model runs once through the whole chain.
 """
@@ -18,7 +20,7 @@ from medslim.objectives.metrics import count_flops, count_params, flops_by_modul
 from medslim.search.inspection.export import export_onnx
 from medslim.search.trial_models import ModelBundle, bundle_model, rebuild
 from medslim.spaces.blueprints import Blueprint, blueprint_for
-from medslim.spaces.sources import TORCHVISION_KNOWN
+from medslim.spaces.sources import TORCHVISION_KNOWN, TORCHVISION_VIDEO
 from medslim.spaces.sparsity import (
     PruningPlan,
     make_masks_permanent,
@@ -27,13 +29,16 @@ from medslim.spaces.sparsity import (
 )
 
 SHAPE = (1, 32, 32)
+VOLUME = (1, 8, 8, 8)
 RATIO = 0.4
+SMALL_DENSENET = {"init_features": 8, "growth_rate": 8, "block_config": [2, 2, 2, 2]}
 
 
 def _compress(blueprint: Blueprint, tmp_path: Path, pruning: str = "structured") -> None:
     torch.manual_seed(0)
     teacher = blueprint.build().eval()
-    x = torch.randn(4, *SHAPE)
+    shape = blueprint.input_shape
+    x = torch.randn(4, *shape)
     units = prunable_units(teacher, x[:2], pruning)  # type: ignore[arg-type]
     assert units, "nothing to prune"
     model = copy.deepcopy(teacher)
@@ -46,11 +51,11 @@ def _compress(blueprint: Blueprint, tmp_path: Path, pruning: str = "structured")
         out = model(x)
     assert out.shape == (4, 2) and torch.isfinite(out).all()
     if pruning == "structured":
-        assert count_flops(model, SHAPE) < 0.85 * count_flops(teacher, SHAPE)
+        assert count_flops(model, shape) < 0.85 * count_flops(teacher, shape)
         assert count_params(model)[0] < 0.85 * count_params(teacher)[0]
     else:
-        dense = count_flops(teacher, SHAPE)
-        assert sparse_flops(model, flops_by_module(model, SHAPE)) < 0.85 * dense
+        dense = count_flops(teacher, shape)
+        assert sparse_flops(model, flops_by_module(model, shape)) < 0.85 * dense
         assert count_params(model)[1] < 0.85 * count_params(teacher)[1]
     path = tmp_path / "model.pt"
     bundle_model(model, blueprint).save(path)
@@ -108,4 +113,27 @@ def test_timm_vit_loses_whole_attention_heads(tmp_path: Path) -> None:
     assert attention.num_heads == 2  # of 3: one whole head (64 dims) removed (0.3 × 3, up)
     assert attention.qkv.out_features == 3 * 2 * 64
     assert model(x).shape == (2, 2)
+    _compress(blueprint, tmp_path)
+
+
+def test_medslim_3d_resnet_compresses_rebuilds_and_exports(tmp_path: Path) -> None:
+    _compress(blueprint_for("resnet3d8", None, VOLUME, 2), tmp_path)
+
+
+def test_unstructured_pruning_masks_3d_convolutions(tmp_path: Path) -> None:
+    _compress(blueprint_for("resnet3d8", None, VOLUME, 2), tmp_path, "unstructured")
+
+
+@pytest.mark.parametrize("name", TORCHVISION_VIDEO)
+def test_torchvision_video_resnet_on_grey_volumes(name: str, tmp_path: Path) -> None:
+    blueprint = blueprint_for(f"torchvision:{name}", None, VOLUME, 2)
+    stem = next(m for m in blueprint.build().modules() if isinstance(m, torch.nn.Conv3d))
+    assert stem.in_channels == 1  # the RGB stem fitted to the data's one channel
+    _compress(blueprint, tmp_path)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("monai") is None, reason="needs medslim[monai]")
+def test_monai_3d_densenet_compresses_rebuilds_and_exports(tmp_path: Path) -> None:
+    blueprint = blueprint_for("monai:DenseNet121", SMALL_DENSENET, VOLUME, 2)
+    assert isinstance(blueprint.build().features.conv0, torch.nn.Conv3d)  # spatial_dims=3
     _compress(blueprint, tmp_path)

@@ -156,7 +156,7 @@ def _refused(files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], *a
         ("tv:resnet18", "cannot import module 'tv'"),
         ("tv:resnet18", "or a model source: torchvision:NAME, timm:NAME"),
         ("torchvision:resnet19", "did you mean resnet18"),
-        ("resnet9", "valid models: mlp, resnet18, resnet8"),
+        ("resnet9", "valid models: mlp, resnet18, resnet3d18, resnet3d8, resnet8"),
         ("FILES/broken.py:build", "cannot import"),
         ("FILES/nets.py:missing", "has no function 'missing'; it defines: Net, build"),
         ("FILES/nets.py:no_channels", "must accept in_channels= and num_classes="),
@@ -201,7 +201,8 @@ def test_a_library_model_on_tabular_data_is_refused(
     db = tmp_path / "m.db"
     args = ["run", "--storage", f"sqlite:///{db}", "--model", "torchvision:resnet18"]
     assert main(args) == 2
-    assert "takes image data, but 'breast-cancer' is tabular" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "breast-cancer holds tabular features, but the model takes 2-D images" in err
     assert not db.exists()
 
 

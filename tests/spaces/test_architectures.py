@@ -17,7 +17,7 @@ from medslim.spaces.specs import MLPSpec, ResNetSpec
 
 
 def _shape(spec) -> tuple[int, ...]:
-    return (30,) if input_kind(spec) == "tabular" else (3, 28, 28)
+    return {"tabular": (30,), "image": (3, 28, 28), "volume": (1, 8, 8, 8)}[input_kind(spec)]
 
 
 @pytest.mark.parametrize("name", preset_names())

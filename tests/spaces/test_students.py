@@ -14,7 +14,7 @@ from medslim.spaces.families import (
     spec_to_dict,
     student_family_names,
 )
-from medslim.spaces.specs import LibrarySpec, MLPSpec, MobileNetSpec, ResNetSpec
+from medslim.spaces.specs import LibrarySpec, MLPSpec, MobileNetSpec, ResNet3DSpec, ResNetSpec
 from medslim.spaces.students import (
     DistillSettings,
     StudentSpace,
@@ -30,9 +30,10 @@ TINY = {
     "resnet": ResNetSpec(widths=(4, 8), blocks=(1, 1)),
     "mobilenet": MobileNetSpec(widths=(4, 8), blocks=(1, 1), expansion=2),
     "mlp": MLPSpec(hidden=(8,)),
+    "resnet3d": ResNet3DSpec(widths=(4, 8), blocks=(1, 1)),
     "torchvision": LibrarySpec("mobilenet_v3_small", 0.125),
 }
-SHAPES = {"image": (1, 12, 12), "tabular": (6,)}
+SHAPES = {"image": (1, 12, 12), "tabular": (6,), "volume": (1, 12, 12, 12)}
 STUDENT_FAMILIES = {
     name: FAMILIES[name]
     for kind in SHAPES
