@@ -6,14 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from medslim.objectives.checkpoints import load_weights
+from medslim.objectives.checkpoints import load_weights, save_tensors
 from medslim.objectives.data import Dataset
 from medslim.objectives.determinism import reproducible
 from medslim.objectives.evaluate import split_scores
@@ -123,10 +122,7 @@ def obtain_teacher(
                 best = BestOnVal(data)
                 train(model, data.train, data.task, recipe, seed=seed, on_epoch=best)
                 best.restore(model)
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            partial = weights.with_name(f"{weights.stem}.{os.getpid()}.tmp")
-            torch.save(model.state_dict(), partial)
-            os.replace(partial, weights)  # another worker never sees half a file
+            save_tensors(model.state_dict(), weights)  # another worker never sees half a file
             trained = True
     model.eval()
     val_auc, val_acc = split_scores(model, data.val, data.task)

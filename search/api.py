@@ -209,6 +209,7 @@ def run(
 
 def _run(config: StudyConfig, progress: bool | None) -> StoredStudy:
     from medslim.search.artifacts import say_if_local_only
+    from medslim.search.cpu_share import share_cores
     from medslim.search.inspection.dashboard import publish_cached
     from medslim.search.loop import finished_count, run_trials
     from medslim.search.screening import screened_out
@@ -225,6 +226,7 @@ def _run(config: StudyConfig, progress: bool | None) -> StoredStudy:
         if session.config.workers > 1:
             run_workers(session, progress=progress)
         else:
+            share_cores(None)  # a fair share where other medslim processes run trials
             run_trials(session, progress=progress)
     except KeyboardInterrupt as interrupt:
         where = display_url(session.config.storage)

@@ -26,7 +26,8 @@ from optuna.storages import (
 )
 from optuna.storages.journal import JournalFileBackend
 
-from medslim.errors import StorageError
+from medslim.errors import DiskFull, StorageError
+from medslim.files import disk_full
 
 JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 IN_MEMORY = ("sqlite://", "sqlite:///:memory:")
@@ -228,6 +229,33 @@ def storage_dir(url: str) -> Path:
     if "://" not in url:
         return Path(url).expanduser().resolve().parent / ".medslim"
     return Path(platformdirs.user_cache_dir("medslim"))
+
+
+def storage_file(url: str) -> Path | None:
+    """The file a SQLite or journal storage lives in (None: a database server)."""
+    if url.startswith("sqlite:///") and url not in IN_MEMORY:
+        return Path(url.removeprefix("sqlite:///")).resolve()
+    if url and "://" not in url:
+        return Path(url).expanduser().resolve()
+    return None
+
+
+def full_disk_error(error: BaseException, url: str) -> DiskFull:
+    """What to say of `error`, a write that found no space (`files.is_disk_full`): the
+    `DiskFull` raised already, else the file an `OSError` names, else the storage's own file
+    (SQLite says only "database or disk is full"), else the database server."""
+    current: BaseException | None = error
+    while current is not None:
+        if isinstance(current, DiskFull):
+            return current
+        if isinstance(current, OSError) and current.filename:
+            return disk_full(Path(str(current.filename)), None)
+        current = current.__cause__ or current.__context__
+    path = storage_file(url)
+    if path is None:
+        where = f"the database server of {display_url(url)}" if url else "an unnamed file"
+        return DiskFull(where, None, None)
+    return disk_full(path, None)
 
 
 def is_server_url(url: str) -> bool:

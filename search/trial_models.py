@@ -25,6 +25,7 @@ from optuna.storages import BaseStorage
 from torch import nn
 
 from medslim.errors import UsageError
+from medslim.objectives.checkpoints import save_tensors
 from medslim.search.artifacts import MODEL_MIME, Artifacts
 from medslim.search.records import trial_record
 from medslim.spaces.blueprints import Blueprint, blueprint_for, blueprint_from_spec
@@ -44,7 +45,7 @@ class ModelBundle:
     spec: dict[str, Any]
 
     def save(self, path: Path) -> None:
-        torch.save({"state_dict": self.state_dict, "spec": self.spec}, path)
+        save_tensors({"state_dict": self.state_dict, "spec": self.spec}, path)
 
     @classmethod
     def load(cls, path: Path) -> ModelBundle:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from medslim.errors import MedslimError, UsageError
+from medslim.files import is_disk_full
 from medslim.search import signals
 from medslim.search.cli.inspect_commands import add_inspect_commands
 from medslim.search.cli.listing import add_listing_commands
@@ -85,6 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # the reader (e.g. `head`) closed the pipe early: not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python docs' recipe
             return 0
+        except Exception as error:  # a full disk anywhere (a cache, the storage): one line
+            if not is_disk_full(error):
+                raise
+            from medslim.search.storage import full_disk_error
+
+            full = full_disk_error(error, secret)
+            print(f"medslim: error: {redact(str(full), secret)}", file=sys.stderr)
+            return EXIT_USAGE
 
 
 def _interrupted(interrupt: KeyboardInterrupt) -> str:
