@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -70,11 +71,19 @@ def teacher_cache_path(
     return cache_dir / f"teacher-{teacher_key(data, blueprint, recipe, seed, pretrained)}.pt"
 
 
-class BestOnVal:
-    """An `on_epoch` hook that keeps the weights of the epoch with the best val AUC."""
+EpochReport = Callable[[int, int, float, float], None]
+"""(epoch, epochs, val AUC, best val AUC so far), after each epoch of a teacher's training:
+how a caller shows its progress."""
 
-    def __init__(self, data: Dataset) -> None:
+
+class BestOnVal:
+    """An `on_epoch` hook that keeps the weights of the epoch with the best val AUC (and
+    tells `report` each epoch's)."""
+
+    def __init__(self, data: Dataset, epochs: int = 0, report: EpochReport | None = None) -> None:
         self.data = data
+        self.epochs = epochs
+        self.report = report
         self.auc = float("-inf")
         self.epoch = -1
         self.state: dict[str, torch.Tensor] = {}
@@ -84,6 +93,8 @@ class BestOnVal:
         if auc > self.auc:
             self.auc, self.epoch = auc, epoch
             self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if self.report is not None:
+            self.report(epoch, self.epochs, auc, self.auc)
 
     def restore(self, model: nn.Module) -> None:
         if self.state:
@@ -100,9 +111,10 @@ def obtain_teacher(
     device: torch.device,
     teacher_file: Path | None = None,
     pretrained: bool = False,
+    report: EpochReport | None = None,
 ) -> tuple[nn.Module, TeacherScores, bool]:
     """The teacher model on `device`, its scores, and whether it was trained just now
-    (from the library's pretrained weights with `pretrained`).
+    (from the library's pretrained weights with `pretrained`; `report` sees each epoch).
 
     Training is reproducible (`determinism.reproducible`): the model is built and trained
     under the seed. A cache file that cannot be read is named in a warning and replaced."""
@@ -119,7 +131,7 @@ def obtain_teacher(
             with reproducible(seed):  # a fresh model: its initial weights come from the seed
                 # (from the library's weights with `pretrained`: fetched only to train)
                 model = blueprint.build(pretrained=pretrained).to(device)
-                best = BestOnVal(data)
+                best = BestOnVal(data, recipe.epochs, report)
                 train(model, data.train, data.task, recipe, seed=seed, on_epoch=best)
                 best.restore(model)
             save_tensors(model.state_dict(), weights)  # another worker never sees half a file

@@ -216,7 +216,7 @@ def _run(config: StudyConfig, progress: bool | None) -> StoredStudy:
     from medslim.search.session import prepare
     from medslim.search.workers import publish_target, run_workers
 
-    session = prepare(config)
+    session = prepare(config, progress=progress)
     study = session.study
     target = session.config.trials
     logger.info("%d finished trials, target %d", finished_count(study), target)

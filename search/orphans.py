@@ -50,17 +50,17 @@ class Owners(NamedTuple):
 def release_dead_trials(study: optuna.Study, storage: BaseStorage) -> Owners:
     """A journal file has no heartbeats: a RUNNING trial whose worker was a process on this
     machine that no longer runs is marked FAIL and queued again."""
-    host = socket.gethostname()
     study_id = storage.get_study_id_from_name(study.study_name)
     owners = Owners(0, 0, [])
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = str(trial.user_attrs.get("worker", "an unknown process"))
-        owner, _, pid = worker.rpartition(":")
-        if owner != host or not pid.isdigit():
+        alive = process_alive(worker)
+        if alive is None:
             owners.elsewhere.append(worker)
-        elif _alive(int(pid)):
+        elif alive:
             owners = owners._replace(alive=owners.alive + 1)
         else:
+            pid = worker.rpartition(":")[2]
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             requeue(study, trial, owed=True)  # before FAIL: a counter sees one or the other
             try:
@@ -94,6 +94,15 @@ def _withdraw_copy(study: optuna.Study, storage: BaseStorage, number: int) -> No
         storage.set_trial_state_values(copy_id, TrialState.FAIL)
     except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
         pass  # popped and finished meanwhile
+
+
+def process_alive(worker: str) -> bool | None:
+    """Whether the process a `host:pid` worker name names still runs: None when it ran on
+    another machine (or the name is not one)."""
+    owner, _, pid = worker.rpartition(":")
+    if owner != socket.gethostname() or not pid.isdigit():
+        return None
+    return _alive(int(pid))
 
 
 def _alive(pid: int) -> bool:

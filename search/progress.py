@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from medslim.objectives.teacher import EpochReport
 from medslim.search.records import trial_record
 from medslim.search.screening import was_screened_out
 
@@ -174,10 +175,6 @@ class TrialProgress:
         return f"; running {', '.join(running)}" if running else ""
 
 
-EpochReport = Callable[[int, int, float, float], None]
-"""(epoch, epochs, val AUC, best val AUC so far), after each epoch of the teacher."""
-
-
 @contextmanager
 def teacher_progress(show: bool | None) -> Iterator[EpochReport]:
     """The teacher's training as it goes: a bar of epochs on a terminal, else a log line
@@ -196,7 +193,7 @@ def teacher_progress(show: bool | None) -> Iterator[EpochReport]:
             bar.set_postfix_str(f"val AUC {auc:.4f} (best {best:.4f})", refresh=False)
         else:
             logger.info(
-                "teacher epoch %d/%d: val AUC %.4f (best %.4f), %.1f s (%.0f s in all)",
+                "teacher epoch %d/%d: val AUC %.4f (best %.4f), %.1f s (%.1f s in all)",
                 epoch + 1,
                 epochs,
                 auc,

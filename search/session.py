@@ -1,8 +1,10 @@
 """Prepare a study: resolve the config against the data, get the teacher, open or resume
 the Optuna study, and enqueue its seeds (uniform baselines, scaled-down students).
 
-Everything that can fail on bad input runs before the study is created, so a refused run
-leaves no half-made study behind.
+Everything that can fail on bad input runs before the study is made, except the teacher's
+training: the study is made and claimed first, so that a second first run waits for this
+teacher instead of training it again, and deleted again if the setup fails. A refused run
+leaves no half-made study behind, and no storage file it created.
 """
 
 from __future__ import annotations
@@ -32,11 +34,18 @@ from medslim.objectives.training import Recipe
 from medslim.search.artifacts import ARTIFACTS_ATTR, Artifacts, chosen_artifacts
 from medslim.search.config import ResolvedConfig, StudyConfig, config_differences
 from medslim.search.datasource import check_same_data, describe, load_study_data
-from medslim.search.joining import choose_sampler_seed, find_study, open_or_make
+from medslim.search.joining import choose_sampler_seed, find_study, open_or_make, setting_up
+from medslim.search.progress import teacher_progress
 from medslim.search.records import OFFSET_PREFIX_ATTR, stored_offset_prefix
 from medslim.search.samplers import make_sampler
 from medslim.search.sensitivity import study_curves
-from medslim.search.storage import check_storage_url, display_url, open_storage, storage_dir
+from medslim.search.storage import (
+    check_storage_url,
+    display_url,
+    open_storage,
+    removed_if_refused,
+    storage_dir,
+)
 from medslim.search.study_teacher import (
     FINGERPRINT,
     TEACHER_ATTR,
@@ -220,11 +229,14 @@ def teacher_source(
     )
 
 
-def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
+def prepare(
+    config: StudyConfig, *, sampler_seed: int | None = None, progress: bool | None = None
+) -> Session:
     """Validate everything before any work, then load data, teacher, and the study.
 
     The sampler is seeded with `sampler_seed` (a worker's own), else `config.seed`, or a
-    fresh seed when other processes are running the study right now."""
+    fresh seed when other processes are running the study right now. `progress`: the
+    teacher's training as a bar (None: on a terminal; elsewhere a log line per epoch)."""
     sampler = make_sampler(config.sampler, len(config.objectives), config.seed)
     sparsity_space(config)  # refuses bad pruning flags before any data is loaded
     device = resolve_device(config.device)
@@ -237,41 +249,46 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
     )
     teacher_file = Path(resolved.teacher) if resolved.teacher else None
     _check_model(blueprint, teacher_file, resolved)  # before the storage is touched
-    storage = open_storage(resolved.storage, heartbeat=resolved.heartbeat)
-    found = find_study(storage, resolved.study)
-    existing = None if found is None else found.user_attrs.get("config")
-    _check_same_config(existing, resolved)
-    if found is not None:
-        check_same_data(data, found.user_attrs.get("dataset"))
-    artifacts = chosen_artifacts(resolved.artifacts, found, resolved.storage)
-    attrs = found.user_attrs if found is not None else None
-    source = teacher_source(resolved, data, blueprint, storage_dir(resolved.storage), attrs)
-    logger.info("teacher: %s on %s (%s) ...", resolved.model, data.name, device.type)
-    teacher = _study_teacher(source, found, artifacts, device, resolved)
-    logger.info(describe_teacher(teacher))
-    reference = score_model(teacher.model, data, budget_for(resolved))
-    example = data.train.batch(slice(0, 2))
-    units = list(prunable_units(teacher.model, example, space.pruning, space.ignore_layers))
-    study, made, raced = open_or_make(storage, resolved, sampler, found)
-    if made:  # all that can fail on bad input ran before the study was made
-        publish_teacher(study, artifacts, teacher)
-        _describe_new_study(study, resolved, data, teacher, reference, units, artifacts)
-        _enqueue_students(
-            study, student_seeds(blueprint, teacher.model, reference.flops, resolved.method)
-        )
-        _enqueue_baselines(
-            study,
-            space,
-            units,
-            baseline_count(resolved.baselines, resolved.trials),
-            resolved.method,
-        )
-        study.set_user_attr("config", resolved.stored())  # last: a racing run waits for it
-    else:  # an older study keeps the parameter names its trials already have
+    with removed_if_refused(resolved.storage):  # a refused run leaves no file behind
+        storage = open_storage(resolved.storage, heartbeat=resolved.heartbeat)
+        found = find_study(storage, resolved.study)
+        existing = None if found is None else found.user_attrs.get("config")
+        _check_same_config(existing, resolved)
+        if found is not None:
+            check_same_data(data, found.user_attrs.get("dataset"))
+        artifacts = chosen_artifacts(resolved.artifacts, found, resolved.storage)
+        attrs = found.user_attrs if found is not None else None
+        source = teacher_source(resolved, data, blueprint, storage_dir(resolved.storage), attrs)
+        opened = open_or_make(storage, resolved, sampler, found)  # claimed before the teacher
+        study, made, raced = opened
+        with setting_up(opened, storage):
+            if raced:  # made by another run a moment ago: the same config, its teacher
+                _check_same_config(study.user_attrs.get("config"), resolved)
+            logger.info("teacher: %s on %s (%s) ...", resolved.model, data.name, device.type)
+            teacher = _study_teacher(source, study, artifacts, device, resolved, progress)
+            logger.info(describe_teacher(teacher))
+            reference = score_model(teacher.model, data, budget_for(resolved))
+            example = data.train.batch(slice(0, 2))
+            units = list(
+                prunable_units(teacher.model, example, space.pruning, space.ignore_layers)
+            )
+            if made:
+                publish_teacher(study, artifacts, teacher)
+                _describe_new_study(study, resolved, data, teacher, reference, units, artifacts)
+                _enqueue_students(
+                    study,
+                    student_seeds(blueprint, teacher.model, reference.flops, resolved.method),
+                )
+                _enqueue_baselines(
+                    study,
+                    space,
+                    units,
+                    baseline_count(resolved.baselines, resolved.trials),
+                    resolved.method,
+                )
+                study.set_user_attr("config", resolved.stored())  # last: racing runs wait for it
+    if not made:  # an older study keeps the parameter names its trials already have
         space = replace(space, offset_prefix=stored_offset_prefix(study))
-        if raced:  # made by another run a moment ago: the same config, the same teacher
-            _check_same_config(study.user_attrs.get("config"), resolved)
-            teacher = _study_teacher(source, study, artifacts, device, resolved)
         _keep_teacher(study, artifacts, teacher)
     seed = choose_sampler_seed(study, resolved, raced) if sampler_seed is None else sampler_seed
     study.sampler = make_sampler(resolved.sampler, len(resolved.objectives), seed)
@@ -341,9 +358,11 @@ def _study_teacher(
     artifacts: Artifacts,
     device: torch.device,
     config: ResolvedConfig,
+    progress: bool | None,
 ) -> StudyTeacher:
     try:
-        return obtain_study_teacher(source, study, artifacts, device)
+        with teacher_progress(progress) as report:
+            return obtain_study_teacher(source, study, artifacts, device, report=report)
     except TrainingDiverged as error:
         raise UsageError(
             f"the teacher's own training diverged ({error}) at --lr {config.lr:g}; "

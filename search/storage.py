@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import random
 import re
+import sqlite3
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -238,6 +241,37 @@ def storage_file(url: str) -> Path | None:
     if url and "://" not in url:
         return Path(url).expanduser().resolve()
     return None
+
+
+@contextmanager
+def removed_if_refused(url: str) -> Iterator[None]:
+    """A SQLite or journal file that this command creates (enter before `open_storage`) is
+    removed again if the command fails before the file holds a study: a refused command
+    leaves nothing behind."""
+    path = storage_file(url)
+    new = path is not None and not path.exists()
+    try:
+        yield
+    except BaseException:
+        if new and path is not None and path.exists() and not _holds_studies(path, url):
+            for leftover in (path, *(path.with_name(path.name + s) for s in SQLITE_SIDES)):
+                leftover.unlink(missing_ok=True)
+        raise
+
+
+SQLITE_SIDES = ("-wal", "-shm", "-journal")
+
+
+def _holds_studies(path: Path, url: str) -> bool:
+    try:
+        if url.startswith("sqlite"):
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)) as db:
+                return bool(db.execute("SELECT count(*) FROM studies").fetchone()[0])
+        return path.stat().st_size > 0 and bool(study_names(open_storage(url, create=False)))
+    except sqlite3.OperationalError as error:  # no tables: nothing of anyone's in it
+        return "no such table" not in str(error)
+    except (OSError, StorageError):
+        return False
 
 
 def full_disk_error(error: BaseException, url: str) -> DiskFull:

@@ -172,6 +172,7 @@ def join_study(
     storage: str,
     trials: int | None,
     seed: int | None,
+    progress: bool | None = None,
     **run_settings: Any,
 ) -> Session:
     """A session that optimises exactly what the study stores: its config and its teacher
@@ -188,7 +189,7 @@ def join_study(
         stored, storage=storage, study=study.study_name, trials=target, **run_settings
     )
     fresh = random.SystemRandom().randrange(2**31)
-    return prepare(config, sampler_seed=fresh if seed is None else seed)
+    return prepare(config, sampler_seed=fresh if seed is None else seed, progress=progress)
 
 
 class WorkerRun(NamedTuple):
@@ -215,7 +216,9 @@ def run_worker(
     started by `run --workers`, which has said what needs saying."""
     with quiet_optuna():
         ref = open_study(storage, study)
-        session = join_study(ref.study, storage=storage, trials=trials, seed=seed, **run_settings)
+        session = join_study(
+            ref.study, storage=storage, trials=trials, seed=seed, progress=progress, **run_settings
+        )
         share_cores(threads)  # after the teacher: one retrained here must match the study's
         if not managed:
             say_if_local_only(session.artifacts)

@@ -112,8 +112,9 @@ def test_a_full_sqlite_disk_stops_in_one_line_and_the_study_resumes_once_there_i
         [
             sys.executable,
             "-c",
-            "import json, optuna, sys; s = optuna.load_study(study_name='s', storage=sys.argv[1]);"
-            "print(json.dumps([[t.state.name, t.user_attrs.get('fail_reason')] for t in s.trials]))",
+            "import json, optuna, sys; s = optuna.load_study(study_name='s', storage=sys.argv[1])"
+            "; print(json.dumps([[t.state.name, t.user_attrs.get('fail_reason')] "
+            "for t in s.trials]))",
             storage,
         ]
     )
