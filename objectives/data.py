@@ -80,6 +80,8 @@ class DataRequest:
     size: int | None = None
     task: Task | None = None
     channels: int | None = None
+    allow_outside_paths: bool = False
+    """A CSV manifest may list files outside its own folder."""
 
     def __post_init__(self) -> None:
         if self.size is not None and not 8 <= self.size <= 2048:
@@ -119,10 +121,13 @@ def load_dataset(
     size: int | None = None,
     task: Task | None = None,
     channels: int | None = None,
+    allow_outside_paths: bool = False,
 ) -> Dataset:
     """A registry name, a MedMNIST-layout .npz, a CSV manifest or an image folder (a path
-    wins even if named like a dataset)."""
-    return load_request(DataRequest(name_or_path, data_dir, seed, size, task, channels))
+    wins even if named like a dataset; a CSV may list files outside its folder only with
+    `allow_outside_paths`)."""
+    request = DataRequest(name_or_path, data_dir, seed, size, task, channels, allow_outside_paths)
+    return load_request(request)
 
 
 def load_request(request: DataRequest) -> Dataset:
@@ -132,7 +137,8 @@ def load_request(request: DataRequest) -> Dataset:
     if path.suffix.lower() == ".npz" or (path.is_file() and path.suffix.lower() != ".csv"):
         return _load_npz_path(path, request)
     if path.suffix.lower() == ".csv":
-        return _load_files(_existing(path, "CSV manifest"), request, manifest.read_csv)
+        read = partial(manifest.read_csv, allow_outside=request.allow_outside_paths)
+        return _load_files(_existing(path, "CSV manifest"), request, read)
     if path.is_dir():
         return _load_files(path, request, manifest.read_folder)
     entry = _REGISTRY.get(name_or_path)
@@ -276,7 +282,9 @@ def _load_files(
     path: Path, request: DataRequest, read: Callable[[Path], manifest.Manifest]
 ) -> Dataset:
     """An image folder or a CSV manifest: files listed, split, decoded once into the cache."""
-    listed = manifest.assign_splits(read(path), request.seed)
+    listed = read(path)
+    labels.check_label_values(str(path), listed.labels, listed.files, listed.class_names)
+    listed = manifest.assign_splits(listed, request.seed)
     rows = listed.split_rows()
     for split in SPLITS:
         if len(rows[split]) == 0:

@@ -38,11 +38,12 @@ DEFAULT_SCREEN_MARGIN = 0.02
 ConfigT = TypeVar("ConfigT", bound="StudyConfig")
 
 # Settings that do not change what a trial computes, so they may differ between runs.
-# (`artifacts` is kept in the study on its own, as the study's store for good.)
+# (`artifacts` is kept in the study on its own, as the study's store for good;
+# `allow_outside_paths` with its data source.)
 RUN_ONLY = frozenset(
     {
         *("trials", "storage", "study", "device", "workers", "heartbeat", "data_dir"),
-        *("force_config", "artifacts"),
+        *("force_config", "artifacts", "allow_outside_paths"),
     }
 )
 STORAGE_ENV = "MEDSLIM_STORAGE"
@@ -119,6 +120,8 @@ class StudyConfig:
     pretrained: bool = False
     ignore_layers: tuple[str, ...] = ()
     round_to: int | None = None  # None: 8 on CUDA, 1 on the CPU
+    allow_outside_paths: bool = False  # a CSV may list files outside its folder (kept with
+    # the study's data source, not its config: it changes which files may be read, not what)
 
     def __post_init__(self) -> None:
         if self.task in TASK_ALIASES:  # store MedMNIST's name of the task

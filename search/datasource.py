@@ -17,11 +17,15 @@ from medslim.objectives.data import DataRequest, Dataset, load_request
 from medslim.search.config import StudyConfig
 
 ATTR = "dataset"
+OUTSIDE_PATHS = "allow_outside_paths"
+"""Kept in the `dataset` attr of a study whose CSV lists files outside its folder, so its
+workers and readers may read them too."""
 
 
 def data_request(config: StudyConfig, stored: dict[str, Any] | None = None) -> DataRequest:
     """The data a config asks for; the study's own data dir when the config names none."""
     data_dir = config.data_dir or (stored or {}).get("data_dir")
+    outside = config.allow_outside_paths or bool((stored or {}).get(OUTSIDE_PATHS))
     return DataRequest(
         source=config.dataset,
         data_dir=Path(data_dir) if data_dir else None,
@@ -29,6 +33,7 @@ def data_request(config: StudyConfig, stored: dict[str, Any] | None = None) -> D
         size=config.size,
         task=config.task,
         channels=config.channels,
+        allow_outside_paths=outside,
     )
 
 
@@ -49,6 +54,7 @@ def describe(data: Dataset, config: StudyConfig) -> dict[str, Any]:
         "input_shape": list(data.input_shape),
         "data_dir": str(data_request(config).directory.resolve()),
         **data.origin,
+        **({OUTSIDE_PATHS: True} if config.allow_outside_paths else {}),
     }
 
 

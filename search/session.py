@@ -248,7 +248,8 @@ def prepare(
         resolved.model, resolved.model_args, data.input_shape, data.n_outputs
     )
     teacher_file = Path(resolved.teacher) if resolved.teacher else None
-    _check_model(blueprint, teacher_file, resolved)  # before the storage is touched
+    example = data.train.batch(slice(0, 8))
+    _check_model(blueprint, teacher_file, resolved, example)  # before the storage is touched
     with removed_if_refused(resolved.storage):  # a refused run leaves no file behind
         storage = open_storage(resolved.storage, heartbeat=resolved.heartbeat)
         found = find_study(storage, resolved.study)
@@ -431,16 +432,34 @@ def _enqueue_baselines(
         )
 
 
-def _check_model(blueprint: Blueprint, teacher_file: Path | None, config: ResolvedConfig) -> None:
+def _check_model(
+    blueprint: Blueprint,
+    teacher_file: Path | None,
+    config: ResolvedConfig,
+    example: torch.Tensor,
+) -> None:
     """Build the model once (an unknown name, a failing import, a wrong factory, outputs
     that do not fit the data all fail here), check --ignore-layers and the --teacher file,
-    and fetch --pretrained weights, all before the storage is touched."""
+    fetch --pretrained weights, and run it on a few training images: outputs that are NaN
+    before any training are the model's fault, not the learning rate's. All before the
+    storage is touched."""
     probe = blueprint.build()
     matching_modules(probe, config.ignore_layers)
+    weights = "untrained"
     if teacher_file is not None:
         load_weights(probe, teacher_file, f"--model {config.model}", "teacher")
+        weights = f"with the weights of {teacher_file}"
     elif config.pretrained:
-        blueprint.build(pretrained=True)  # downloads now, or says to pass --teacher
+        probe = blueprint.build(pretrained=True)  # downloads now, or says to pass --teacher
+        weights = "with its pretrained weights"
+    with torch.no_grad():
+        outputs = probe.eval().to(example.device)(example)
+    if not torch.isfinite(outputs).all():
+        raise UsageError(
+            f"--model {config.model} ({weights}) outputs NaN or infinity on the first "
+            f"training images, before any training, so a lower --lr cannot help: check the "
+            "model's initialisation and forward pass"
+        )
 
 
 def student_seeds(

@@ -98,6 +98,39 @@ def write_dicom(path: Path, values: np.ndarray, photometric: str, window: tuple[
     return path
 
 
+def write_palette_dicom(path: Path, index: np.ndarray, with_palette: bool = True) -> Path:
+    """An 8-bit PALETTE COLOR DICOM: index i is red 255-i, green 0, blue i (16-bit palette
+    entries); without its palette, an image no viewer can show."""
+    from pydicom.dataset import Dataset as DicomDataset
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = DicomDataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "OT"
+    ds.Rows, ds.Columns = index.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    if with_palette:
+        ramp = np.arange(256, dtype=np.uint16)
+        for colour, values in (("Red", 255 - ramp), ("Green", 0 * ramp), ("Blue", ramp)):
+            setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
+            setattr(ds, f"{colour}PaletteColorLookupTableData", (values * 257).tobytes())
+    ds.PixelData = index.astype(np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 def plus_file(folder: Path, name: str, size: int) -> Path:
     """A MedMNIST+ layout file at `size` px: the shared 28-px images are not needed, the
     pixels are generated (6/4/4 per class)."""
@@ -123,6 +156,7 @@ class Images:
     split_folder = staticmethod(split_folder)
     manifest = staticmethod(manifest)
     write_dicom = staticmethod(write_dicom)
+    write_palette_dicom = staticmethod(write_palette_dicom)
     plus_file = staticmethod(plus_file)
 
 
