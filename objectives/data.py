@@ -94,6 +94,10 @@ class DataRequest:
         return Path(self.data_dir) if self.data_dir is not None else default_data_dir()
 
 
+ShapeCheck = Callable[[int, tuple[int, int, int], int, Path | None], None]
+"""Called with (images, one image's (channels, height, width), the outputs, the cache folder
+they will be decoded into or None when they need no decoding) before any image is decoded:
+it may refuse a size that will not fit (`footprint.check_fits`)."""
 Loader = Callable[[Path, int], Dataset]
 """(data dir, seed) → the dataset; the seed matters only where the loader splits the data."""
 
@@ -101,7 +105,7 @@ Loader = Callable[[Path, int], Dataset]
 @dataclass(frozen=True)
 class _Entry:
     info: DatasetInfo  # `cached` is filled in per data dir by list_datasets
-    load: Callable[[DataRequest], Dataset]
+    load: Callable[[DataRequest, ShapeCheck], Dataset]
     files: dict[int, str]  # file per size needed in the data dir; empty: shipped with a package
 
 
@@ -130,17 +134,19 @@ def load_dataset(
     return load_request(request)
 
 
-def load_request(request: DataRequest) -> Dataset:
-    """The dataset a `DataRequest` describes (see `load_dataset`)."""
+def load_request(request: DataRequest, check: ShapeCheck | None = None) -> Dataset:
+    """The dataset a `DataRequest` describes (see `load_dataset`); `check` sees the images'
+    count and shape before any is decoded."""
     name_or_path = request.source
     path = Path(name_or_path).expanduser()
+    check = check or _no_check
     if path.suffix.lower() == ".npz" or (path.is_file() and path.suffix.lower() != ".csv"):
-        return _load_npz_path(path, request)
+        return _load_npz_path(path, request, check)
     if path.suffix.lower() == ".csv":
         read = partial(manifest.read_csv, allow_outside=request.allow_outside_paths)
-        return _load_files(_existing(path, "CSV manifest"), request, read)
+        return _load_files(_existing(path, "CSV manifest"), request, read, check)
     if path.is_dir():
-        return _load_files(path, request, manifest.read_folder)
+        return _load_files(path, request, manifest.read_folder, check)
     entry = _REGISTRY.get(name_or_path)
     if entry is None and (path.exists() or os.sep in name_or_path):
         raise DataError(
@@ -152,7 +158,13 @@ def load_request(request: DataRequest) -> Dataset:
             f"unknown dataset {name_or_path!r}; choose one of {', '.join(dataset_names())}, "
             "or give a path to an image folder, a CSV manifest or a MedMNIST-layout .npz"
         )
-    return entry.load(request)
+    return entry.load(request, check)
+
+
+def _no_check(
+    images: int, shape: tuple[int, int, int], outputs: int, decoded_to: Path | None
+) -> None:
+    return None
 
 
 def list_datasets(data_dir: Path | None = None) -> list[DatasetInfo]:
@@ -197,7 +209,7 @@ def _existing(path: Path, what: str) -> Path:
     return path
 
 
-def _load_npz_path(path: Path, request: DataRequest) -> Dataset:
+def _load_npz_path(path: Path, request: DataRequest, check: ShapeCheck) -> Dataset:
     """A local file keeps the true task of the MedMNIST dataset whose md5 it has."""
     if not path.is_file():
         raise DataError(
@@ -206,17 +218,19 @@ def _load_npz_path(path: Path, request: DataRequest) -> Dataset:
         )
     digest = medmnist.md5(path)
     spill = request.directory / "decoded" / f"{path.stem}-{digest[:12]}"
-    return _npz_dataset(path, path.stem, medmnist.by_md5(digest), request, spill, digest)
+    known = medmnist.by_md5(digest)
+    return _npz_dataset(path, path.stem, known, request, spill, digest, check)
 
 
-def _load_medmnist(info: MedMNISTInfo, request: DataRequest) -> Dataset:
+def _load_medmnist(info: MedMNISTInfo, request: DataRequest, check: ShapeCheck) -> Dataset:
     """Official fixed splits (the seed plays no part), at the requested size's own file."""
     size = request.size or medmnist.NATIVE_SIZE
     info.file(size)  # a size the dataset does not come in fails before any download
     path = medmnist.fetch(info, request.directory, size)
     spill = request.directory / "decoded" / path.stem
     digest = info.file(size).md5
-    dataset = _npz_dataset(path, info.name, info, replace(request, size=size), spill, digest)
+    sized = replace(request, size=size)
+    dataset = _npz_dataset(path, info.name, info, sized, spill, digest, check)
     return replace(dataset, origin={**dataset.origin, "layout": "medmnist"})
 
 
@@ -227,6 +241,7 @@ def _npz_dataset(
     request: DataRequest,
     spill: Path,
     digest: str,
+    check: ShapeCheck,
 ) -> Dataset:
     raw = npz.read_npz(path, spill)
     if known is not None and request.task is None:
@@ -235,7 +250,7 @@ def _npz_dataset(
         task, n_outputs = labels.infer_task(str(path), _labels_of(raw), request.task)
     names = known.labels if known else ()
     labels.check_labels(str(path), _labels_of(raw), task, n_outputs, names)
-    raw = _resized_npz(path, digest, raw, request)
+    raw = _resized_npz(path, digest, raw, request, check, n_outputs)
     return image_dataset(
         raw,
         name=name,
@@ -248,20 +263,29 @@ def _npz_dataset(
 
 
 def _resized_npz(
-    path: Path, digest: str, raw: dict[str, RawSplit], request: DataRequest
+    path: Path,
+    digest: str,
+    raw: dict[str, RawSplit],
+    request: DataRequest,
+    check: ShapeCheck,
+    outputs: int,
 ) -> dict[str, RawSplit]:
     """The file's images at `request.size` (square) and channels, resized once into the
-    cache; as they are when neither was asked for or both already match."""
+    cache; as they are when neither was asked for or both already match (`check` sees
+    them first)."""
     height, width, channels = raw["train"].images.shape[1:]
     size = request.size or max(height, width)
     want = request.channels or channels
+    total = sum(len(r.images) for r in raw.values())
     if (height, width, channels) == (size, size, want) or (request.size, request.channels) == (
         None,
         None,
     ):
+        check(total, (channels, height, width), outputs, None)
         return raw
     key = decoded.cache_key([digest], size, want)
     folder = request.directory / "decoded" / f"{path.stem}-{key}"
+    check(total, (want, size, size), outputs, None if decoded.is_cached(folder) else folder)
 
     def plan() -> tuple[tuple[int, int, int], decoded.Fill]:
         def fill(target: np.ndarray) -> None:
@@ -279,7 +303,10 @@ def _resized_npz(
 
 
 def _load_files(
-    path: Path, request: DataRequest, read: Callable[[Path], manifest.Manifest]
+    path: Path,
+    request: DataRequest,
+    read: Callable[[Path], manifest.Manifest],
+    check: ShapeCheck,
 ) -> Dataset:
     """An image folder or a CSV manifest: files listed, split, decoded once into the cache."""
     listed = read(path)
@@ -299,6 +326,9 @@ def _load_files(
     key = decoded.manifest_key(listed, rows, size, request.channels)
     folder = request.directory / "decoded" / f"{path.stem}-{key}"
     counts = {split: len(rows[split]) for split in SPLITS}
+    first = request.channels or imagefiles.probe_channels(listed.files[order[0]])
+    to = None if decoded.is_cached(folder) else folder
+    check(len(order), (first, size, size), n_outputs, to)
 
     def plan() -> tuple[tuple[int, int, int], decoded.Fill]:
         channels = request.channels or _common_channels(listed, order)
@@ -421,7 +451,7 @@ def register_dataset(info: DatasetInfo, load: Loader, *, file: str | None = None
     registered once: a second registration is a bug, so it raises.
     """
 
-    def load_request(request: DataRequest) -> Dataset:
+    def load_request(request: DataRequest, check: ShapeCheck) -> Dataset:
         dataset = load(request.directory, request.seed)
         size = request.size
         if size is not None and tuple(dataset.input_shape[1:]) != (size, size):
@@ -432,7 +462,7 @@ def register_dataset(info: DatasetInfo, load: Loader, *, file: str | None = None
 
 
 def _register(
-    info: DatasetInfo, load: Callable[[DataRequest], Dataset], files: dict[int, str]
+    info: DatasetInfo, load: Callable[[DataRequest, ShapeCheck], Dataset], files: dict[int, str]
 ) -> None:
     if info.name in _REGISTRY:
         raise ValueError(f"dataset {info.name!r} is already registered")

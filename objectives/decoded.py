@@ -56,6 +56,11 @@ def manifest_key(
     return cache_key(parts, size, channels)
 
 
+def is_cached(folder: Path) -> bool:
+    """The images of `folder`'s key were decoded already."""
+    return (folder / "images.npy").is_file()
+
+
 def cached_images(folder: Path, counts: dict[str, int], plan: Plan) -> dict[str, np.ndarray]:
     """The images of each split, from `folder`, or decoded there now as `plan` says."""
     images = folder / "images.npy"

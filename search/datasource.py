@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from medslim.errors import DataError
-from medslim.objectives.data import DataRequest, Dataset, load_request
+from medslim.objectives.data import DataRequest, Dataset, ShapeCheck, load_request
 from medslim.search.config import StudyConfig
 
 ATTR = "dataset"
@@ -37,9 +37,12 @@ def data_request(config: StudyConfig, stored: dict[str, Any] | None = None) -> D
     )
 
 
-def load_study_data(config: StudyConfig, stored: dict[str, Any] | None = None) -> Dataset:
-    """The study's data, checked against what the study stored about it."""
-    data = load_request(data_request(config, stored))
+def load_study_data(
+    config: StudyConfig, stored: dict[str, Any] | None = None, check: ShapeCheck | None = None
+) -> Dataset:
+    """The study's data, checked against what the study stored about it (and by `check`
+    before any image is decoded)."""
+    data = load_request(data_request(config, stored), check)
     check_same_data(data, stored)
     return data
 

@@ -24,8 +24,9 @@ from medslim.errors import TrainingDiverged, UsageError
 from medslim.kinds import DataKind, Method
 from medslim.objectives import recipes
 from medslim.objectives.checkpoints import load_weights
-from medslim.objectives.data import Dataset
+from medslim.objectives.data import Dataset, ShapeCheck
 from medslim.objectives.evaluate import Budget, Scores, score_model
+from medslim.objectives.footprint import check_fits
 from medslim.objectives.metrics import count_flops
 from medslim.objectives.recipes import default_teacher_epochs
 from medslim.objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
@@ -139,13 +140,7 @@ def on_device(data: Dataset, device: torch.device) -> Dataset:
 
 def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> ResolvedConfig:
     """Fill what follows the data: the model family, the epoch defaults, the study name."""
-    model = config.model
-    if model is None:
-        model = (
-            "mlp"
-            if data.kind == "tabular"
-            else ("resnet18" if device.type == "cuda" else "resnet8")
-        )
+    model = config.model or default_model(data.kind, device)
     kind = input_kind(blueprint_for(model, config.model_args, data.input_shape, data.n_outputs))
     if kind is not None and kind != data.kind:
         raise UsageError(
@@ -166,6 +161,27 @@ def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> 
     )
     study = config.study or filled.default_study_name()
     return ResolvedConfig(**{**asdict(filled), "study": study})
+
+
+def default_model(kind: DataKind, device: torch.device) -> str:
+    """mlp for tabular data; resnet8 for images on the CPU, resnet18 on CUDA."""
+    if kind == "tabular":
+        return "mlp"
+    return "resnet18" if device.type == "cuda" else "resnet8"
+
+
+def fits_here(config: StudyConfig, device: torch.device) -> ShapeCheck:
+    """Before any image is decoded: refuse a size whose decoded images or whose model's
+    training step will not fit this machine (`footprint.check_fits`)."""
+
+    def check(
+        images: int, shape: tuple[int, int, int], outputs: int, decoded_to: Path | None
+    ) -> None:
+        model = config.model or default_model("image", device)
+        blueprint = blueprint_for(model, config.model_args, shape, outputs)
+        check_fits(blueprint, images, config.batch_size, device, decoded_to, name=model)
+
+    return check
 
 
 def default_kd(config: StudyConfig, kind: DataKind) -> bool:
@@ -241,14 +257,14 @@ def prepare(
     sparsity_space(config)  # refuses bad pruning flags before any data is loaded
     device = resolve_device(config.device)
     check_storage_url(config.storage)
-    data = on_device(load_study_data(config), device)
+    data = on_device(load_study_data(config, check=fits_here(config, device)), device)
     resolved = resolve_config(config, data, device)
     space = sparsity_space(resolved)
     blueprint = blueprint_for(
         resolved.model, resolved.model_args, data.input_shape, data.n_outputs
     )
     teacher_file = Path(resolved.teacher) if resolved.teacher else None
-    example = data.train.batch(slice(0, 8))
+    example = data.train.batch(slice(0, 2))
     _check_model(blueprint, teacher_file, resolved, example)  # before the storage is touched
     with removed_if_refused(resolved.storage):  # a refused run leaves no file behind
         storage = open_storage(resolved.storage, heartbeat=resolved.heartbeat)

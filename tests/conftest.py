@@ -181,7 +181,8 @@ def official_64(
         entry = data._REGISTRY["breastmnist"]
         loader = entry.load.func  # type: ignore[attr-defined]
         new = replace(
-            entry, load=lambda request: loader(medmnist.DATASETS["breastmnist"], request)
+            entry,
+            load=lambda request, check: loader(medmnist.DATASETS["breastmnist"], request, check),
         )
         monkeypatch.setitem(data._REGISTRY, "breastmnist", new)
         return path
