@@ -112,7 +112,9 @@ class StudentTrials:
         flops = count_flops(blueprint.build(), blueprint.input_shape)
         for bound, limit in self.limits.items():
             if flops > limit:
-                return f"student needs {flops:,} FLOPs, above {bound} {int(limit):,}"
+                return (
+                    f"student needs {flops:,} FLOPs, {flops / limit:.1f}× {bound} {int(limit):,}"
+                )
         return None
 
     def evaluate(
