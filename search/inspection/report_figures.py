@@ -284,7 +284,7 @@ def calibration_figure(curves: list[CalibrationCurve], subject: str) -> go.Figur
 
 def profile_figure(profile: LayerProfile) -> go.Figure:
     columns = [
-        f"{label} ({total} {'ch' if profile.unit == 'channels' else 'w'})"
+        f"{label} · {total} {'ch' if profile.unit == 'channels' else 'w'}"
         if total is not None
         else label
         for label, total in zip(profile.labels, profile.totals, strict=True)
@@ -318,7 +318,8 @@ def profile_figure(profile: LayerProfile) -> go.Figure:
     fig.update_layout(
         title=f"Pruning ratio per group (cells: ratio, kept/total {profile.unit})",
         xaxis={
-            "title": "group, by its first layer (s2.b1 = stage 2, block 1)",
+            "title": "group: its first layer's module path (short alias: s2.b1 = stage 2, "
+            "block 1)",
             "automargin": True,
         },
         yaxis={"type": "category", "autorange": "reversed", "automargin": True},
