@@ -26,6 +26,7 @@ from medslim.objectives.distill import (
 from medslim.objectives.evaluate import Budget, Scores
 from medslim.objectives.metrics import count_flops
 from medslim.objectives.training import Recipe
+from medslim.search.records import record_result
 from medslim.search.session import Session
 from medslim.search.study_files import fetch_study_file, publish_study_file
 from medslim.spaces.blueprints import Blueprint, blueprint_from_spec
@@ -96,8 +97,7 @@ class StudentTrials:
     def sample(self, trial: optuna.Trial) -> tuple[Blueprint, DistillSettings]:
         """The trial's student and knobs, stored on the trial; pruned if it cannot be used."""
         spec, settings = sample_student(trial, self.space)
-        trial.set_user_attr("student_spec", spec_to_dict(spec))
-        trial.set_user_attr("distill", asdict(settings))
+        record_result(trial, {"student_spec": spec_to_dict(spec), "distill": asdict(settings)})
         data = self.session.data
         reason = structural_problem(spec, data.input_shape, self.space)
         blueprint = blueprint_from_spec(spec, data.input_shape, data.n_outputs)

@@ -12,6 +12,7 @@ structurally pruned model) and the plan's study-wide settings are not stored per
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import optuna
@@ -31,6 +32,11 @@ DIGITS = {"val_auc": 4, "val_acc": 4}
 SIGNIFICANT = {"flops_ratio": 4, "latency_ms": 3}
 DENSE = {"sparse_flops": "flops", "nonzero_params": "params"}
 """Stored only where they differ from their dense counterpart (unstructured pruning)."""
+NESTED = {"student_spec": "student.", "distill": "distill."}
+"""A student's spec and distillation knobs, stored one scalar a field (`student.widths` =
+`8-16-32`, `distill.alpha` = 0.5): a dashboard row stays one line high. Studies from before
+stored each as one JSON dict; `trial_record` reads both."""
+_INTS = re.compile(r"\d+(-\d+)*")
 
 
 def record_result(trial: optuna.Trial, result: dict[str, Any]) -> None:
@@ -44,7 +50,9 @@ def stored_attrs(result: dict[str, Any]) -> dict[str, Any]:
     and criterion are trial parameters or study settings already)."""
     attrs: dict[str, Any] = {}
     for key, value in result.items():
-        if key == "plan":
+        if key in NESTED and isinstance(value, dict):
+            attrs.update({NESTED[key] + k: _scalar(v) for k, v in value.items()})
+        elif key == "plan":
             attrs.update({RATIO_PREFIX + g: round(r, 4) for g, r in value["ratios"].items()})
         elif key in DENSE and value == result.get(DENSE[key]):
             continue
@@ -64,6 +72,10 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     if RESULT_ATTR in attrs:
         return {**attrs, **attrs[RESULT_ATTR]}
     record = dict(attrs)
+    for key, prefix in NESTED.items():
+        fields = {k[len(prefix) :]: _unscalar(v) for k, v in attrs.items() if k.startswith(prefix)}
+        if fields and key not in record:
+            record[key] = fields
     ratios = {k[len(RATIO_PREFIX) :]: v for k, v in attrs.items() if k.startswith(RATIO_PREFIX)}
     if ratios:
         record["plan"] = {
@@ -76,6 +88,18 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         if dense in record:
             record.setdefault(sparse, record[dense])
     return record
+
+
+def _scalar(value: Any) -> Any:
+    """A list of numbers as `8-16-32`; anything else as it is."""
+    return "-".join(str(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def _unscalar(value: Any) -> Any:
+    """`8-16-32` (or `64`, a one-element list) back as a list of ints."""
+    if isinstance(value, str) and _INTS.fullmatch(value):
+        return [int(v) for v in value.split("-")]
+    return value
 
 
 def stored_offset_prefix(study: optuna.Study) -> str:
@@ -96,10 +120,5 @@ def flat_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     row.update({f"ratio.{group}": r for group, r in plan.get("ratios", {}).items()})
     for prefix in ("student", "distill"):
         nested = record.get("student_spec" if prefix == "student" else prefix, {})
-        row.update({f"{prefix}.{k}": _cell(v) for k, v in nested.items()})
+        row.update({f"{prefix}.{k}": _scalar(v) for k, v in nested.items()})
     return row
-
-
-def _cell(value: Any) -> Any:
-    """Lists (widths, blocks) as `8-16-32`, so each cell holds one plain value."""
-    return "-".join(map(str, value)) if isinstance(value, list) else value

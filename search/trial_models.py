@@ -121,7 +121,7 @@ BASES: dict[str, BaseFn] = {
         stored.n_outputs,
     ),
     "distill": lambda study, trial, stored: blueprint_from_spec(
-        spec_from_dict(trial.user_attrs["student_spec"]), stored.input_shape, stored.n_outputs
+        spec_from_dict(trial_record(trial)["student_spec"]), stored.input_shape, stored.n_outputs
     ),
 }
 

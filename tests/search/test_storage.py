@@ -3,6 +3,7 @@ must never create a storage, and storage mistakes that are one line and exit cod
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -12,6 +13,13 @@ from optuna.trial import TrialState
 
 from medslim.search.cli import main
 from medslim.search.storage import display_url, redact
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
 
 TINY = ["--teacher-epochs", "5", "--epochs", "1", "--baselines", "3", "--no-progress"]
 
@@ -62,7 +70,10 @@ def test_a_refused_run_leaves_no_storage_file_behind(
 def test_readers_never_create_a_storage(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
-    extra = {"export": ["--trial", "0", "--out", str(tmp_path / "m.pt")]}.get(command, [])
+    extra = {
+        "export": ["--trial", "0", "--out", str(tmp_path / "m.pt")],
+        "dashboard": ["--port", str(free_port())],  # the port is taken before the storage
+    }.get(command, [])
     for storage, path in (
         (f"sqlite:///{tmp_path / 'missing.db'}", tmp_path / "missing.db"),
         (str(tmp_path / "missing.log"), tmp_path / "missing.log"),
