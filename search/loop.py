@@ -209,7 +209,7 @@ def _run(
                 trial = gate.trial
                 if trial is None:  # Optuna calls its callbacks for every trial it ran
                     raise RuntimeError("study.optimize returned without running a trial")
-                shown.trial(trial, finished_count(study))
+                shown.trial(trial)
                 if on_trial is not None:
                     on_trial(trial)
     except DiskFull:
@@ -220,7 +220,7 @@ def _run(
         gate.give_back(study, session.storage, error)
         raise storage_full(session, error) from error
     finally:
-        shown.close(study)
+        shown.close()
     return ran
 
 

@@ -105,16 +105,21 @@ class TrialProgress:
         self.bar = progress_bar(done, target, show)
         self.visible = not self.bar.disable
         self._said_waiting = 0.0
-        self.rejected = 0
         self.screened = 0
 
-    def trial(self, trial: FrozenTrial, finished: int) -> None:
-        """`trial` ended (by this process or another); `finished` trials are complete."""
+    def trial(self, trial: FrozenTrial, finished: int | None = None) -> None:
+        """`trial` ended (by this process or another); `finished` trials are complete
+        (counted here when not given, and only if something will show it)."""
+        talking = logger.isEnabledFor(logging.INFO)
+        if not (self.visible or talking or trial.state == TrialState.FAIL):
+            return  # nothing shows it: no storage read per trial (benchmarks, quiet runs)
+        if finished is None:
+            finished = self._finished()
         self.bar.update(finished - self.bar.n)
         if trial.state == TrialState.COMPLETE:
             if self.visible:
                 self.bar.set_postfix_str(self._postfix(trial), refresh=False)
-            else:
+            elif talking:
                 logger.info(
                     "trial %d finished (%d of %d): %s%s",
                     trial.number,
@@ -126,7 +131,6 @@ class TrialProgress:
             return
         record = trial_record(trial)
         if trial.state == TrialState.PRUNED and "rejected" in record:
-            self.rejected += 1
             logger.info("trial %d: %s", trial.number, outcome(trial))
         elif was_screened_out(trial):
             self.screened += 1
@@ -134,6 +138,9 @@ class TrialProgress:
                 logger.info("trial %d %s", trial.number, outcome(trial))
         elif trial.state == TrialState.FAIL:
             logger.warning("trial %d %s", trial.number, outcome(trial))
+
+    def _finished(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
     def waiting(self, finished: int) -> None:
         """The study waits for trials running elsewhere: name them (on a terminal in the
@@ -149,11 +156,11 @@ class TrialProgress:
             waiting = ", ".join(running)
             logger.info("%d of %d trials finished; waiting for %s", finished, self.target, waiting)
 
-    def close(self, study: optuna.Study) -> None:
+    def close(self) -> None:
         """The bar at the study's final count (if the storage still answers), closed."""
         try:
-            done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-            self.bar.update(done - self.bar.n)
+            if self.visible:
+                self.bar.update(self._finished() - self.bar.n)
         finally:
             self.bar.close()
 

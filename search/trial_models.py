@@ -140,8 +140,8 @@ def save_trial_model(
 ) -> str:
     """Upload the trial's model bundle as an artifact (Optuna notes its id on the trial)."""
     bundle = bundle_model(model, base)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / _bundle_name(trial.number)
+    path = _staging() / _bundle_name(trial.number)  # Optuna records the file's own name
+    try:
         bundle.save(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -151,7 +151,20 @@ def save_trial_model(
                 study_or_trial=trial,
                 mimetype=MODEL_MIME,  # a guess from `.pt` says "SNES page table"
             )
+    finally:
+        path.unlink(missing_ok=True)
     return artifact_id
+
+
+_STAGING: list[tempfile.TemporaryDirectory[str]] = []
+
+
+def _staging() -> Path:
+    """One temporary folder per process for the bundles on their way to the store (made and
+    removed once, not per trial; removed when the process exits)."""
+    if not _STAGING:
+        _STAGING.append(tempfile.TemporaryDirectory(prefix="medslim-models-"))
+    return Path(_STAGING[0].name)
 
 
 def model_artifact_id(storage: BaseStorage, trial: optuna.trial.FrozenTrial) -> str | None:

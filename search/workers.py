@@ -121,7 +121,7 @@ def run_workers(session: Session, *, progress: bool | None = None) -> None:
         _stop(children)
         raise
     finally:
-        shown.close(study)
+        shown.close()
     _show_new_trials(study, shown, seen)
     done = finished_count(study)
     if done < target:

@@ -18,6 +18,7 @@ import optuna
 import optuna_dashboard
 import torch
 
+from medslim.search.records import trial_record
 from medslim.search.stored import open_study
 from medslim.search.trial_models import model_artifact_id
 
@@ -105,7 +106,7 @@ def test_dashboard_shows_trial_columns_figures_notes_and_serves_models(
             lambda d: "UserAttribute flops_ratio" in d.find_element(By.TAG_NAME, "body").text
         )
         headers = [h.text.split("\n")[0] for h in driver.find_elements(By.CSS_SELECTOR, "th")]
-        for column in ("flops_ratio", "params", "latency_ms", "method", "val_auc", "ratio.body.0"):
+        for column in ("flops_ratio", "params", "latency_ms", "val_auc", "ratio.body.0"):
             assert f"UserAttribute {column}" in headers, (column, headers)
         assert "UserAttribute result" not in headers
         assert "Param offset.body.0" in headers  # parameters named for what they are
@@ -140,7 +141,7 @@ def test_distilled_trials_are_one_line_rows_of_scalar_columns(
 
     storage = f"sqlite:///{tiny_both_dir / 'm.db'}"
     ref = open_study(storage)
-    students = [t for t in ref.study.trials if t.user_attrs.get("method") == "distill"]
+    students = [t for t in ref.study.trials if trial_record(t)["method"] == "distill"]
     assert students, "the study has distilled trials"
     for trial in students:
         nested = {k: v for k, v in trial.user_attrs.items() if isinstance(v, dict | list)}
