@@ -326,9 +326,9 @@ def _load_files(
     key = decoded.manifest_key(listed, rows, size, request.channels)
     folder = request.directory / "decoded" / f"{path.stem}-{key}"
     counts = {split: len(rows[split]) for split in SPLITS}
-    first = request.channels or imagefiles.probe_channels(listed.files[order[0]])
-    to = None if decoded.is_cached(folder) else folder
-    check(len(order), (first, size, size), n_outputs, to)
+    cached = decoded.cached_channels(folder)  # a cache hit reads no image file
+    channels = cached or request.channels or imagefiles.probe_channels(listed.files[order[0]])
+    check(len(order), (channels, size, size), n_outputs, None if cached else folder)
 
     def plan() -> tuple[tuple[int, int, int], decoded.Fill]:
         channels = request.channels or _common_channels(listed, order)

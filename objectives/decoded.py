@@ -61,6 +61,13 @@ def is_cached(folder: Path) -> bool:
     return (folder / "images.npy").is_file()
 
 
+def cached_channels(folder: Path) -> int | None:
+    """The channels of the images decoded into `folder` (None: not decoded yet)."""
+    if not is_cached(folder):
+        return None
+    return int(np.load(folder / "images.npy", mmap_mode="r", allow_pickle=False).shape[-1])
+
+
 def cached_images(folder: Path, counts: dict[str, int], plan: Plan) -> dict[str, np.ndarray]:
     """The images of each split, from `folder`, or decoded there now as `plan` says."""
     images = folder / "images.npy"

@@ -16,6 +16,20 @@ from PIL import Image
 from medslim.objectives import medmnist
 
 CLASSES = ("effusion", "normal")
+E2E_FIXTURES = frozenset(
+    {
+        *("medslim", "machine", "tiny_study_dir", "tiny_both_dir", "chromium"),
+        *("postgres", "database", "s3_endpoint", "s3_bucket"),
+    }
+)
+"""Fixtures that start real `medslim` processes, servers or browsers, or run a whole study:
+a test that uses one is end to end (`e2e`), outside the fast loop `pytest -m "not e2e"`."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 def pattern(label: int, index: int, size: tuple[int, int] = (40, 36)) -> np.ndarray:

@@ -16,11 +16,14 @@ from typing import Any
 
 import optuna
 import optuna_dashboard
+import pytest
 import torch
 
 from medslim.search.records import trial_record
 from medslim.search.stored import open_study
 from medslim.search.trial_models import model_artifact_id
+
+pytestmark = pytest.mark.e2e
 
 
 def _free_port() -> int:

@@ -39,6 +39,7 @@ def pareto_json(storage: str, capsys: pytest.CaptureFixture[str]) -> dict[str, A
     return result
 
 
+@pytest.mark.e2e
 def test_folder_study_keeps_its_source_for_pareto_resume_and_worker(
     tmp_path: Path,
     images: Any,
@@ -72,6 +73,7 @@ def test_folder_study_keeps_its_source_for_pareto_resume_and_worker(
     assert "differ from those the study was made with" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("with_split", [True, False])
 def test_csv_study_runs_end_to_end(
     tmp_path: Path, images: Any, capsys: pytest.CaptureFixture[str], with_split: bool
@@ -84,6 +86,7 @@ def test_csv_study_runs_end_to_end(
     assert pareto_json(storage, capsys)["front"]
 
 
+@pytest.mark.e2e
 def test_dicom_study_runs_end_to_end(tmp_path: Path, images: Any) -> None:
     pytest.importorskip("pydicom")
     root = tmp_path / "scans"
@@ -118,6 +121,7 @@ def test_library_warnings_stay_off_stderr_in_a_normal_run(medslim, images: Any) 
     assert "teacher trained in" in done.stderr, "medslim's own lines still show"
 
 
+@pytest.mark.e2e
 def test_a_csv_listing_files_elsewhere_needs_the_flag_and_its_readers_follow(
     tmp_path: Path, images: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -139,6 +143,7 @@ def test_a_csv_listing_files_elsewhere_needs_the_flag_and_its_readers_follow(
     assert pareto_json(storage, capsys)["test"]["size"] == 6, "pareto read the test split too"
 
 
+@pytest.mark.e2e
 def test_medmnist_plus_64_by_name(official_64: Callable[[], Path], tmp_path: Path) -> None:
     path = official_64()
     code, storage = run(tmp_path, "breastmnist", "--size", "64", "--data-dir", str(path.parent))

@@ -26,6 +26,8 @@ from medslim.spaces.sparsity import (
     prune_in_steps,
 )
 
+pytestmark = pytest.mark.e2e
+
 SHAPE = (1, 32, 32)
 RATIO = 0.4
 

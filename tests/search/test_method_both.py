@@ -19,6 +19,8 @@ from medslim.search.records import trial_record
 from medslim.search.session import prepare
 from medslim.spaces.families import build_model, spec_from_dict
 
+pytestmark = pytest.mark.e2e
+
 FAST = {"teacher_epochs": 20, "epochs": 1, "student_epochs": 3, "baselines": 2}
 
 

@@ -16,6 +16,8 @@ import torch
 from medslim.search.cli import main
 from medslim.search.records import trial_record
 
+pytestmark = pytest.mark.e2e
+
 NETS = """
 import torch
 from torch import nn

@@ -13,6 +13,8 @@ from optuna.trial import TrialState
 
 from medslim.search.records import trial_record
 
+pytestmark = pytest.mark.e2e
+
 pytest.importorskip("psycopg2", reason="psycopg2 is needed to reach PostgreSQL")
 
 

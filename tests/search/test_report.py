@@ -158,6 +158,7 @@ def test_report_html_has_the_test_table_and_one_figure_per_section(
     assert "Models on the front" in note and "breast-cancer" in note and "ΔAUC" in note
 
 
+@pytest.mark.e2e
 def test_report_in_a_browser_shows_methods_apart_and_never_scrolls_sideways(
     tiny_both_dir: Path, tmp_path: Path, chromium: Any
 ) -> None:

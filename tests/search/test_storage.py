@@ -24,6 +24,7 @@ def free_port() -> int:
 TINY = ["--teacher-epochs", "5", "--epochs", "1", "--baselines", "3", "--no-progress"]
 
 
+@pytest.mark.e2e
 def test_two_first_runs_on_a_new_sqlite_file_both_succeed(medslim, tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'race.db'}"
     command = ("run", "--storage", storage, "--study", "s", "--trials", "8", *TINY[:-1])
@@ -42,6 +43,7 @@ def test_two_first_runs_on_a_new_sqlite_file_both_succeed(medslim, tmp_path: Pat
     assert "teacher loaded in" in err1 + err2 and "waiting" in err1 + err2
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "bad",
     [
