@@ -85,7 +85,8 @@ def manifest(root: Path, *, with_split: bool, names: bool = False) -> Path:
     return path
 
 
-def write_dicom(path: Path, values: np.ndarray, photometric: str, window: tuple[int, int]) -> Path:
+def _dicom(modality: str, shape: tuple[int, ...], photometric: str) -> Any:
+    """A DICOM dataset with its file meta: one 2D frame of `shape`, one sample a pixel."""
     from pydicom.dataset import Dataset as DicomDataset
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
@@ -98,51 +99,42 @@ def write_dicom(path: Path, values: np.ndarray, photometric: str, window: tuple[
     ds.file_meta = meta
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CR"
-    ds.Rows, ds.Columns = values.shape
+    ds.Modality = modality
+    ds.Rows, ds.Columns = shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
     ds.PixelRepresentation = 0
-    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
-    ds.WindowCenter, ds.WindowWidth = window
-    ds.PixelData = values.astype(np.uint16).tobytes()
+    return ds
+
+
+def _save(ds: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
 
 
+def write_dicom(path: Path, values: np.ndarray, photometric: str, window: tuple[int, int]) -> Path:
+    ds = _dicom("CR", values.shape, photometric)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+    ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = values.astype(np.uint16).tobytes()
+    return _save(ds, path)
+
+
 def write_palette_dicom(path: Path, index: np.ndarray, with_palette: bool = True) -> Path:
     """An 8-bit PALETTE COLOR DICOM: index i is red 255-i, green 0, blue i (16-bit palette
     entries); without its palette, an image no viewer can show."""
-    from pydicom.dataset import Dataset as DicomDataset
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = DicomDataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "OT"
-    ds.Rows, ds.Columns = index.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "PALETTE COLOR"
+    ds = _dicom("OT", index.shape, "PALETTE COLOR")
     ds.BitsAllocated = ds.BitsStored = 8
     ds.HighBit = 7
-    ds.PixelRepresentation = 0
     if with_palette:
         ramp = np.arange(256, dtype=np.uint16)
         for colour, values in (("Red", 255 - ramp), ("Green", 0 * ramp), ("Blue", ramp)):
             setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
             setattr(ds, f"{colour}PaletteColorLookupTableData", (values * 257).tobytes())
     ds.PixelData = index.astype(np.uint8).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return _save(ds, path)
 
 
 def plus_file(folder: Path, name: str, size: int) -> Path:

@@ -51,12 +51,24 @@ def _in_namespace(medslim, script: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _medslim(*args: str) -> str:
-    return shlex.join([*MEDSLIM, *args])
+def _run(medslim, storage: str, trials: int, *extra: str) -> str:
+    """`medslim run` of study `s` (the tiny settings) as a shell command."""
+    run = ("run", "--storage", storage, "--study", "s", "--trials", str(trials), *medslim.TINY)
+    return shlex.join([*MEDSLIM, *run, *extra])
 
 
-def _error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("medslim: ")]
+def _kept(command: str, folder: Path, name: str) -> str:
+    """`command` in sh, its stderr and exit code kept in `folder` as NAME.err, NAME.rc."""
+    return f"{{ {command} 2> {folder / f'{name}.err'}; echo $? > {folder / f'{name}.rc'}; }}"
+
+
+def _one_line_exit_2(folder: Path, name: str) -> list[str]:
+    """The kept run exited 2 with one `medslim:` line and no traceback: that line."""
+    err = (folder / f"{name}.err").read_text()
+    assert (folder / f"{name}.rc").read_text().strip() == "2", err
+    lines = [line for line in err.splitlines() if line.startswith("medslim: ")]
+    assert "Traceback" not in err and len(lines) == 1, err
+    return lines
 
 
 @needs_mount
@@ -66,22 +78,15 @@ def test_a_full_artifact_store_stops_the_study_in_one_line_and_leaves_no_partial
     store = tmp_path / "store"
     store.mkdir()
     storage = f"sqlite:///{tmp_path / 's.db'}"
-    run = _medslim(
-        *("run", "--storage", storage, "--study", "s", "--trials", "12", *medslim.TINY),
-        *("--artifacts", str(store)),
-    )
+    run = _run(medslim, storage, 12, "--artifacts", str(store))
     # the teacher (213 kB) and a few trials' models (12-86 kB) fit in 400 kB
     script = (
-        f"mount -t tmpfs -o size=400k tmpfs {store} && {{ {run} 2> {tmp_path / 'err'}; "
-        f"echo $? > {tmp_path / 'rc'}; }}; "
+        f"mount -t tmpfs -o size=400k tmpfs {store} && {_kept(run, tmp_path, 'first')}; "
         f"find {store} -type f -printf '%f %s\\n' > {tmp_path / 'files'}"
     )
     shell = _in_namespace(medslim, script)
     assert shell.returncode == 0, shell.stderr
-    err = (tmp_path / "err").read_text()
-    assert (tmp_path / "rc").read_text().strip() == "2", err
-    assert "Traceback" not in err and len(_error_lines(err)) == 1, err
-    (line,) = _error_lines(err)
+    (line,) = _one_line_exit_2(tmp_path, "first")
     assert f"no space left on the disk of the artifact store {store}" in line, line
     assert "trials still to run need about" in line, line
     trials = optuna.load_study(study_name="s", storage=storage).trials
@@ -104,10 +109,7 @@ def test_a_full_sqlite_disk_stops_in_one_line_and_the_study_resumes_once_there_i
     folder = tmp_path / "db"
     folder.mkdir()
     storage = f"sqlite:///{folder / 's.db'}"
-    run = _medslim(
-        *("run", "--storage", storage, "--study", "s", "--trials", "6", *medslim.TINY),
-        *("--artifacts", str(tmp_path / "store"), "--heartbeat", "1"),
-    )
+    run = _run(medslim, storage, 6, "--artifacts", str(tmp_path / "store"), "--heartbeat", "1")
     check = shlex.join(
         [
             sys.executable,
@@ -121,19 +123,16 @@ def test_a_full_sqlite_disk_stops_in_one_line_and_the_study_resumes_once_there_i
     # the teacher's cache file (213 kB) and the study's first rows fit in 600 kB; then, with
     # room again, the same command finishes the study
     script = (
-        f"mount -t tmpfs -o size=600k tmpfs {folder} && "
-        f"{{ {run} 2> {tmp_path / 'err'}; echo $? > {tmp_path / 'rc'}; }}; "
-        f"mount -o remount,size=8m {folder} && "
-        f"{{ {run} 2> {tmp_path / 'err2'}; echo $? > {tmp_path / 'rc2'}; }}; "
+        f"mount -t tmpfs -o size=600k tmpfs {folder} && {_kept(run, tmp_path, 'first')}; "
+        f"mount -o remount,size=8m {folder} && {_kept(run, tmp_path, 'again')}; "
         f"{check} > {tmp_path / 'trials.json'}"
     )
     shell = _in_namespace(medslim, script)
     assert shell.returncode == 0, shell.stderr
-    err = (tmp_path / "err").read_text()
-    assert (tmp_path / "rc").read_text().strip() == "2", err
-    assert "Traceback" not in err and len(_error_lines(err)) == 1, err
-    assert f"no space left on the disk of {folder / 's.db'}" in err, err
-    assert (tmp_path / "rc2").read_text().strip() == "0", (tmp_path / "err2").read_text()
+    (line,) = _one_line_exit_2(tmp_path, "first")
+    assert f"no space left on the disk of {folder / 's.db'}" in line, line
+    again = (tmp_path / "again.err").read_text()
+    assert (tmp_path / "again.rc").read_text().strip() == "0", again
     states = [state for state, _ in json.loads((tmp_path / "trials.json").read_text())]
     assert states.count("COMPLETE") == 6 and "RUNNING" not in states, states
 
