@@ -39,9 +39,9 @@ needs_mount = pytest.mark.skipif(
 )
 
 
-def _in_namespace(medslim, script: str) -> subprocess.CompletedProcess[str]:
+def _in_namespace(medslim, script: str) -> None:
     """Run `script` (sh) in a fresh user and mount namespace, in the test's "machine"."""
-    return subprocess.run(
+    shell = subprocess.run(
         ["unshare", "-Urm", "sh", "-c", script],
         cwd=medslim.cwd,
         env=medslim.env,
@@ -49,6 +49,7 @@ def _in_namespace(medslim, script: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=600,
     )
+    assert shell.returncode == 0, shell.stderr
 
 
 def _run(medslim, storage: str, trials: int, *extra: str) -> str:
@@ -84,8 +85,7 @@ def test_a_full_artifact_store_stops_the_study_in_one_line_and_leaves_no_partial
         f"mount -t tmpfs -o size=400k tmpfs {store} && {_kept(run, tmp_path, 'first')}; "
         f"find {store} -type f -printf '%f %s\\n' > {tmp_path / 'files'}"
     )
-    shell = _in_namespace(medslim, script)
-    assert shell.returncode == 0, shell.stderr
+    _in_namespace(medslim, script)
     (line,) = _one_line_exit_2(tmp_path, "first")
     assert f"no space left on the disk of the artifact store {store}" in line, line
     assert "trials still to run need about" in line, line
@@ -127,8 +127,7 @@ def test_a_full_sqlite_disk_stops_in_one_line_and_the_study_resumes_once_there_i
         f"mount -o remount,size=8m {folder} && {_kept(run, tmp_path, 'again')}; "
         f"{check} > {tmp_path / 'trials.json'}"
     )
-    shell = _in_namespace(medslim, script)
-    assert shell.returncode == 0, shell.stderr
+    _in_namespace(medslim, script)
     (line,) = _one_line_exit_2(tmp_path, "first")
     assert f"no space left on the disk of {folder / 's.db'}" in line, line
     again = (tmp_path / "again.err").read_text()
