@@ -18,13 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medslim.kinds import MULTI_LABEL, Task
+from medslim.kinds import Task
 from medslim.objectives.checkpoints import save_tensors
 from medslim.objectives.data import Dataset
 from medslim.objectives.determinism import weights_fingerprint
 from medslim.objectives.evaluate import Budget, Scores, score_model
 from medslim.objectives.teacher import data_fingerprint
-from medslim.objectives.training import Recipe, predict_logits, task_loss, train
+from medslim.objectives.training import Recipe, predict_logits, soft_kl, task_loss, train
 from medslim.spaces.blueprints import Blueprint
 from medslim.spaces.students import DistillSettings, feature_stages
 
@@ -40,21 +40,6 @@ class TeacherSignal:
     model: nn.Module
     stages: list[nn.Module]
     train_logits: torch.Tensor
-
-
-def soft_kl(
-    student: torch.Tensor, teacher: torch.Tensor, task: Task, temperature: float
-) -> torch.Tensor:
-    """Mean KL(teacher ‖ student) of the temperature-softened outputs: softmax over classes,
-    or one Bernoulli per label for multi-label tasks."""
-    s, t = student / temperature, teacher / temperature
-    if task == MULTI_LABEL:
-        p = torch.sigmoid(t)
-        log_q, log_1q = F.logsigmoid(s), F.logsigmoid(-s)
-        log_p, log_1p = F.logsigmoid(t), F.logsigmoid(-t)
-        return (p * (log_p - log_q) + (1 - p) * (log_1p - log_1q)).mean(1).mean()
-    log_q, log_p = F.log_softmax(s, 1), F.log_softmax(t, 1)
-    return (log_p.exp() * (log_p - log_q)).sum(1).mean()
 
 
 def kd_loss(

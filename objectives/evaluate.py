@@ -5,8 +5,8 @@ Nothing here reads the test split; only the Pareto re-scoring does, for front me
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from medslim.objectives.metrics import (
     measure_latency_ms,
     sparse_flops,
 )
+from medslim.objectives.proxy import ProxySlice, best_index, fidelity
 from medslim.objectives.training import (
     BatchLoss,
     Recipe,
@@ -109,6 +110,75 @@ def evaluate_pruning(
     return model, score_model(model, data, budget)
 
 
+@dataclass(frozen=True)
+class Screening:
+    """Which candidate a trial fine-tuned, and every candidate's proxy score."""
+
+    chosen: int
+    proxies: list[float]
+
+
+def evaluate_candidates(
+    teacher: nn.Module,
+    plans: Sequence[PruningPlan],
+    data: Dataset,
+    budget: Budget,
+    where: ProxySlice,
+    *,
+    seed: int = 0,
+    loss: BatchLoss | None = None,
+    screen: Screen | None = None,
+) -> tuple[nn.Module, Scores, Screening]:
+    """Screen the candidates, fine-tune and score only the best.
+
+    One pruned in one step keeps going from its screened state; a plan of several steps is
+    pruned again step by step once chosen (the proxy saw it pruned at once)."""
+    best, screening = screen_candidates(teacher, plans, data, budget, where, seed=seed)
+    plan = plans[screening.chosen]
+    if plan.iterative_steps > 1:
+        model = prune_model(teacher, plan, data, budget, seed=seed, loss=loss, screen=screen)
+    else:
+        model = _finish(best, data, budget, seed=seed, loss=loss, screen=screen)
+    return model, score_model(model, data, budget), screening
+
+
+def screen_candidates(
+    teacher: nn.Module,
+    plans: Sequence[PruningPlan],
+    data: Dataset,
+    budget: Budget,
+    where: ProxySlice,
+    *,
+    seed: int = 0,
+    score: Callable[[nn.Module, ProxySlice], float] = fidelity,
+) -> tuple[nn.Module, Screening]:
+    """Prune and recalibrate each candidate and `score` it: the best candidate's model
+    (pruned at once, not fine-tuned) and every proxy."""
+    best: nn.Module | None = None
+    proxies: list[float] = []
+    for index, plan in enumerate(plans):
+        model = recalibrated_prune(teacher, plan, data, budget, seed=seed)
+        proxies.append(score(model, where))
+        if best_index(proxies) == index:
+            best = model
+    if best is None:
+        raise ValueError("screening needs at least one candidate")
+    return best, Screening(best_index(proxies), proxies)
+
+
+def recalibrated_prune(
+    teacher: nn.Module, plan: PruningPlan, data: Dataset, budget: Budget, *, seed: int = 0
+) -> nn.Module:
+    """A copy of the teacher pruned by `plan` at once, batch norm recalibrated, not
+    fine-tuned (unstructured masks still in place)."""
+    torch.manual_seed(seed)
+    model = pruned_copy(teacher)
+    one_step = replace(plan, iterative_steps=1)
+    for _ in prune_in_steps(model, one_step, *_pruning_inputs(data, budget, seed)):
+        recalibrate_batchnorm(model, data.train, budget.bn_batches)
+    return model
+
+
 def prune_model(
     teacher: nn.Module,
     plan: PruningPlan,
@@ -124,24 +194,41 @@ def prune_model(
     there by raising."""
     torch.manual_seed(seed)
     model = pruned_copy(teacher)
-    example = data.train.batch(slice(0, 2))
+    for step in prune_in_steps(model, plan, *_pruning_inputs(data, budget, seed)):
+        recalibrate_batchnorm(model, data.train, budget.bn_batches)
+        if step < plan.iterative_steps - 1:
+            train(model, data.train, data.task, budget.finetune, seed=seed + step, loss=loss)
+    return _finish(
+        model, data, budget, seed=seed + plan.iterative_steps - 1, loss=loss, screen=screen
+    )
+
+
+def _pruning_inputs(
+    data: Dataset, budget: Budget, seed: int
+) -> tuple[torch.Tensor, Callable[[nn.Module], torch.Tensor]]:
+    """What pruning needs besides the plan: an example batch and the per-sample losses on
+    a fixed calibration batch (for gradient criteria)."""
     calib_x, calib_y = calibration_batch(data.train, budget.calibration_size, seed)
 
     def sample_losses(m: nn.Module) -> torch.Tensor:
         return task_loss(m(calib_x), calib_y, data.task)
 
-    for step in prune_in_steps(model, plan, example, sample_losses):
-        recalibrate_batchnorm(model, data.train, budget.bn_batches)
-        if screen is not None and step == plan.iterative_steps - 1:
-            screen(model)
-        train(
-            model,
-            data.train,
-            data.task,
-            budget.finetune,
-            seed=seed + step,
-            loss=loss,
-        )
+    return data.train.batch(slice(0, 2)), sample_losses
+
+
+def _finish(
+    model: nn.Module,
+    data: Dataset,
+    budget: Budget,
+    *,
+    seed: int,
+    loss: BatchLoss | None,
+    screen: Screen | None,
+) -> nn.Module:
+    """The last fine-tune of a pruned, recalibrated model (after `screen` looked at it)."""
+    if screen is not None:
+        screen(model)
+    train(model, data.train, data.task, budget.finetune, seed=seed, loss=loss)
     make_masks_permanent(model)
     model.eval()
     return model

@@ -41,8 +41,10 @@ def sensitivity_curves(
     budget: Budget | None = None,
     seed: int = 0,
     on_point: Callable[[str, float, float], None] | None = None,
+    score: Callable[[nn.Module], float] | None = None,
 ) -> list[SensitivityCurve]:
-    """One curve per unit, in network order; every other unit stays dense."""
+    """One curve per unit, in network order; every other unit stays dense. `score` rates
+    each pruned model in place of its val AUC (`teacher_auc` is then the teacher's score)."""
     no_finetune = replace(budget or Budget(), finetune=Recipe(epochs=0))
     curves = []
     for unit in units:
@@ -51,7 +53,7 @@ def sensitivity_curves(
             plan_ratios = {u: (ratio if u == unit else 0.0) for u in units}
             plan = PruningPlan(plan_ratios, criterion, pruning, 1, ratio)
             model = prune_model(teacher, plan, data, no_finetune, seed=seed)
-            auc, _ = split_scores(model, data.val, data.task)
+            auc = score(model) if score else split_scores(model, data.val, data.task)[0]
             aucs.append(auc)
             if on_point is not None:
                 on_point(unit, ratio, auc)

@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -19,6 +19,8 @@ from medslim.objectives.determinism import reproducible
 from medslim.objectives.evaluate import split_scores
 from medslim.objectives.training import Recipe, train
 from medslim.spaces.blueprints import Blueprint
+from medslim.spaces.channel_groups import group_regularizer
+from medslim.spaces.sparsity import protected_layers
 
 SELECTION = "best val AUC over epochs"
 """How a trained teacher's weights are chosen (part of its cache key): the epoch with the
@@ -43,10 +45,39 @@ def data_fingerprint(data: Dataset) -> str:
     return digest.hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class SparsityTraining:
+    """A teacher trained further with a group-sparsity penalty of this strength, from the
+    teacher it would otherwise be (a `--teacher` file: from that file's weights)."""
+
+    strength: float
+    base_file: Path | None = None
+
+    def recipe(self, teacher: Recipe) -> Recipe:
+        """A third of the teacher's epochs at half its learning rate, no warm-up, no
+        moving average (it would average the penalty's work away)."""
+        epochs = max(1, round(teacher.epochs * SPARSITY_EPOCHS_SHARE))
+        return replace(teacher, epochs=epochs, lr=teacher.lr / 2, warmup_epochs=0, ema_decay=None)
+
+    def key(self) -> dict[str, object]:
+        key: dict[str, object] = {"sparsity_training": self.strength}
+        if self.base_file is not None:
+            key["base_weights"] = hashlib.sha256(self.base_file.read_bytes()).hexdigest()[:16]
+        return key
+
+
+SPARSITY_EPOCHS_SHARE = 1 / 3
+
+
 def teacher_key(
-    data: Dataset, blueprint: Blueprint, recipe: Recipe, seed: int, pretrained: bool = False
+    data: Dataset,
+    blueprint: Blueprint,
+    recipe: Recipe,
+    seed: int,
+    pretrained: bool = False,
+    sparsity: SparsityTraining | None = None,
 ) -> str:
-    config = {
+    config: dict[str, object] = {
         "data": data_fingerprint(data),
         "task": data.task,
         "model": blueprint.identity(),
@@ -56,6 +87,8 @@ def teacher_key(
     }
     if pretrained:  # training starts from the library's weights
         config["pretrained"] = True
+    if sparsity is not None:  # its own variant, cached apart from the teacher it starts from
+        config.update(sparsity.key())
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -66,9 +99,11 @@ def teacher_cache_path(
     recipe: Recipe,
     seed: int,
     pretrained: bool = False,
+    sparsity: SparsityTraining | None = None,
 ) -> Path:
     """Where `obtain_teacher` caches the teacher of this data, model, recipe and seed."""
-    return cache_dir / f"teacher-{teacher_key(data, blueprint, recipe, seed, pretrained)}.pt"
+    key = teacher_key(data, blueprint, recipe, seed, pretrained, sparsity)
+    return cache_dir / f"teacher-{key}.pt"
 
 
 EpochReport = Callable[[int, int, float, float], None]
@@ -111,13 +146,20 @@ def obtain_teacher(
     device: torch.device,
     teacher_file: Path | None = None,
     pretrained: bool = False,
+    sparsity: SparsityTraining | None = None,
     report: EpochReport | None = None,
 ) -> tuple[nn.Module, TeacherScores, bool]:
     """The teacher model on `device`, its scores, and whether it was trained just now
-    (from the library's pretrained weights with `pretrained`; `report` sees each epoch).
+    (from the library's pretrained weights with `pretrained`; with `sparsity`, trained
+    further from the teacher it would otherwise be, and cached under its own key;
+    `report` sees each epoch of a training from scratch).
 
     Training is reproducible (`determinism.reproducible`): the model is built and trained
     under the seed. A cache file that cannot be read is named in a warning and replaced."""
+    if sparsity is not None:
+        return _sparsity_trained(
+            data, blueprint, recipe, seed, cache_dir, device, teacher_file, pretrained, sparsity
+        )
     model = blueprint.build()
     trained = False
     if teacher_file is not None:
@@ -134,12 +176,65 @@ def obtain_teacher(
                 best = BestOnVal(data, recipe.epochs, report)
                 train(model, data.train, data.task, recipe, seed=seed, on_epoch=best)
                 best.restore(model)
-            save_tensors(model.state_dict(), weights)  # another worker never sees half a file
+            _save(model, weights)
             trained = True
+    return model, _scored(model, data), trained
+
+
+def _sparsity_trained(
+    data: Dataset,
+    blueprint: Blueprint,
+    recipe: Recipe,
+    seed: int,
+    cache_dir: Path,
+    device: torch.device,
+    teacher_file: Path | None,
+    pretrained: bool,
+    sparsity: SparsityTraining,
+) -> tuple[nn.Module, TeacherScores, bool]:
+    """The sparsity-trained variant: cached, or trained from the base teacher and cached."""
+    weights = teacher_cache_path(cache_dir, data, blueprint, recipe, seed, pretrained, sparsity)
+    model = blueprint.build()
+    if weights.is_file() and _load_cached(model, weights):
+        model.to(device)
+        return model, _scored(model, data), False
+    model, _, _ = obtain_teacher(
+        data,
+        blueprint,
+        recipe,
+        seed=seed,
+        cache_dir=cache_dir,
+        device=device,
+        teacher_file=teacher_file,
+        pretrained=pretrained,
+    )
+    example = data.train.batch(slice(0, 2))
+    regularize = group_regularizer(
+        model, example, protected_layers(model, example), sparsity.strength
+    )
+    logger.info("sparsity training (λ %g) of the teacher ...", sparsity.strength)
+    with reproducible(seed):
+        train(
+            model,
+            data.train,
+            data.task,
+            sparsity.recipe(recipe),
+            seed=seed,
+            after_backward=regularize,
+        )
+    _save(model, weights)
+    return model, _scored(model, data), True
+
+
+def _save(model: nn.Module, weights: Path) -> None:
+    save_tensors(model.state_dict(), weights)  # another worker never sees half a file
+
+
+def _scored(model: nn.Module, data: Dataset) -> TeacherScores:
     model.eval()
     val_auc, val_acc = split_scores(model, data.val, data.task)
     test_auc, test_acc = split_scores(model, data.test, data.task)
-    return model, TeacherScores(val_auc, val_acc, test_auc, test_acc), trained
+    return TeacherScores(val_auc, val_acc, test_auc, test_acc)
 
 
 def _load_cached(model: nn.Module, path: Path) -> bool:

@@ -47,6 +47,9 @@ BatchLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], t
 """(logits, targets, inputs, index into the training split) → the batch's mean loss."""
 EpochEnd = Callable[[int, nn.Module], None]
 """Called after each epoch with its number and the model (in eval mode)."""
+AfterBackward = Callable[[nn.Module], None]
+"""Called after each backward pass, before the optimiser step (e.g. to add a regulariser's
+gradient)."""
 
 
 def check_precision(precision: str) -> None:
@@ -98,6 +101,21 @@ def task_loss(
     return F.cross_entropy(logits, targets, reduction="none", label_smoothing=smoothing)
 
 
+def soft_kl(
+    student: torch.Tensor, teacher: torch.Tensor, task: Task, temperature: float
+) -> torch.Tensor:
+    """Mean KL(teacher ‖ student) of the temperature-softened outputs: softmax over classes,
+    or one Bernoulli per label for multi-label tasks."""
+    s, t = student / temperature, teacher / temperature
+    if task == MULTI_LABEL:
+        p = torch.sigmoid(t)
+        log_q, log_1q = F.logsigmoid(s), F.logsigmoid(-s)
+        log_p, log_1p = F.logsigmoid(t), F.logsigmoid(-t)
+        return (p * (log_p - log_q) + (1 - p) * (log_1p - log_1q)).mean(1).mean()
+    log_q, log_p = F.log_softmax(s, 1), F.log_softmax(t, 1)
+    return (log_p.exp() * (log_p - log_q)).sum(1).mean()
+
+
 def scores_from_logits(logits: torch.Tensor, task: Task) -> torch.Tensor:
     """Sigmoid for multi-label, softmax otherwise: the y_score the MedMNIST evaluator expects."""
     return torch.sigmoid(logits) if task == MULTI_LABEL else torch.softmax(logits, dim=1)
@@ -135,6 +153,7 @@ def train(
     seed: int = 0,
     loss: BatchLoss | None = None,
     on_epoch: EpochEnd | None = None,
+    after_backward: AfterBackward | None = None,
 ) -> nn.Module:
     """Train in place on `data`'s batches (on the model's device); raise on a diverging loss.
 
@@ -182,6 +201,8 @@ def train(
                 raise TrainingDiverged(f"training loss became {value.item()}")
             optimizer.zero_grad(set_to_none=True)
             value.backward()
+            if after_backward is not None:
+                after_backward(model)
             optimizer.step()
             schedule.step()
             if average is not None:

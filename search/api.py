@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from medslim.search.inspection.export import OnnxCheck
     from medslim.search.inspection.front_table import FrontTable
     from medslim.search.inspection.pareto import Front
+    from medslim.search.inspection.refine import Refined
     from medslim.search.inspection.rescore import Rescored
 
 logger = logging.getLogger(__name__)
@@ -159,19 +160,40 @@ class StoredStudy:
         *,
         format: str = "pt",  # noqa: A002 - the CLI's --format
         data_dir: str | Path | None = None,
+        original: bool = False,
     ) -> OnnxCheck | None:
-        """Write trial `trial`'s model: `pt` (state dict + spec, loads with weights_only) or
-        `onnx` (checked against PyTorch by onnxruntime; the check is returned)."""
+        """Write trial `trial`'s model (its refined one where `refine` made one, unless
+        `original`): `pt` (state dict + spec, loads with weights_only) or `onnx` (checked
+        against PyTorch by onnxruntime; the check is returned)."""
         from medslim.search.inspection.export import export_trial
 
         folder = Path(data_dir) if data_dir is not None else None
-        return export_trial(self.ref, trial, format, Path(path), data_dir=folder)
+        return export_trial(
+            self.ref, trial, format, Path(path), data_dir=folder, original=original
+        )
 
-    def model(self, trial: int) -> nn.Module:
-        """Trial `trial`'s model, rebuilt from its stored widths and weights (eval mode)."""
-        from medslim.search.trial_models import load_trial_model
+    def refine(
+        self,
+        trial: int,
+        *,
+        epochs: int | None = None,
+        device: str = "auto",
+        data_dir: str | Path | None = None,
+    ) -> Refined:
+        """Fine-tune trial `trial`'s model longer (default 10 epochs) on the teacher's soft
+        labels, keep its best val epoch, and store it beside the trial: `front()`, `table()`,
+        `report()` and `export()` use it from then on."""
+        from medslim.search.inspection.refine import refine_trial
 
-        return load_trial_model(self.ref, self.ref.finished_trial(trial))
+        folder = Path(data_dir) if data_dir is not None else None
+        return refine_trial(self.ref, trial, epochs=epochs, device=device, data_dir=folder)
+
+    def model(self, trial: int, *, original: bool = False) -> nn.Module:
+        """Trial `trial`'s model, rebuilt from its stored widths and weights (eval mode);
+        its refined model where `refine` made one, unless `original`."""
+        from medslim.search.inspection.rescore import member_model
+
+        return member_model(self.ref, self.ref.finished_trial(trial), not original)
 
     def teacher(self, *, data_dir: str | Path | None = None) -> nn.Module:
         """The teacher the study compressed (CPU, eval mode), from the cache or --teacher."""
@@ -256,8 +278,25 @@ def _run(settings: StudyConfig, progress: bool | None) -> StoredStudy:
         )
     if session.config.screen is not None:
         logger.info("screening stopped %d candidates before their fine-tune", screened_out(study))
+    _refine_first_looks(stored, session.config)
     publish_cached(stored.ref)  # figures and notes for optuna-dashboard
     return stored
+
+
+def _refine_first_looks(stored: StoredStudy, config: StudyConfig) -> None:
+    """`refine`: the front members a user would look at first, each refined once."""
+    from medslim.search.inspection.refine import first_looks
+    from medslim.search.refined import refined_record
+
+    for number in first_looks(stored.front(), config.refine):
+        if refined_record(stored.study, number) is None:
+            done = stored.refine(number, epochs=config.refine_epochs, device=config.device)
+            logger.info(
+                "refined trial %d: val AUC %.4f → %.4f",
+                number,
+                done.before["val_auc"],
+                done.record["val_auc"],
+            )
 
 
 @dataclass(frozen=True)

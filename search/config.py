@@ -34,6 +34,11 @@ DEFAULT_OBJECTIVES: tuple[Objective, ...] = OBJECTIVES
 DEFAULT_STORAGE = "sqlite:///medslim.db"
 DEFAULT_SCREEN_MARGIN = 0.02
 """`--screen` given without a margin."""
+DEFAULT_SAMPLER = "tpe"
+DEFAULT_ALLOCATIONS: tuple[str, ...] = ("screened",)
+"""A new study's allocations (`benchmarks/search_quality.py` chose them)."""
+LEGACY_ALLOCATIONS: tuple[str, ...] = ("offsets",)
+"""What studies made before allocations searched: a global ratio plus per-group offsets."""
 
 ConfigT = TypeVar("ConfigT", bound="StudyConfig")
 
@@ -43,7 +48,7 @@ ConfigT = TypeVar("ConfigT", bound="StudyConfig")
 RUN_ONLY = frozenset(
     {
         *("trials", "storage", "study", "device", "workers", "heartbeat", "data_dir"),
-        *("force_config", "artifacts", "allow_outside_paths"),
+        *("force_config", "artifacts", "refine", "refine_epochs", "allow_outside_paths"),
     }
 )
 STORAGE_ENV = "MEDSLIM_STORAGE"
@@ -63,6 +68,9 @@ ADDED_LATER: dict[str, Any] = {
     "size": None,
     "task": None,
     "channels": None,
+    "allocations": list(LEGACY_ALLOCATIONS),
+    "candidates": 1,
+    "sparsity_training": None,
 }
 """Settings added after studies were first stored, with the value every older study ran
 with: an older stored config is read with these filled in, and a setting at this value is
@@ -71,6 +79,9 @@ CREATION_ONLY = frozenset({"baselines"})
 """Settings used only when a study is made (the seeds it enqueues): a resumed study may be
 run with other values."""
 LEGACY_BASELINES = 9
+FOLLOW_STUDY = ("allocations", "sampler", "candidates")
+"""Settings whose default (None) means the existing study's value, else today's default:
+an older study resumes with the space and sampler it has."""
 """The fixed number of baselines before it scaled with the budget; the default (None) is
 named as this in the study name's digest, so the default flags find their older study."""
 
@@ -103,7 +114,7 @@ class StudyConfig:
     objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
     max_flops: float | None = None
     min_auc: float | None = None
-    sampler: str = "tpe"
+    sampler: str | None = None  # None: the study's own, else DEFAULT_SAMPLER
     seed: int = 0
     trials: int | None = None
     storage: str = DEFAULT_STORAGE
@@ -120,6 +131,11 @@ class StudyConfig:
     pretrained: bool = False
     ignore_layers: tuple[str, ...] = ()
     round_to: int | None = None  # None: 8 on CUDA, 1 on the CPU
+    allocations: tuple[str, ...] | None = None  # None: the study's own, else the default
+    candidates: int | None = None  # None: sized so screening costs about a fine-tune epoch
+    sparsity_training: float | None = None
+    refine: int = 0
+    refine_epochs: int | None = None  # None: REFINE_EPOCHS
     allow_outside_paths: bool = False  # a CSV may list files outside its folder (kept with
     # the study's data source, not its config: it changes which files may be read, not what)
 
@@ -144,6 +160,8 @@ class StudyConfig:
             data.pop(key, None)
         data["objectives"] = list(self.objectives)
         data["ignore_layers"] = list(self.ignore_layers)
+        if self.allocations is not None:
+            data["allocations"] = list(self.allocations)
         data["model_args"] = json.loads(json.dumps(self.model_args)) if self.model_args else None
         if self.teacher is not None:
             data["teacher"] = str(Path(self.teacher).resolve())
@@ -181,6 +199,8 @@ class StudyConfig:
         values = {k: v for k, v in completed(stored).items() if k in known}
         values["objectives"] = tuple(values.get("objectives", DEFAULT_OBJECTIVES))
         values["ignore_layers"] = tuple(values.get("ignore_layers", ()))
+        if values.get("allocations") is not None:
+            values["allocations"] = tuple(values["allocations"])
         return cls(**values, **run_settings)
 
 
@@ -196,6 +216,8 @@ class ResolvedConfig(StudyConfig):
     trials: int
     study: str
     round_to: int
+    sampler: str
+    allocations: tuple[str, ...]
 
     def with_overrides(self, **changes: Any) -> ResolvedConfig:
         return replace(self, **changes)
@@ -269,11 +291,61 @@ def _problems(config: StudyConfig) -> list[str]:
         problems.append(f"unknown --task {config.task!r}; use one of {', '.join(TASK_CHOICES)}")
     if config.round_to is not None and config.round_to < 1:
         problems.append(f"--round-to must be 1 or more, got {config.round_to}")
+    if config.allocations is not None:
+        problems.extend(_allocation_problems(config.allocations))
+    if config.candidates is not None and config.candidates < 1:
+        problems.append(
+            f"--candidates must be 1 or more (1: no screening), got {config.candidates}"
+        )
+    if config.sparsity_training is not None and config.sparsity_training <= 0:
+        problems.append(
+            "--sparsity-training must be a positive penalty weight, got "
+            f"{config.sparsity_training}"
+        )
+    if config.refine < 0:
+        problems.append(f"--refine must be 0 or more front members, got {config.refine}")
+    if config.refine_epochs is not None and config.refine_epochs < 1:
+        problems.append(f"--refine-epochs must be 1 or more, got {config.refine_epochs}")
     if config.model_args is not None and not _json_object(config.model_args):
         problems.append(
             f'--model-args must be a JSON object ({{"name": value}}), not {config.model_args!r}'
         )
     return problems
+
+
+def _allocation_problems(allocations: tuple[str, ...]) -> list[str]:
+    from medslim.spaces.allocation import allocation_names
+
+    known = [*allocation_names(), *LEGACY_ALLOCATIONS]
+    unknown = [a for a in allocations if a not in known]
+    if unknown or not allocations:
+        return [
+            f"unknown allocation(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(known)}"
+        ]
+    if len(set(allocations)) != len(allocations):
+        return [f"--allocations lists one twice: {','.join(allocations)}"]
+    if LEGACY_ALLOCATIONS[0] in allocations and len(allocations) > 1:
+        return [
+            "--allocations offsets (a global ratio plus per-group offsets, without a FLOPs "
+            "target) cannot be mixed with the others; give it alone"
+        ]
+    return []
+
+
+def follow_study(
+    config: StudyConfig, resolved: ResolvedConfig, stored: dict[str, Any] | None
+) -> ResolvedConfig:
+    """The `FOLLOW_STUDY` settings a user left at None take the existing study's values."""
+    if stored is None:
+        return resolved
+    kept = completed(stored)
+    changes = {
+        name: tuple(kept[name]) if isinstance(kept[name], list) else kept[name]
+        for name in FOLLOW_STUDY
+        if getattr(config, name) is None and name in kept
+    }
+    return resolved.with_overrides(**changes)
 
 
 def model_label(model: str) -> str:

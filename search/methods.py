@@ -26,7 +26,7 @@ from medslim.objectives.distill import (
 from medslim.objectives.evaluate import Budget, Scores
 from medslim.objectives.metrics import count_flops
 from medslim.objectives.training import Recipe
-from medslim.search.records import record_result
+from medslim.search.records import record_result, trial_record
 from medslim.search.session import Session
 from medslim.search.study_files import fetch_study_file, publish_study_file
 from medslim.spaces.blueprints import Blueprint, blueprint_from_spec
@@ -45,12 +45,46 @@ KD_FINETUNE = DistillSettings(temperature=4.0, alpha=0.5)
 """The soft-label term `--kd` adds to the fine-tuning of pruned models."""
 
 
+STUDENT_CHANCES = 6
+"""Finished distilled trials (seeds included) after which students must have reached the
+front for `--method both` to go on paying for them."""
+
+
 def sample_method(trial: optuna.Trial, method: Method) -> TrialMethod:
-    """The study's method, or the trial's first choice when the study runs both."""
-    if method == "both":
-        chosen = trial.suggest_categorical("method", TRIAL_METHODS)
-        return "distill" if chosen == "distill" else "prune"
-    return method
+    """The study's method, or the trial's first choice when the study runs both; once
+    `STUDENT_CHANCES` students have finished and none is on the front, the trial prunes
+    without asking (students trained from scratch on a few hundred images can cost half a
+    study's budget and never compete: none reached the front on BreastMNIST in three runs)."""
+    if method != "both":
+        return method
+    seeded = trial.user_attrs.get("baseline") is not None  # its method is fixed already
+    if not seeded and students_lost(trial.study):
+        return "prune"
+    chosen = trial.suggest_categorical("method", TRIAL_METHODS)
+    return "distill" if chosen == "distill" else "prune"
+
+
+def students_lost(study: optuna.Study) -> bool:
+    """Whether enough students finished and none of them is on the study's front."""
+    finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    students = [t for t in finished if trial_record(t).get("method") == "distill"]
+    if len(students) < STUDENT_CHANCES:
+        return False
+    front = {t.number for t in study.best_trials}
+    if any(t.number in front for t in students):
+        return False
+    if not study.user_attrs.get(STUDENTS_STOPPED_ATTR):
+        logger.info(
+            "no distilled student reached the front in %d trials: the rest of the budget "
+            "goes to pruning",
+            len(students),
+        )
+        study.set_user_attr(STUDENTS_STOPPED_ATTR, len(finished))
+    return True
+
+
+STUDENTS_STOPPED_ATTR = "students_stopped_after"
+"""Study attr: finished trials when `--method both` stopped proposing students."""
 
 
 def teacher_signal(session: Session) -> TeacherSignal:

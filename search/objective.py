@@ -1,5 +1,6 @@
-"""The objective every trial runs: prune the teacher or distill a student (as the study's
-method says), score it on the validation split, store its result and its model."""
+"""The objective every trial runs: prune the teacher (`pruning_trials`) or distill a student
+(as the study's method says), score it on the validation split, store its result and its
+model."""
 
 from __future__ import annotations
 
@@ -8,17 +9,14 @@ from functools import partial
 from typing import Any
 
 import optuna
-from torch import nn
 
-from medslim.objectives.crossval import cross_validate, cv_folds
-from medslim.objectives.data import Dataset
-from medslim.objectives.evaluate import Budget, Scores, evaluate_pruning
+from medslim.objectives.crossval import cv_folds
 from medslim.search.methods import StudentTrials, kd_finetune_loss, sample_method
+from medslim.search.pruning_trials import SCREENING_KEY, Evaluate, PruningTrials
 from medslim.search.records import record_result
 from medslim.search.screening import Screen
 from medslim.search.session import Session, budget_for
-from medslim.search.trial_models import save_trial_model
-from medslim.spaces.sparsity import PruningPlan, sample_plan
+from medslim.search.trial_models import save_screening, save_trial_model
 
 
 def make_objective(session: Session) -> Callable[[optuna.Trial], tuple[float, ...]]:
@@ -32,37 +30,38 @@ def make_objective(session: Session) -> Callable[[optuna.Trial], tuple[float, ..
         max_flops = max_flops * session.teacher_flops
     kd = kd_finetune_loss(session) if config.kd else None
     students = StudentTrials(session, budget, max_flops)
+    pruning = PruningTrials(
+        session.teacher,
+        session.data,
+        space,
+        session.unit_names,
+        budget,
+        session.allocations,
+        seed=config.seed,
+        loss=kd,
+        folds=folds,
+    )
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         method = sample_method(trial, config.method)
         # `base`: the blueprint a saved model is rebuilt from (the student's, or the teacher's).
         choices: dict[str, Any] = {}
         screen = None
+        evaluate: Evaluate
         if method == "distill":
             base, settings = students.sample(trial)  # pruned here, untrained, if unusable
             evaluate = partial(students.evaluate, base, settings)
         else:
-            plan = sample_plan(trial, space, session.unit_names)
-            choices["plan"] = plan.describe()
             base = session.teacher_blueprint
             if config.screen is not None:
                 screen = Screen(trial, session.data, config.screen)
-            evaluate = partial(
-                evaluate_pruning,
-                session.teacher,
-                plan,
-                session.data,
-                budget,
-                loss=kd,
-                screen=screen,
-            )
-            if folds:
-                evaluate = partial(_cross_validated, trial, session.teacher, plan, budget, folds)
+            evaluate, choices = pruning.prepare(trial, screen)
         try:
             model, scores = evaluate(seed=config.seed + trial.number)
         except optuna.TrialPruned:
             raise
         except Exception as error:  # recorded on the trial as FAIL; the study goes on
+            choices.pop(SCREENING_KEY, None)
             record_result(trial, {"method": method, **choices})
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             raise
@@ -73,8 +72,11 @@ def make_objective(session: Session) -> Callable[[optuna.Trial], tuple[float, ..
             **scores.as_dict(),
             "flops_ratio": scores.flops / session.teacher_flops,
         }
+        screening = result.pop(SCREENING_KEY, None)
         record_result(trial, result)
         save_trial_model(trial, model, base, session.artifacts)
+        if screening is not None:
+            save_screening(trial, screening, session.artifacts)
         if max_flops is not None:
             trial.set_constraint("max_flops", scores.flops - max_flops)
         if config.min_auc is not None:
@@ -82,23 +84,3 @@ def make_objective(session: Session) -> Callable[[optuna.Trial], tuple[float, ..
         return tuple(float(result[name]) for name in config.objectives)
 
     return objective
-
-
-def _cross_validated(
-    trial: optuna.Trial,
-    teacher: nn.Module,
-    plan: PruningPlan,
-    budget: Budget,
-    folds: list[Dataset],
-    *,
-    seed: int,
-) -> tuple[nn.Module, Scores]:
-    """`--cv K`: the trial's val scores are K-fold means over train+val; each fold's AUC is
-    kept on the trial."""
-
-    def one_fold(fold: Dataset, fold_seed: int) -> tuple[nn.Module, Scores]:
-        return evaluate_pruning(teacher, plan, fold, budget, seed=fold_seed)
-
-    model, scores, fold_aucs = cross_validate(one_fold, folds, seed)
-    trial.set_user_attr("cv_fold_auc", fold_aucs)
-    return model, scores

@@ -35,8 +35,9 @@ def requeue(study: optuna.Study, trial: FrozenTrial, *, owed: bool = False) -> N
         study.enqueue_trial(params, user_attrs=kept)
 
 
-QUEUE_ATTRS = ("baseline",)
-"""User attrs a queued trial carries (`baseline`: uniform or scaled seed)."""
+QUEUE_ATTRS = ("baseline", "baseline_ratio")
+"""User attrs a queued trial carries (`baseline`: uniform or scaled seed; `baseline_ratio`:
+a uniform baseline's ratio in a space of FLOPs targets)."""
 REQUEUED_ATTR = "retry_of"
 """User attr of a stopped trial's queued copy: the number of the trial it replaces."""
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import optuna
 
-from medslim.spaces.sparsity import LEGACY_OFFSET_PREFIX
+from medslim.spaces.sparsity import LEGACY_OFFSET_PREFIX, TARGET_PARAM
 
 METHOD = "method"
 """`prune` or `distill`: in every record, stored only by older studies."""
@@ -53,8 +53,9 @@ def record_result(trial: optuna.Trial, result: dict[str, Any]) -> None:
 
 
 def stored_attrs(result: dict[str, Any]) -> dict[str, Any]:
-    """The attrs `record_result` writes: a plan becomes `ratio.<group>` (its global ratio
-    and criterion are trial parameters or study settings already)."""
+    """The attrs `record_result` writes: a plan becomes `ratio.<group>` and its
+    `allocation` (its global ratio or target and criterion are trial parameters or study
+    settings already)."""
     attrs: dict[str, Any] = {}
     for key, value in result.items():
         if key == METHOD:
@@ -63,6 +64,8 @@ def stored_attrs(result: dict[str, Any]) -> dict[str, Any]:
             attrs.update({NESTED[key] + k: _scalar(v) for k, v in value.items()})
         elif key == "plan":
             attrs.update({RATIO_PREFIX + g: round(r, 4) for g, r in value["ratios"].items()})
+            if value.get("allocation"):
+                attrs["allocation"] = value["allocation"]
         elif key in DENSE and value == result.get(DENSE[key]):
             continue
         elif key in DIGITS:
@@ -96,6 +99,10 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
             "global_ratio": trial.params.get(GLOBAL_PARAM),
             "ratios": ratios,
         }
+        if "allocation" in attrs:
+            record["plan"].update(
+                allocation=attrs["allocation"], target=trial.params[TARGET_PARAM]
+            )
     for sparse, dense in DENSE.items():
         if dense in record:
             record.setdefault(sparse, record[dense])

@@ -30,13 +30,27 @@ from medslim.objectives.footprint import check_fits
 from medslim.objectives.metrics import count_flops
 from medslim.objectives.recipes import default_teacher_epochs
 from medslim.objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
-from medslim.objectives.teacher import TeacherScores
+from medslim.objectives.teacher import SparsityTraining, TeacherScores
 from medslim.objectives.training import Recipe
 from medslim.search.artifacts import ARTIFACTS_ATTR, Artifacts, chosen_artifacts
-from medslim.search.config import ResolvedConfig, StudyConfig, config_differences
+from medslim.search.config import (
+    DEFAULT_ALLOCATIONS,
+    DEFAULT_SAMPLER,
+    ResolvedConfig,
+    StudyConfig,
+    config_differences,
+    follow_study,
+)
 from medslim.search.datasource import check_same_data, describe, load_study_data
 from medslim.search.joining import choose_sampler_seed, find_study, open_or_make, setting_up
 from medslim.search.progress import teacher_progress
+from medslim.search.pruning_trials import (
+    BASELINE_RATIO,
+    StudyAllocations,
+    allocation_basis,
+    study_allocations,
+    target_bounds,
+)
 from medslim.search.records import OFFSET_PREFIX_ATTR, stored_offset_prefix
 from medslim.search.samplers import make_sampler
 from medslim.search.sensitivity import study_curves
@@ -57,6 +71,7 @@ from medslim.search.study_teacher import (
     publish_teacher,
 )
 from medslim.search.teacher_files import study_teacher_file
+from medslim.spaces.allocation import AllocationBasis
 from medslim.spaces.blueprints import Blueprint, blueprint_for, blueprint_from_spec, input_kind
 from medslim.spaces.graphs import matching_modules
 from medslim.spaces.sparsity import (
@@ -112,6 +127,8 @@ class Session:
     artifacts: Artifacts
     space: SparsitySpace
     sampler_seed: int
+    allocations: StudyAllocations | None = None
+    """What pruning trials share in a space of FLOPs targets (None: offsets)."""
 
     @property
     def files_dir(self) -> Path:
@@ -158,6 +175,8 @@ def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> 
             STUDENT_EPOCHS[data.kind] if config.student_epochs is None else config.student_epochs
         ),
         round_to=default_round_to(device) if config.round_to is None else config.round_to,
+        sampler=DEFAULT_SAMPLER if config.sampler is None else config.sampler,
+        allocations=DEFAULT_ALLOCATIONS if config.allocations is None else config.allocations,
     )
     study = config.study or filled.default_study_name()
     return ResolvedConfig(**{**asdict(filled), "study": study})
@@ -207,6 +226,7 @@ def sparsity_space(config: StudyConfig) -> SparsitySpace:
         iterative_steps=config.iterative_steps,
         ignore_layers=config.ignore_layers,
         round_to=config.round_to or 1,
+        allocations=config.allocations or DEFAULT_ALLOCATIONS,
     )
 
 
@@ -233,6 +253,9 @@ def teacher_source(
     recorded_file = None
     if teacher_file is None and study_attrs is not None:
         recorded_file = study_teacher_file(cache_dir, study_attrs, data, blueprint)
+    sparsity = None
+    if config.sparsity_training is not None:
+        sparsity = SparsityTraining(config.sparsity_training, teacher_file)
     return TeacherSource(
         data,
         blueprint,
@@ -242,6 +265,7 @@ def teacher_source(
         teacher_file,
         recorded_file,
         config.pretrained,
+        sparsity,
     )
 
 
@@ -253,13 +277,12 @@ def prepare(
     The sampler is seeded with `sampler_seed` (a worker's own), else `config.seed`, or a
     fresh seed when other processes are running the study right now. `progress`: the
     teacher's training as a bar (None: on a terminal; elsewhere a log line per epoch)."""
-    sampler = make_sampler(config.sampler, len(config.objectives), config.seed)
+    sampler = make_sampler(config.sampler or DEFAULT_SAMPLER, len(config.objectives), config.seed)
     sparsity_space(config)  # refuses bad pruning flags before any data is loaded
     device = resolve_device(config.device)
     check_storage_url(config.storage)
     data = on_device(load_study_data(config, check=fits_here(config, device)), device)
     resolved = resolve_config(config, data, device)
-    space = sparsity_space(resolved)
     blueprint = blueprint_for(
         resolved.model, resolved.model_args, data.input_shape, data.n_outputs
     )
@@ -270,7 +293,14 @@ def prepare(
         storage = open_storage(resolved.storage, heartbeat=resolved.heartbeat)
         found = find_study(storage, resolved.study)
         existing = None if found is None else found.user_attrs.get("config")
+        resolved = follow_study(config, resolved, existing)
         _check_same_config(existing, resolved)
+        space = sparsity_space(resolved)
+        if resolved.sensitivity_drop is not None and space.targets:
+            raise UsageError(
+                "--sensitivity-drop caps the groups of the offsets space; with FLOPs targets, "
+                "choose the sensitivity allocation (--allocations sensitivity) instead"
+            )
         if found is not None:
             check_same_data(data, found.user_attrs.get("dataset"))
         artifacts = chosen_artifacts(resolved.artifacts, found, resolved.storage)
@@ -289,6 +319,9 @@ def prepare(
             units = list(
                 prunable_units(teacher.model, example, space.pruning, space.ignore_layers)
             )
+            basis = None
+            if space.targets and resolved.method != "distill":
+                basis = allocation_basis(teacher.model, data, space, units)
             if made:
                 publish_teacher(study, artifacts, teacher)
                 _describe_new_study(study, resolved, data, teacher, reference, units, artifacts)
@@ -302,11 +335,26 @@ def prepare(
                     units,
                     baseline_count(resolved.baselines, resolved.trials),
                     resolved.method,
+                    basis,
                 )
                 study.set_user_attr("config", resolved.stored())  # last: racing runs wait for it
     if not made:  # an older study keeps the parameter names its trials already have
         space = replace(space, offset_prefix=stored_offset_prefix(study))
         _keep_teacher(study, artifacts, teacher)
+    allocations = None
+    if basis is not None:
+        allocations = study_allocations(
+            study,
+            basis,
+            teacher.model,
+            data,
+            space,
+            seed=resolved.seed,
+            candidates=resolved.candidates,
+            epochs=resolved.epochs,
+            bn_batches=Budget().bn_batches,
+            batch_size=resolved.batch_size,
+        )
     seed = choose_sampler_seed(study, resolved, raced) if sampler_seed is None else sampler_seed
     study.sampler = make_sampler(resolved.sampler, len(resolved.objectives), seed)
     logger.info("study %s in %s", study.study_name, display_url(resolved.storage))
@@ -338,6 +386,7 @@ def prepare(
         artifacts=artifacts,
         space=space,
         sampler_seed=seed,
+        allocations=allocations,
     )
 
 
@@ -435,16 +484,28 @@ def baseline_count(baselines: int | None, trials: int) -> int:
 
 
 def _enqueue_baselines(
-    study: optuna.Study, space: SparsitySpace, units: list[str], count: int, method: Method
+    study: optuna.Study,
+    space: SparsitySpace,
+    units: list[str],
+    count: int,
+    method: Method,
+    basis: AllocationBasis | None,
 ) -> None:
-    """Uniform ratios first, so the front always shows what the search gained over them."""
+    """Uniform ratios first, so the front always shows what the search gained over them
+    (in a target space: the FLOPs shares those ratios have, within the targets' bounds)."""
     if count <= 0 or method == "distill":
         return
     prefix = {"method": "prune"} if method == "both" else {}
     for ratio in uniform_ratios(space, count):
+        target = 0.0
+        marks: dict[str, Any] = {"baseline": "uniform"}
+        if basis is not None:  # the target its ratio has; the trial prunes at the ratio
+            low, high = target_bounds(basis.flops, space.max_ratio)
+            share = basis.flops.flops(dict.fromkeys(units, ratio)) / basis.flops.dense
+            target = min(max(share, low), high)
+            marks[BASELINE_RATIO] = ratio
         study.enqueue_trial(
-            {**prefix, **uniform_params(space, units, ratio)},
-            user_attrs={"baseline": "uniform"},
+            {**prefix, **uniform_params(space, units, ratio, target)}, user_attrs=marks
         )
 
 

@@ -22,6 +22,7 @@ from medslim.objectives.data import Dataset
 from medslim.objectives.determinism import weights_fingerprint
 from medslim.objectives.teacher import (
     EpochReport,
+    SparsityTraining,
     TeacherScores,
     obtain_teacher,
     teacher_cache_path,
@@ -83,13 +84,21 @@ class TeacherSource:
     """The cached file a resumed study recorded (`teacher_files`): used instead of today's
     cache key, which changes when the default recipe does."""
     pretrained: bool = False  # trained from the library's weights
+    sparsity: SparsityTraining | None = None
+    """`--sparsity-training`: the teacher is its sparsity-trained variant."""
 
     @property
     def cache_file(self) -> Path:
         if self.recorded_file is not None:
             return self.recorded_file
         return teacher_cache_path(
-            self.cache_dir, self.data, self.blueprint, self.recipe, self.seed, self.pretrained
+            self.cache_dir,
+            self.data,
+            self.blueprint,
+            self.recipe,
+            self.seed,
+            self.pretrained,
+            self.sparsity,
         )
 
     def load(
@@ -107,6 +116,7 @@ class TeacherSource:
             device=device,
             teacher_file=self.teacher_file or recorded,
             pretrained=self.pretrained,
+            sparsity=None if recorded else self.sparsity,  # a recorded file is the variant
             report=report,
         )
 

@@ -140,20 +140,55 @@ def save_trial_model(
 ) -> str:
     """Upload the trial's model bundle as an artifact (Optuna notes its id on the trial)."""
     bundle = bundle_model(model, base)
-    path = _staging() / _bundle_name(trial.number)  # Optuna records the file's own name
+    # a guess from `.pt` says "SNES page table"
+    return upload_trial_file(trial, store, _bundle_name(trial.number), bundle.save, MODEL_MIME)
+
+
+def save_screening(trial: optuna.Trial, record: dict[str, Any], store: Artifacts) -> str:
+    """Upload every screened candidate's proxy and ratios as the trial's JSON file."""
+
+    def write(path: Path) -> None:
+        path.write_text(json.dumps(record), encoding="utf-8")
+
+    return upload_trial_file(
+        trial, store, _screening_name(trial.number), write, "application/json"
+    )
+
+
+def upload_trial_file(
+    trial: optuna.Trial, store: Artifacts, name: str, write: Callable[[Path], None], mime: str
+) -> str:
+    """Write a file with `write` and upload it as the trial's artifact `name` (Optuna
+    records the file's own name)."""
+    path = _staging() / name
     try:
-        bundle.save(path)
+        write(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            artifact_id = upload_artifact(
-                artifact_store=store,
-                file_path=str(path),
-                study_or_trial=trial,
-                mimetype=MODEL_MIME,  # a guess from `.pt` says "SNES page table"
+            return upload_artifact(
+                artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype=mime
             )
     finally:
         path.unlink(missing_ok=True)
-    return artifact_id
+
+
+def load_screening(ref: StudyRef, trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
+    """The trial's screening record (None: it screened no candidates)."""
+    name = _screening_name(trial.number)
+    metas = get_all_artifact_meta(trial, storage=ref.storage)
+    artifact_id = next((m.artifact_id for m in metas if m.filename == name), None)
+    if artifact_id is None:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        download_artifact(
+            artifact_store=ref.artifacts, file_path=str(path), artifact_id=artifact_id
+        )
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _screening_name(number: int) -> str:
+    return f"trial-{number}-candidates.json"
 
 
 _STAGING: list[tempfile.TemporaryDirectory[str]] = []

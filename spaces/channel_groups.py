@@ -14,13 +14,14 @@ import copy
 import logging
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
+from medslim.errors import UsageError
 from medslim.spaces.graphs import attention_heads, head_count, sync_attention, trace_calls
 
 logger = logging.getLogger(__name__)
@@ -49,22 +50,50 @@ class Piece:
 
 
 @dataclass(frozen=True)
+class Link:
+    """One dimension of one layer that a group cuts: the layer's name, whether the group
+    removes its output or its input channels, and how many of them the group holds."""
+
+    layer: str
+    outputs: bool
+    channels: int
+
+
+@dataclass(frozen=True)
 class Groups:
-    """Each prunable group's name (its root layer) and root module, in network order, and
-    the layers with weights that no group cuts (besides the protected ones)."""
+    """Each prunable group's name (its root layer) and root module, in network order, the
+    layers with weights that no group cuts (besides the protected ones), and per group the
+    conv/linear dimensions it cuts (what an analytic FLOPs count needs)."""
 
     units: dict[str, nn.Module]
     whole: list[str]
+    links: dict[str, tuple[Link, ...]]
+    ranks: dict[str, GroupRank] = field(default_factory=dict)
+    """With `importance`: each group's channel importance and isomorphic scope."""
 
 
-def channel_groups(model: nn.Module, example: torch.Tensor, protected: Sequence[str]) -> Groups:
-    """The groups a trial gives a ratio, and the layers left whole."""
+@dataclass(frozen=True)
+class GroupRank:
+    """One group's channel importance (Torch-Pruning's, normalised within the group) and
+    its scope: groups of the same structure (Torch-Pruning's isomorphic pruning) share one."""
+
+    importance: tuple[float, ...]
+    scope: str
+
+
+def channel_groups(
+    model: nn.Module, example: torch.Tensor, protected: Sequence[str], importance: Any = None
+) -> Groups:
+    """The groups a trial gives a ratio, and the layers left whole; with a Torch-Pruning
+    `importance`, each group's ranking too."""
     names: dict[Any, str] = {module: name for name, module in model.named_modules()}
     for name, module in model.named_modules():  # parameters outside any layer (ConvNeXt's
         for param in module.parameters(recurse=False):  # layer scale) count for their module
             names.setdefault(param, name)
     order = {name: index for index, name in enumerate(dict.fromkeys(names.values()))}
     roots: dict[str, nn.Module] = {}
+    links: dict[str, tuple[Link, ...]] = {}
+    ranks: dict[str, GroupRank] = {}
     members: set[str] = set(protected)
 
     def grouped(piece: Piece) -> tuple[Any, list[Any]]:
@@ -83,6 +112,9 @@ def channel_groups(model: nn.Module, example: torch.Tensor, protected: Sequence[
             if not piece.whole and not _keeps_interface(piece, names[root]):
                 continue
             roots[names[root]] = root
+            links[names[root]] = _links(graph, group, names)
+            if importance is not None:
+                ranks[names[root]] = _rank(graph, group, importance)
             members |= {
                 names[dep.target.module]
                 for dep, _ in group
@@ -95,7 +127,38 @@ def channel_groups(model: nn.Module, example: torch.Tensor, protected: Sequence[
     ]
     units = {name: roots[name] for name in sorted(roots, key=order.__getitem__)}
     _log_whole_layers(whole)
-    return Groups(units, whole)
+    return Groups(
+        units,
+        whole,
+        {name: links[name] for name in units},
+        {name: ranks[name] for name in units if name in ranks},
+    )
+
+
+def _rank(graph: Any, group: Any, importance: Any) -> GroupRank:
+    """The group's channel importance, and its structure as Torch-Pruning's isomorphic
+    pruning tags it (the layer types and cut dimensions along the group)."""
+    with torch.no_grad(), _quiet():
+        scores = importance(group)
+    tags = []
+    for dep, _ in group:
+        side = "out" if graph.is_out_channel_pruning_fn(dep.handler) else "in"
+        tags.append(
+            f"{type(dep.source.module).__name__}>{type(dep.target.module).__name__}:{side}"
+        )
+    values = tuple(float(v) for v in scores.detach().cpu()) if scores is not None else ()
+    return GroupRank(values, "|".join(tags))
+
+
+def _links(graph: Any, group: Any, names: dict[Any, str]) -> tuple[Link, ...]:
+    """The conv/linear dimensions a group cuts, each once."""
+    found: dict[tuple[str, bool], Link] = {}
+    for dep, idxs in group:
+        module = dep.target.module
+        if isinstance(module, tuple(ROOT_TYPES)) and module in names:
+            outputs = _cuts_outputs(graph, dep)
+            found.setdefault((names[module], outputs), Link(names[module], outputs, len(idxs)))
+    return tuple(found.values())
 
 
 def _log_whole_layers(whole: list[str]) -> None:
@@ -326,3 +389,33 @@ class _quiet(warnings.catch_warnings):
         result = super().__enter__()
         warnings.simplefilter("ignore")
         return result
+
+
+def group_regularizer(
+    model: nn.Module, example: torch.Tensor, protected: Sequence[str], strength: float
+) -> Callable[[nn.Module], None]:
+    """Torch-Pruning's group-sparsity regulariser of `model` (its GroupNormPruner): called
+    after each backward pass, it pulls each channel group's weights towards zero, the
+    weakest groups hardest, so that pruning later removes what training already emptied.
+    Needs a model Torch-Pruning can trace whole."""
+    ignored = [module for name in protected for module in model.get_submodule(name).modules()]
+    try:
+        with _quiet():
+            pruner = tp.pruner.GroupNormPruner(
+                model,
+                example,
+                importance=tp.importance.GroupMagnitudeImportance(p=2),
+                reg=strength,
+                ignored_layers=ignored,
+            )
+    except Exception as error:  # Torch-Pruning cannot trace the whole model
+        raise UsageError(
+            f"--sparsity-training needs a model Torch-Pruning can trace whole ({error}); "
+            "run without it"
+        ) from error
+
+    def regularize(trained: nn.Module) -> None:
+        with _quiet():
+            pruner.regularize(trained)
+
+    return regularize

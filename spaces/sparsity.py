@@ -1,8 +1,9 @@
 """The sparsity space: which per-group pruning ratios a trial may choose, and how to apply them.
 
-Shape of the space (what makes small budgets pay): one global ratio plus a bounded offset
-per prunable group, so the uniform-ratio baselines are points of the space (all offsets 0)
-and every trial starts from a sensible profile instead of an independent draw per layer.
+A trial chooses a FLOPs target (a share of the teacher's, log-uniform) and an allocation
+that spreads it over the groups (`allocation`): two numbers a small budget can steer,
+where the ratios follow, solved for the target. Studies made before this chose one global
+ratio plus a bounded offset per group (`--allocations offsets`), and keep doing so.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ OFFSET_PREFIX = "offset."
 LEGACY_OFFSET_PREFIX = "sparsity."
 """What studies made before medslim named offsets `offset.<group>` call them; they keep it,
 so a resumed study's sampler sees the same parameters."""
+TARGET_PARAM = "flops.target"
+"""Trial parameter: the FLOPs the pruned model aims at, as a share of the teacher's."""
+ALLOCATION_PARAM = "allocation"
+OFFSETS = "offsets"
+"""The allocation of a global ratio plus per-group offsets (no FLOPs target)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,12 @@ class SparsitySpace:
     """Layers (names or globs) kept whole besides the classifier head, which always is."""
     round_to: int = 1
     """Channel counts left by structured pruning are multiples of this."""
+    allocations: tuple[str, ...] = (OFFSETS,)
+
+    @property
+    def targets(self) -> bool:
+        """Whether trials choose a FLOPs target and an allocation (not offsets)."""
+        return self.allocations != (OFFSETS,)
 
     def __post_init__(self) -> None:
         if self.pruning not in PRUNING_KINDS:
@@ -77,9 +89,13 @@ class PruningPlan:
     global_ratio: float = field(default=0.0)
     ignore: tuple[str, ...] = ()
     round_to: int = 1
+    allocation: str | None = None
+    """How the ratios were spread over the groups (None: global ratio plus offsets)."""
+    target: float | None = None
+    """The FLOPs share the ratios were solved for."""
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described: dict[str, Any] = {
             "method": "prune",
             "pruning": self.pruning,
             "criterion": self.criterion,
@@ -87,6 +103,9 @@ class PruningPlan:
             "global_ratio": round(self.global_ratio, 4),
             "ratios": {k: round(v, 4) for k, v in self.ratios.items()},
         }
+        if self.allocation is not None:
+            described.update(allocation=self.allocation, target=self.target)
+        return described
 
 
 def _check_criterion_fits(criterion: Criterion, pruning: Pruning) -> None:
@@ -140,12 +159,9 @@ def sample_plan(trial: Any, space: SparsitySpace, unit_names: Sequence[str]) -> 
             )
         ceiling = min(space.max_ratio, ceilings.get(name, space.max_ratio))
         ratios[name] = min(max(global_ratio + offset, 0.0), ceiling)
-    criterion = space.criterion
-    if criterion is None:
-        criterion = trial.suggest_categorical("criterion", searchable_criteria(space.pruning))
     return PruningPlan(
         ratios,
-        criterion,
+        _criterion(trial, space),
         space.pruning,
         space.iterative_steps,
         global_ratio,
@@ -154,11 +170,46 @@ def sample_plan(trial: Any, space: SparsitySpace, unit_names: Sequence[str]) -> 
     )
 
 
-def uniform_params(space: SparsitySpace, unit_names: Sequence[str], ratio: float) -> dict:
-    """The trial parameters of the uniform baseline at `ratio` (all offsets zero)."""
-    params: dict[str, Any] = {"sparsity.global": ratio}
-    if space.max_offset > 0:
-        params.update({f"{space.offset_prefix}{name}": 0.0 for name in unit_names})
+@dataclass(frozen=True)
+class TargetChoice:
+    """What a trial of a target space chose: its FLOPs share, allocation and criterion."""
+
+    target: float
+    allocation: str
+    criterion: str
+
+
+def sample_target(trial: Any, space: SparsitySpace, bounds: tuple[float, float]) -> TargetChoice:
+    """Ask for the FLOPs target (log-uniform within `bounds`), the allocation (when the
+    study offers several; a uniform baseline keeps `uniform`) and maybe the criterion."""
+    target = trial.suggest_float(TARGET_PARAM, *bounds, log=True)
+    if trial.user_attrs.get("baseline") == "uniform":
+        allocation = "uniform"
+    elif len(space.allocations) == 1:
+        allocation = space.allocations[0]
+    else:
+        allocation = trial.suggest_categorical(ALLOCATION_PARAM, space.allocations)
+    return TargetChoice(target, allocation, _criterion(trial, space))
+
+
+def _criterion(trial: Any, space: SparsitySpace) -> str:
+    if space.criterion is not None:
+        return space.criterion
+    return str(trial.suggest_categorical("criterion", searchable_criteria(space.pruning)))
+
+
+def uniform_params(
+    space: SparsitySpace, unit_names: Sequence[str], ratio: float, target: float = 0.0
+) -> dict:
+    """The trial parameters of the uniform baseline at `ratio`: its FLOPs share `target`
+    in a target space, else the global ratio with all offsets zero."""
+    params: dict[str, Any]
+    if space.targets:
+        params = {TARGET_PARAM: target}
+    else:
+        params = {"sparsity.global": ratio}
+        if space.max_offset > 0:
+            params.update({f"{space.offset_prefix}{name}": 0.0 for name in unit_names})
     if space.criterion is None:
         params["criterion"] = "l1"
     return params

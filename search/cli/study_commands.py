@@ -13,12 +13,15 @@ from medslim.errors import UsageError
 from medslim.kinds import METHODS, OBJECTIVES, PRUNING_KINDS, TASK_CHOICES
 from medslim.search import signals
 from medslim.search.config import (
+    DEFAULT_ALLOCATIONS,
     DEFAULT_OBJECTIVES,
+    DEFAULT_SAMPLER,
     DEFAULT_SCREEN_MARGIN,
     DEFAULT_STORAGE,
     STORAGE_ENV,
     StudyConfig,
 )
+from medslim.spaces.allocation import allocation_names
 from medslim.spaces.criteria import criterion_names
 from medslim.spaces.families import preset_names
 from medslim.spaces.sources import source_syntax
@@ -144,6 +147,44 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "searches uniform ratios only (default: %(default)s)",
     )
     parser.add_argument(
+        "--allocations",
+        type=_names,
+        metavar="NAME,...",
+        help="how a pruning trial spreads its FLOPs target over the groups, each trial "
+        f"choosing one of these: {', '.join(allocation_names())}, or offsets (a global "
+        "ratio plus per-group offsets, the space before FLOPs targets) alone (default: "
+        f"{','.join(DEFAULT_ALLOCATIONS)}; a resumed study keeps its own)",
+    )
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        metavar="N",
+        help="candidates a pruning trial draws at its target, prunes and scores by the "
+        "proxy (batch norm recalibrated, no fine-tuning) before fine-tuning the best; 1: no "
+        "screening (default: as many as cost about one fine-tune epoch, 4 to 16)",
+    )
+    parser.add_argument(
+        "--sparsity-training",
+        type=float,
+        metavar="LAMBDA",
+        help="train the teacher further with this group-sparsity penalty before pruning "
+        "(kept as its own cached teacher; default: off)",
+    )
+    parser.add_argument(
+        "--refine",
+        type=int,
+        default=DEFAULTS.refine,
+        metavar="K",
+        help="after the trials, refine the K front members a user would look at first "
+        "(see `medslim refine`; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--refine-epochs",
+        type=int,
+        metavar="E",
+        help="epochs of each --refine (default: 10)",
+    )
+    parser.add_argument(
         "--iterative-steps",
         type=int,
         default=DEFAULTS.iterative_steps,
@@ -224,8 +265,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-auc", type=float, help="constraint: smallest acceptable val AUC")
     parser.add_argument(
         "--sampler",
-        default=DEFAULTS.sampler,
-        help="an Optuna sampler by name, see `medslim list` (default: %(default)s)",
+        help="an Optuna sampler by name, see `medslim list` (default: "
+        f"{DEFAULT_SAMPLER}; a resumed study keeps its own)",
     )
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
     parser.add_argument(
@@ -323,6 +364,11 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         pretrained=args.pretrained,
         ignore_layers=args.ignore_layers,
         round_to=args.round_to,
+        allocations=args.allocations,
+        candidates=args.candidates,
+        sparsity_training=args.sparsity_training,
+        refine=args.refine,
+        refine_epochs=args.refine_epochs,
         allow_outside_paths=args.allow_outside_paths,
     )
 

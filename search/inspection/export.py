@@ -16,6 +16,7 @@ from torch import nn
 
 from medslim.errors import ExportMismatch, UsageError
 from medslim.objectives.metrics import measure_latency_ms
+from medslim.search.refined import load_refined_bundle
 from medslim.search.stored import StudyRef
 from medslim.search.trial_models import ModelBundle, load_trial_bundle, rebuild
 
@@ -33,14 +34,24 @@ class OnnxCheck:
 
 
 def export_trial(
-    ref: StudyRef, number: int, fmt: str, out: Path, *, data_dir: Path | None = None
+    ref: StudyRef,
+    number: int,
+    fmt: str,
+    out: Path,
+    *,
+    data_dir: Path | None = None,
+    original: bool = False,
 ) -> OnnxCheck | None:
-    """Write trial `number`'s model to `out`; for ONNX, return the onnxruntime check."""
+    """Write trial `number`'s model to `out` (its refined model where `medslim refine` made
+    one, unless `original`); for ONNX, return the onnxruntime check."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     if fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
         raise UsageError("ONNX export needs onnxruntime: pip install 'medslim[onnx]'")
-    bundle = load_trial_bundle(ref, ref.finished_trial(number))
+    trial = ref.finished_trial(number)
+    bundle = None if original else load_refined_bundle(ref, number)
+    if bundle is None:
+        bundle = load_trial_bundle(ref, trial)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "pt":
         bundle.save(out)

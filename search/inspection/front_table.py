@@ -128,7 +128,7 @@ def front_table(
         binary=binary,
         positive=positive if binary else None,
         rule=rule,
-        notes=_notes(rescored, rule, positive if binary else None),
+        notes=_notes(rescored, rule, positive if binary else None) + _refined_note(front),
         export_hint=export_command(storage, front.study, "N"),
         storage=storage,
     )
@@ -145,7 +145,21 @@ def picked_rows(table: FrontTable) -> list[Row]:
     good = [row for row in tested if row.verdict is not None and row.verdict.non_inferior]
     if good:
         return sorted(good, key=lambda row: row.flops)[:PICKED]
-    return [max(tested, key=lambda row: row.test.test_auc)] if tested else []  # type: ignore[union-attr]
+    return [max(tested, key=_test_auc)] if tested else []
+
+
+def _test_auc(row: Row) -> float:
+    return row.test.test_auc if row.test is not None else float("-inf")
+
+
+def _refined_note(front: Front) -> list[str]:
+    refined = [f"{m.trial} ({m.refined} epochs)" for m in front.members if m.refined]
+    if not refined:
+        return []
+    return [
+        f"refined by `medslim refine`: trial {', '.join(refined)}; scores and exports are "
+        "the refined models'"
+    ]
 
 
 def _notes(

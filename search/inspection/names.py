@@ -64,9 +64,9 @@ def kind(record: dict[str, Any]) -> str:
 
 def describe(choices: dict[str, Any], *, groups: bool = False) -> str:
     """What a member is, in one line. Pruned: `g=0.42 l1 conv1 .30 layers.0.0.conv1 .51 ...`
-    (global ratio, criterion, each group's real ratio by its module path; without `groups`,
-    the ratios alone in network order: `[.30 .51 ...]`). Distilled: `resnet 8-16-32 ×1-1-1
-    k3 T=4.0 α=0.50`."""
+    (global ratio or allocation, criterion, each group's real ratio by its module path;
+    without `groups`, the ratios alone in network order: `[.30 .51 ...]`). Distilled:
+    `resnet 8-16-32 ×1-1-1 k3 T=4.0 α=0.50`."""
     if "student" in choices:
         knobs = choices.get("distill", {})
         text = describe_student(choices["student"]) if choices["student"] else "student"
@@ -76,7 +76,10 @@ def describe(choices: dict[str, Any], *, groups: bool = False) -> str:
                 text += f" feat={knobs['feature_weight']:g}"
         return text
     ratios: dict[str, float] = choices.get("ratios", {})
-    head = f"g={choices.get('global_ratio', 0):.2f} {choices.get('criterion', '')}".rstrip()
+    if choices.get("allocation"):
+        head = f"{choices['allocation']} {choices.get('criterion', '')}".rstrip()
+    else:
+        head = f"g={choices.get('global_ratio', 0):.2f} {choices.get('criterion', '')}".rstrip()
     if not groups:
         return f"{head} [{' '.join(_short(r) for r in ratios.values())}]"
     return f"{head} " + " ".join(f"{g} {_short(r)}" for g, r in ratios.items())

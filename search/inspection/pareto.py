@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
@@ -10,6 +10,7 @@ import optuna
 from medslim.search.config import OBJECTIVES
 from medslim.search.inspection.names import describe, kind
 from medslim.search.records import trial_record
+from medslim.search.refined import refined_records
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class FrontMember:
     """What the member is, in one line (ratios with group names, or the student spec)."""
     summary: str = ""
     """The same in fewer characters (ratios without names)."""
+    refined: int = 0
+    """Epochs of `medslim refine` behind the scores shown (0: the trial's own model)."""
 
     def as_json(self) -> dict[str, Any]:
         data = {
@@ -44,6 +47,7 @@ class FrontMember:
             "kind": self.kind,
             "description": self.description,
             "choices": self.choices,
+            "refined_epochs": self.refined,
         }
         data.update(self.extra)
         return data
@@ -86,7 +90,11 @@ def compute_front(study: optuna.Study) -> Front:
     config = study.user_attrs.get("config", {})
     units = list(study.user_attrs.get("units", []))
     best = sorted(study.best_trials, key=lambda t: t.number)
-    members = _distinct(best, config, units)
+    refined = refined_records(study)
+    members = [
+        with_refined(m, refined[m.trial]) if m.trial in refined else m
+        for m in _distinct(best, config, units)
+    ]
     members.sort(key=lambda m: (m.flops, -m.val_auc))
     return Front(
         study=study.study_name,
@@ -141,6 +149,20 @@ def member_of(
         kind=kind(attrs),
         description=describe(plan, groups=True),
         summary=describe(plan),
+    )
+
+
+def with_refined(member: FrontMember, record: dict[str, Any]) -> FrontMember:
+    """The member as refined: its refined model's val scores, said in its description (the
+    front itself stays the one its trials' own scores chose)."""
+    said = f" · refined {record['epochs']} ep"
+    return replace(
+        member,
+        val_auc=float(record["val_auc"]),
+        val_acc=float(record["val_acc"]),
+        refined=int(record["epochs"]),
+        description=member.description + said,
+        summary=member.summary + said,
     )
 
 

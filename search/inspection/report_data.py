@@ -7,8 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
+from scipy.stats import spearmanr
 
 from medslim.objectives.sensitivity import SensitivityCurve
 from medslim.search.inspection.front_table import FrontTable, picked_rows
@@ -59,6 +61,17 @@ class CalibrationCurve:
 
 
 @dataclass(frozen=True)
+class ProxyCheck:
+    """How well the screening proxy foretold each screened trial's val AUC after its
+    fine-tune: (trial, FLOPs ratio, proxy of its pick, val AUC) per trial, and Spearman's ρ
+    within bands of similar FLOPs (where a proxy has to rank; across FLOPs both follow
+    size), the bands' mean (None with fewer than 3 trials a band)."""
+
+    points: list[tuple[int, float, float, float]]
+    rho_within: float | None
+
+
+@dataclass(frozen=True)
 class ReportData:
     study: str
     dataset: str
@@ -77,6 +90,8 @@ class ReportData:
     curves: list[SensitivityCurve]
     history: list[tuple[int, float]]
     """(trial, val AUC) of every finished trial, in order."""
+    proxy: ProxyCheck | None = None
+    """None: no trial screened candidates."""
 
 
 def report_data(ref: StudyRef, table: FrontTable) -> ReportData:
@@ -109,7 +124,32 @@ def report_data(ref: StudyRef, table: FrontTable) -> ReportData:
         importances=importances_by_method(study),
         curves=stored_curves(study),
         history=[(t.number, float(trial_record(t)["val_auc"])) for t in trials],
+        proxy=proxy_check(trials),
     )
+
+
+BANDS = 3
+
+
+def proxy_check(trials: list[optuna.trial.FrozenTrial]) -> ProxyCheck | None:
+    """The screened trials' proxies against their val AUC, ranked within FLOPs bands."""
+    points = []
+    for trial in trials:
+        record = trial_record(trial)
+        if "fidelity" in record:
+            flops, proxy = float(record["flops_ratio"]), float(record["fidelity"])
+            points.append((trial.number, flops, proxy, float(record["val_auc"])))
+    if not points:
+        return None
+    ordered = sorted(points, key=lambda p: p[1])
+    size = len(ordered) // BANDS
+    rhos = []
+    for band in range(BANDS) if size >= 3 else ():
+        chunk = ordered[band * size : (band + 1) * size if band < BANDS - 1 else None]
+        rho = spearmanr([p[2] for p in chunk], [p[3] for p in chunk])[0]
+        if np.isfinite(rho):
+            rhos.append(float(rho))
+    return ProxyCheck(points, float(np.mean(rhos)) if rhos else None)
 
 
 def trade_offs(study: optuna.Study, front: Front, table: FrontTable) -> list[TradeOff]:

@@ -54,8 +54,9 @@ from medslim.objectives.thresholds import (
 from medslim.objectives.training import predict_scores
 from medslim.search.inspection.classes import DEFAULT_POSITIVE
 from medslim.search.inspection.latency import Latency, side_by_side
-from medslim.search.inspection.pareto import Front
+from medslim.search.inspection.pareto import Front, FrontMember
 from medslim.search.inspection.reopen import reopen
+from medslim.search.refined import load_refined_model
 from medslim.search.stored import StudyRef
 from medslim.search.trial_models import load_trial_model, model_artifact_id
 
@@ -71,6 +72,11 @@ SPECIFICITY_TARGETS = (0.90, 0.95)
 
 def trial_key(number: int) -> str:
     return f"test.trial.{number}"
+
+
+def member_key(member: FrontMember) -> str:
+    """Where a member's test scores are cached: its refined model's apart from its own."""
+    return f"test.refined.{member.trial}" if member.refined else trial_key(member.trial)
 
 
 @dataclass(frozen=True)
@@ -385,7 +391,7 @@ def _rescore(
     missing: dict[int, str] = {}
     todo = []
     for member in front.members:
-        cached = _cached(attrs, trial_key(member.trial), wanted)
+        cached = _cached(attrs, member_key(member), wanted)
         if cached.fresh is not None:
             members[member.trial] = cached.fresh
         elif model_artifact_id(ref.storage, trials[member.trial]) is None:
@@ -414,18 +420,26 @@ def _rescore(
     indices = stratified_indices(
         labels.test, settings.bootstrap.resamples, settings.bootstrap.seed
     )
-    models = {number: load_trial_model(ref, trials[number]) for number in todo}
+    refined = {m.trial for m in front.members if m.refined}
+    models = {number: member_model(ref, trials[number], number in refined) for number in todo}
     teacher_latency, latencies = side_by_side(context.teacher, models, data.input_shape)
     reference = model_predictions(context.teacher, data)
     scored = {TEACHER_KEY: (reference, teacher_latency)}
+    keys = {m.trial: member_key(m) for m in front.members}
     for number, model in models.items():
-        scored[trial_key(number)] = (model_predictions(model, data), latencies[number])
+        scored[keys[number]] = (model_predictions(model, data), latencies[number])
     results = {
         key: _score_and_cache(study, key, p, labels, indices, reference, settings, latency)
         for key, (p, latency) in scored.items()
     }
-    members.update({number: results[trial_key(number)] for number in todo})
+    members.update({number: results[keys[number]] for number in todo})
     return Rescored(results[TEACHER_KEY], members, missing)
+
+
+def member_model(ref: StudyRef, trial: optuna.trial.FrozenTrial, refined: bool) -> nn.Module:
+    """The model a member's scores are of: its refined one where it was refined."""
+    model = load_refined_model(ref, trial.number) if refined else None
+    return model if model is not None else load_trial_model(ref, trial)
 
 
 def _score_and_cache(

@@ -14,7 +14,13 @@ from medslim.errors import UsageError
 from medslim.objectives.data import load_dataset
 from medslim.objectives.determinism import weights_fingerprint
 from medslim.objectives.evaluate import split_scores
-from medslim.objectives.teacher import BestOnVal, obtain_teacher, teacher_cache_path, teacher_key
+from medslim.objectives.teacher import (
+    BestOnVal,
+    SparsityTraining,
+    obtain_teacher,
+    teacher_cache_path,
+    teacher_key,
+)
 from medslim.objectives.training import Recipe, train
 from medslim.spaces.blueprints import blueprint_from_spec
 from medslim.spaces.families import build_model
@@ -39,6 +45,34 @@ def test_teacher_is_trained_once_then_loaded_from_the_cache(tmp_path: Path) -> N
     for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert len(list(tmp_path.glob("teacher-*.pt"))) == 1
+
+
+def test_a_sparsity_trained_teacher_is_its_own_cached_variant(tmp_path: Path) -> None:
+    data = load_dataset("breast-cancer", seed=0)
+    device = torch.device("cpu")
+    base, _, _ = obtain_teacher(data, SPEC, RECIPE, seed=0, cache_dir=tmp_path, device=device)
+    sparse = SparsityTraining(1e-2)
+    variant, scores, trained = obtain_teacher(
+        data, SPEC, RECIPE, seed=0, cache_dir=tmp_path, device=device, sparsity=sparse
+    )
+    again, _, trained_again = obtain_teacher(
+        data, SPEC, RECIPE, seed=0, cache_dir=tmp_path, device=device, sparsity=sparse
+    )
+    assert trained and not trained_again and scores.val_auc > 0.9
+    assert weights_fingerprint(again) == weights_fingerprint(variant)
+    assert weights_fingerprint(variant) != weights_fingerprint(base)
+    path = teacher_cache_path(tmp_path, data, SPEC, RECIPE, 0, sparsity=sparse)
+    assert path.is_file() and path != teacher_cache_path(tmp_path, data, SPEC, RECIPE, 0)
+    assert len(list(tmp_path.glob("teacher-*.pt"))) == 2, "the base teacher is kept as it was"
+
+    # The penalty empties the weakest channels: the smallest hidden-unit norms shrink.
+    def weakest(model: torch.nn.Module) -> float:
+        norms = model.state_dict()["body.0.weight"].norm(dim=1)
+        return float(norms.sort().values[:4].mean())
+
+    assert weakest(variant) < weakest(base)
+    other = teacher_cache_path(tmp_path, data, SPEC, RECIPE, 0, sparsity=SparsityTraining(2e-2))
+    assert other != path
 
 
 def test_cache_key_changes_with_what_changes_the_teacher() -> None:

@@ -257,6 +257,19 @@ def wait_for_study() -> Callable[[str, str, subprocess.Popen[str]], None]:
 
 
 @pytest.fixture(scope="session")
+def tiny_offsets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 5-trial study of the space studies had before FLOPs targets (a global
+    ratio plus per-group offsets) in `m.db`; copy the folder before changing it."""
+    from medslim.search.cli import main
+
+    folder = tmp_path_factory.mktemp("tiny-offsets")
+    url = f"sqlite:///{folder / 'm.db'}"
+    extra = ("--allocations", "offsets")
+    assert main(["run", "--storage", url, "--trials", "5", *Medslim.TINY, *extra]) == 0
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_both_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 8-trial `--method both` study (pruned teachers and distilled students on
     one front) in `m.db`, run once per session; copy the folder before changing it."""

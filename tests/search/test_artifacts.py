@@ -43,7 +43,8 @@ def test_a_folder_store_holds_models_and_teacher_for_every_reader(
     assert study.user_attrs[ARTIFACTS_ATTR] == str(shared.resolve())
     assert not (tmp_path / ".medslim" / "artifacts").exists(), "models went to the default"
     assert [m.filename for m in get_all_artifact_meta(study)] == [TEACHER_FILE]
-    assert len(list(shared.iterdir())) == 3 + 1  # three trial models and the teacher
+    screened = sum("candidates" in t.user_attrs for t in study.trials)  # each its JSON file
+    assert len(list(shared.iterdir())) == 3 + 1 + screened  # trial models and the teacher
     _forget_local_files(tmp_path)
     capsys.readouterr()
     assert main(["pareto", "--storage", storage, "--json"]) == 0  # re-scores with the teacher
@@ -52,7 +53,9 @@ def test_a_folder_store_holds_models_and_teacher_for_every_reader(
     assert main(["export", "--storage", storage, "--trial", "2", "--out", str(out)]) == 0
     assert out.is_file()
     assert _run(storage, trials=4) == 0, "a resumed study keeps its store"
-    assert len(list(shared.iterdir())) == 4 + 1
+    study = optuna.load_study(study_name="s", storage=storage)
+    screened = sum("candidates" in t.user_attrs for t in study.trials)
+    assert len(list(shared.iterdir())) == 4 + 1 + screened
 
 
 def test_an_s3_store_on_a_real_endpoint(

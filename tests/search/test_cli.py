@@ -36,7 +36,11 @@ def test_run_then_pareto_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     study = optuna.load_study(study_name=front["study"], storage=f"sqlite:///{tmp_path / 'm.db'}")
     assert study.metric_names == ["val_auc", "val_acc", "flops"]
     baselines = [t for t in study.trials if t.user_attrs.get("baseline") == "uniform"]
-    assert [t.params["sparsity.global"] for t in baselines] == [0.3, 0.6, 0.9]
+    assert [t.user_attrs["baseline_ratio"] for t in baselines] == [0.3, 0.6, 0.9]
+    assert all(
+        set(trial_record(t)["plan"]["ratios"].values()) == {r}
+        for t, r in zip(baselines, (0.3, 0.6, 0.9), strict=True)
+    ), "a uniform baseline prunes every group at its ratio"
     units = set(study.user_attrs["units"])
     assert all(set(trial_record(t)["plan"]["ratios"]) == units for t in study.trials)
     assert {"test_auc", "test_acc"} <= set(study.user_attrs["teacher"])

@@ -112,7 +112,7 @@ def test_dashboard_shows_trial_columns_figures_notes_and_serves_models(
         for column in ("flops_ratio", "params", "latency_ms", "val_auc", "ratio.body.0"):
             assert f"UserAttribute {column}" in headers, (column, headers)
         assert "UserAttribute result" not in headers
-        assert "Param offset.body.0" in headers  # parameters named for what they are
+        assert "Param flops.target" in headers  # parameters named for what they are
         heights = driver.execute_script(
             "return [...document.querySelectorAll('tbody tr')].map(r => r.offsetHeight)"
         )

@@ -15,6 +15,7 @@ from medslim.search.inspection.front_table import front_table, render_text
 from medslim.search.inspection.pareto import compute_front
 from medslim.search.inspection.verdict import NonInferiority
 from medslim.search.loop import run_trials
+from medslim.search.methods import STUDENT_CHANCES, STUDENTS_STOPPED_ATTR, students_lost
 from medslim.search.records import trial_record
 from medslim.search.session import prepare
 from medslim.spaces.families import build_model, spec_from_dict
@@ -98,3 +99,23 @@ def test_kd_fine_tunes_pruned_models_on_soft_labels(
 def test_unknown_method_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="prune, distill, both"):
         StudyConfig(method="quantize")
+
+
+def test_students_stop_being_proposed_once_enough_never_reach_the_front() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+
+    def add(method: str, auc: float, flops: float) -> None:
+        study.add_trial(
+            optuna.trial.create_trial(values=[auc, flops], user_attrs={"method": method})
+        )
+
+    add("prune", 0.95, 10.0)
+    add("prune", 0.90, 2.0)
+    for index in range(STUDENT_CHANCES - 1):
+        add("distill", 0.6, 3.0 + index)  # each beaten by the pruned model at 2.0 FLOPs
+    assert not students_lost(study), "too few students yet to tell"
+    add("distill", 0.7, 5.0)
+    assert students_lost(study)
+    assert study.user_attrs[STUDENTS_STOPPED_ATTR] == STUDENT_CHANCES + 2
+    add("distill", 0.8, 1.0)  # one student on the front: students stay in the search
+    assert not students_lost(study)

@@ -14,6 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 from medslim.search.cli import main
+from medslim.search.config import ADDED_LATER
 from medslim.search.records import (
     OFFSET_PREFIX_ATTR,
     RESULT_ATTR,
@@ -22,7 +23,7 @@ from medslim.search.records import (
     trial_record,
 )
 from medslim.search.stored import open_study
-from medslim.spaces.sparsity import LEGACY_OFFSET_PREFIX, OFFSET_PREFIX
+from medslim.spaces.sparsity import LEGACY_OFFSET_PREFIX, OFFSET_PREFIX, TARGET_PARAM
 
 
 def test_stored_attrs_are_rounded_scalars_without_dense_duplicates() -> None:
@@ -62,10 +63,11 @@ def test_a_trial_stores_its_result_one_scalar_a_key(tiny_study_dir: Path) -> Non
         assert {"val_auc", "val_acc", "flops", "flops_ratio", "params"} <= set(attrs)
         assert "method" not in attrs and trial_record(trial)["method"] == "prune"
         assert {f"ratio.{u}" for u in units} <= set(attrs)
-        assert set(trial.params) == {"sparsity.global", *(f"offset.{u}" for u in units)}
+        assert set(trial.params) == {TARGET_PARAM}
         record = trial_record(trial)
         assert record["plan"]["ratios"] == {u: attrs[f"ratio.{u}"] for u in units}
-        assert record["plan"]["global_ratio"] == trial.params["sparsity.global"]
+        assert record["plan"]["target"] == trial.params[TARGET_PARAM]
+        assert record["plan"]["allocation"] == attrs["allocation"]
         assert record["sparse_flops"] == record["flops"]
         assert record["val_auc"] == pytest.approx(trial.values[0], abs=5e-5)
         row = flat_record(trial)
@@ -81,6 +83,8 @@ def _legacy_copy(folder: Path) -> str:
         study_name="legacy", storage=source.storage, directions=source.study.directions
     )
     for key, value in source.study.user_attrs.items():
+        if key == "config":  # stored before the settings added later existed
+            value = {k: v for k, v in value.items() if k not in ADDED_LATER}
         if key != OFFSET_PREFIX_ATTR and not key.startswith("test."):
             legacy.set_user_attr(key, value)
     with warnings.catch_warnings():
@@ -107,9 +111,9 @@ def _legacy_copy(folder: Path) -> str:
 
 
 def test_an_older_study_still_opens_rescores_reports_and_resumes_with_its_names(
-    tiny_study_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], medslim: Any
+    tiny_offsets_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], medslim: Any
 ) -> None:
-    folder = shutil.copytree(tiny_study_dir, tmp_path / "copy")
+    folder = shutil.copytree(tiny_offsets_dir, tmp_path / "copy")
     url = _legacy_copy(folder)
     assert main(["pareto", "--storage", url, "--study", "legacy", "--no-test"]) == 0
     table = capsys.readouterr().out

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from medslim.search.api import StoredStudy, load_study
 from medslim.search.cli import main
 from medslim.search.inspection.hypervolume import hypervolume, hypervolume_history
-from medslim.search.inspection.report_data import Point, report_data, staircase
+from medslim.search.inspection.report_data import Point, proxy_check, report_data, staircase
 from medslim.search.inspection.report_figures import sections
 from medslim.search.records import trial_record
 from medslim.spaces.families import build_model, get_preset
@@ -112,12 +112,10 @@ def test_report_data_draws_every_trial_per_method_and_each_plots_own_front(
         assert importances.importances or "at least" in importances.reason
 
 
-def test_importances_name_offsets_for_what_they_are(tiny_study_dir: Path) -> None:
+def test_importances_ask_about_what_trials_choose(tiny_study_dir: Path) -> None:
     stored = _stored(tiny_study_dir)
     (pruned,) = report_data(stored.ref, stored.table(test=False)).importances
-    names = set(pruned.importances)
-    assert "sparsity.global" in names and names - {"sparsity.global"}
-    assert all(n.startswith("offset.") for n in names - {"sparsity.global"})
+    assert set(pruned.importances) == {"flops.target"}  # one allocation: the target alone
     assert sum(pruned.importances.values()) == pytest.approx(1.0)
 
 
@@ -230,3 +228,24 @@ def _column(driver: Any, header: str) -> int:
 
     headers = [h.text for h in driver.find_elements(By.CSS_SELECTOR, "table.front thead th")]
     return headers.index(header)
+
+
+def test_the_proxy_check_ranks_within_bands_of_similar_flops() -> None:
+    def trial(number: int, flops: float, proxy: float, auc: float) -> optuna.trial.FrozenTrial:
+        attrs = {"fidelity": proxy, "flops_ratio": flops, "val_auc": auc, "method": "prune"}
+        made = optuna.trial.create_trial(values=[auc], user_attrs=attrs)
+        made.number = number
+        return made
+
+    # Within each band a higher proxy means a higher AUC; across bands AUC falls with FLOPs.
+    trials = [
+        trial(i, flops, proxy, 0.5 + flops + proxy / 10)
+        for i, (flops, proxy) in enumerate(
+            (f, p) for f in (0.05, 0.2, 0.6) for p in (-0.3, -0.2, -0.1)
+        )
+    ]
+    check = proxy_check(trials)
+    assert check is not None and check.rho_within == pytest.approx(1.0)
+    assert [p[0] for p in check.points] == list(range(9))
+    assert proxy_check(trials[:4]).rho_within is None, "too few a band to rank"
+    assert proxy_check([]) is None

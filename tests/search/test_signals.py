@@ -62,7 +62,7 @@ def _journal(path: str) -> JournalStorage:
 
 def _baselines_done(trials: list[optuna.trial.FrozenTrial]) -> list[float]:
     return sorted(
-        t.params["sparsity.global"]
+        t.user_attrs["baseline_ratio"]
         for t in trials
         if t.state == TrialState.COMPLETE and t.user_attrs.get("baseline") == "uniform"
     )

@@ -34,7 +34,7 @@ def test_two_first_runs_on_a_new_sqlite_file_both_succeed(medslim, tmp_path: Pat
     assert "Traceback" not in err1 + err2
     trials = optuna.load_study(study_name="s", storage=storage).trials
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 8
-    baselines = [t.params["sparsity.global"] for t in trials if "baseline" in t.user_attrs]
+    baselines = [t.user_attrs["baseline_ratio"] for t in trials if "baseline" in t.user_attrs]
     assert sorted(baselines) == [0.3, 0.6, 0.9], "the seeds were queued once, and each ran"
     # The second run joined a study in progress: it says so and samples with its own seed.
     assert "samples with seed" in err1 + err2

@@ -70,7 +70,7 @@ def test_ctrl_c_exits_130_then_the_same_command_finishes_the_count(
     trials = _study(storage).trials
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 6
     baselines = [t for t in trials if t.user_attrs.get("baseline") == "uniform"]
-    done = {t.params["sparsity.global"] for t in baselines if t.state == TrialState.COMPLETE}
+    done = {t.user_attrs["baseline_ratio"] for t in baselines if t.state == TrialState.COMPLETE}
     assert done == {0.225, 0.45, 0.675, 0.9}, "interrupted baselines were queued again"
 
 

@@ -1,0 +1,87 @@
+"""A front member fine-tuned longer (`medslim refine`), stored beside its trial.
+
+Optuna freezes a finished trial, so the refined model is the study's artifact
+`trial-N-refined.pt` and its record the study attr `refined.trial.N` (epochs, val scores,
+the artifact's id). Readers that show or export trial N use the refined model where one
+exists (`pareto`, `report`, the dashboard's notes, `export`) and say so.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import download_artifact, upload_artifact
+from torch import nn
+
+from medslim.errors import UsageError
+from medslim.search.artifacts import MODEL_MIME
+from medslim.search.stored import StudyRef
+from medslim.search.trial_models import ModelBundle, bundle_model, rebuild
+from medslim.spaces.blueprints import Blueprint
+
+PREFIX = "refined.trial."
+
+
+def refined_record(study: optuna.Study, number: int) -> dict[str, Any] | None:
+    """Trial `number`'s refined record, or None when it was never refined."""
+    record = study.user_attrs.get(f"{PREFIX}{number}")
+    return dict(record) if isinstance(record, dict) else None
+
+
+def refined_records(study: optuna.Study) -> dict[int, dict[str, Any]]:
+    return {
+        int(key[len(PREFIX) :]): dict(value)
+        for key, value in study.user_attrs.items()
+        if key.startswith(PREFIX) and isinstance(value, dict)
+    }
+
+
+def save_refined(
+    ref: StudyRef, number: int, model: nn.Module, base: Blueprint, record: dict[str, Any]
+) -> dict[str, Any]:
+    """Upload the refined model to the study's store and record it (a later refine of the
+    same trial replaces the record; its earlier file stays in the store)."""
+    bundle = bundle_model(model, base)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"trial-{number}-refined.pt"
+        bundle.save(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            artifact_id = upload_artifact(
+                artifact_store=ref.artifacts,
+                file_path=str(path),
+                study_or_trial=ref.study,
+                mimetype=MODEL_MIME,
+            )
+    stored = {**record, "artifact_id": artifact_id}
+    ref.study.set_user_attr(f"{PREFIX}{number}", stored)
+    return stored
+
+
+def load_refined_bundle(ref: StudyRef, number: int) -> ModelBundle | None:
+    record = refined_record(ref.study, number)
+    if record is None:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "refined.pt"
+        try:
+            download_artifact(
+                artifact_store=ref.artifacts,
+                file_path=str(path),
+                artifact_id=record["artifact_id"],
+            )
+        except Exception as error:  # the store raises its own types for a missing file
+            raise UsageError(
+                f"refined model of trial {number} (artifact {record['artifact_id']}) is missing "
+                f"from {ref.artifacts.url}: {error}"
+            ) from error
+        return ModelBundle.load(path)
+
+
+def load_refined_model(ref: StudyRef, number: int) -> nn.Module | None:
+    bundle = load_refined_bundle(ref, number)
+    return rebuild(bundle) if bundle is not None else None
