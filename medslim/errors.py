@@ -21,6 +21,59 @@ class StorageError(UsageError):
     """A storage URL that cannot be opened, or a study that is not in it."""
 
 
+class DiskFull(StorageError):
+    """A write failed for lack of space (the artifact store, the storage file, a cache): the
+    study stops at the first one. The message names the path, its free space, what the write
+    needed and, once the loop knows it, about what the trials still to run need."""
+
+    def __init__(
+        self,
+        path: str,
+        needed: int | None,
+        free: int | None,
+        *,
+        per_trial: int | None = None,
+        trials_left: int = 0,
+    ) -> None:
+        super().__init__(path, needed, free, per_trial, trials_left)
+        self.path = path
+        self.needed = needed
+        self.free = free
+        self.per_trial = per_trial if per_trial is not None else needed
+        self.trials_left = trials_left
+
+    def with_trials_left(self, trials: int, per_trial: int | None = None) -> DiskFull:
+        """The same failure, saying what the `trials` still to run would need (each about
+        `per_trial`, by default what this write needed)."""
+        each = self.per_trial if per_trial is None else per_trial
+        return DiskFull(self.path, self.needed, self.free, per_trial=each, trials_left=trials)
+
+    def __str__(self) -> str:
+        text = f"no space left on the disk of {self.path}"
+        if self.free is not None:
+            text += f" ({_size(self.free)} free)"
+        if self.needed is not None:
+            text += f"; this write needed {_size(self.needed)}"
+        if self.per_trial is not None and self.trials_left > 0:
+            text += (
+                f"; the {self.trials_left} trials still to run need about "
+                f"{_size(self.per_trial * self.trials_left)} more"
+            )
+        return (
+            f"{text}: free space there (finished trials are kept), then run the same command again"
+        )
+
+
+def _size(count: int) -> str:
+    """`512 B`, `12.3 kB`, `4.1 MB`, `2.0 GB`."""
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
 class TrainingDiverged(MedslimError, RuntimeError):
     """A loss or a prediction became NaN or infinite. In a trial it is recorded as FAIL and
     the study goes on; for the teacher it becomes a `UsageError` naming `--lr`."""

@@ -1,5 +1,6 @@
 """Weights a user brings (`--teacher PATH`): a state dict, or one inside the usual
-wrappers, loaded without unpickling anything but tensors and plain containers.
+wrappers, loaded without unpickling anything but tensors and plain containers; and the
+weights medslim keeps (`save_tensors`), written whole or not at all.
 
 Accepted: a bare state dict; `{"state_dict": ...}` (PyTorch Lightning, many scripts),
 `{"model": ...}`, `{"model_state_dict": ...}`, `{"net": ...}`; keys prefixed by
@@ -10,6 +11,7 @@ the first mismatching key.
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 from collections.abc import Mapping
@@ -20,10 +22,21 @@ import torch
 from torch import nn
 
 from medslim.errors import UsageError
+from medslim.files import write_atomically
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "weights")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def save_tensors(content: Any, path: Path) -> None:
+    """`torch.save` as one atomic write (`files.write_atomically`): another process never
+    reads half a file, and a full disk is a `DiskFull` naming the path (torch's own writer
+    reports it as an unrelated position mismatch)."""
+    buffer = io.BytesIO()
+    torch.save(content, buffer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, buffer.getvalue())
 
 
 def load_weights(model: nn.Module, path: Path, model_label: str, what: str = "teacher") -> None:

@@ -95,6 +95,8 @@ class DataRequest:
     """CSV manifest columns that name subgroups (not labels) of each image."""
     window: str | None = None
     kind: DataKind | None = None
+    allow_outside_paths: bool = False
+    """A CSV manifest may list files outside its own folder."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", check_size(self.size, "--size"))
@@ -107,6 +109,10 @@ class DataRequest:
         return Path(self.data_dir) if self.data_dir is not None else default_data_dir()
 
 
+ShapeCheck = Callable[[int, tuple[int, ...], int, Path | None], None]
+"""Called with (images, one sample's (channels, *spatial), the outputs, the cache folder
+they will be decoded into or None when they need no decoding) before any image is decoded:
+it may refuse a size that will not fit (`footprint.check_fits`)."""
 Loader = Callable[[Path, int], Dataset]
 """(data dir, seed) → the dataset; the seed matters only where the loader splits the data."""
 
@@ -114,7 +120,7 @@ Loader = Callable[[Path, int], Dataset]
 @dataclass(frozen=True)
 class _Entry:
     info: DatasetInfo  # `cached` is filled in per data dir by list_datasets
-    load: Callable[[DataRequest], Dataset]
+    load: Callable[[DataRequest, ShapeCheck], Dataset]
     files: dict[int, str]  # file per size needed in the data dir; empty: shipped with a package
 
 
@@ -136,31 +142,47 @@ def load_dataset(
     channels: int | None = None,
     subgroups: tuple[str, ...] = (),
     window: str | None = None,
+    allow_outside_paths: bool = False,
 ) -> Dataset:
     """A registry name, a MedMNIST-layout .npz, a CSV manifest or an image folder (a path
-    wins even if named like a dataset); `subgroups`: CSV columns naming subgroups."""
+    wins even if named like a dataset); `subgroups`: CSV columns naming subgroups; a CSV may
+    list files outside its folder only with `allow_outside_paths`."""
     request = DataRequest(
-        name_or_path, data_dir, seed, size, task, channels, subgroups=subgroups, window=window
+        name_or_path,
+        data_dir,
+        seed,
+        size,
+        task,
+        channels,
+        subgroups=subgroups,
+        window=window,
+        allow_outside_paths=allow_outside_paths,
     )
     return load_request(request)
 
 
-def load_request(request: DataRequest) -> Dataset:
-    """The dataset a `DataRequest` describes (see `load_dataset`)."""
+def load_request(request: DataRequest, check: ShapeCheck | None = None) -> Dataset:
+    """The dataset a `DataRequest` describes (see `load_dataset`); `check` sees the images'
+    count and shape before any is decoded."""
     name_or_path = request.source
     path = Path(name_or_path).expanduser()
+    check = check or _no_check
     if path.suffix.lower() == ".npz" or (path.is_file() and path.suffix.lower() != ".csv"):
-        return _load_npz_path(path, request)
+        return _load_npz_path(path, request, check)
     if path.suffix.lower() == ".csv":
-        read = partial(manifest.read_csv, subgroups=request.subgroups)
-        return _load_files(_existing(path, "CSV manifest"), request, read)
+        read = partial(
+            manifest.read_csv,
+            subgroups=request.subgroups,
+            allow_outside=request.allow_outside_paths,
+        )
+        return _load_files(_existing(path, "CSV manifest"), request, read, check)
     if request.subgroups:
         raise DataError(
             f"{name_or_path}: subgroups ({', '.join(request.subgroups)}) come from the columns "
             "of a CSV manifest (path,label,split,sex,...); this data is not one"
         )
     if path.is_dir():
-        return _load_files(path, request, manifest.read_folder)
+        return _load_files(path, request, manifest.read_folder, check)
     entry = _REGISTRY.get(name_or_path)
     if entry is None and (path.exists() or os.sep in name_or_path):
         raise DataError(
@@ -172,7 +194,11 @@ def load_request(request: DataRequest) -> Dataset:
             f"unknown dataset {name_or_path!r}; choose one of {', '.join(dataset_names())}, "
             "or give a path to an image folder, a CSV manifest or a MedMNIST-layout .npz"
         )
-    return entry.load(request)
+    return entry.load(request, check)
+
+
+def _no_check(images: int, shape: tuple[int, ...], outputs: int, decoded_to: Path | None) -> None:
+    return None
 
 
 def list_datasets(data_dir: Path | None = None) -> list[DatasetInfo]:
@@ -217,7 +243,7 @@ def _existing(path: Path, what: str) -> Path:
     return path
 
 
-def _load_npz_path(path: Path, request: DataRequest) -> Dataset:
+def _load_npz_path(path: Path, request: DataRequest, check: ShapeCheck) -> Dataset:
     """A local file keeps the true task of the MedMNIST dataset whose md5 it has."""
     if not path.is_file():
         raise DataError(
@@ -226,10 +252,11 @@ def _load_npz_path(path: Path, request: DataRequest) -> Dataset:
         )
     digest = medmnist.md5(path)
     spill = request.directory / "decoded" / f"{path.stem}-{digest[:12]}"
-    return _npz_dataset(path, path.stem, medmnist.by_md5(digest), request, spill, digest)
+    known = medmnist.by_md5(digest)
+    return _npz_dataset(path, path.stem, known, request, spill, digest, check)
 
 
-def _load_medmnist(info: MedMNISTInfo, request: DataRequest) -> Dataset:
+def _load_medmnist(info: MedMNISTInfo, request: DataRequest, check: ShapeCheck) -> Dataset:
     """Official fixed splits (the seed plays no part), at the requested size's own file."""
     _check_kind(request, "volume" if info.dims == 3 else "image", info.name)
     size = _medmnist_size(info, request.size)
@@ -237,7 +264,8 @@ def _load_medmnist(info: MedMNISTInfo, request: DataRequest) -> Dataset:
     path = medmnist.fetch(info, request.directory, size)
     spill = request.directory / "decoded" / path.stem
     digest = info.file(size).md5
-    dataset = _npz_dataset(path, info.name, info, replace(request, size=size), spill, digest)
+    sized = replace(request, size=size)
+    dataset = _npz_dataset(path, info.name, info, sized, spill, digest, check)
     return replace(dataset, origin={**dataset.origin, "layout": "medmnist"})
 
 
@@ -255,6 +283,7 @@ def _npz_dataset(
     request: DataRequest,
     spill: Path,
     digest: str,
+    check: ShapeCheck,
 ) -> Dataset:
     _no_window(request, str(path))
     raw = npz.read_npz(path, spill)
@@ -265,7 +294,7 @@ def _npz_dataset(
         task, n_outputs = labels.infer_task(str(path), _labels_of(raw), request.task)
     names = known.labels if known else ()
     labels.check_labels(str(path), _labels_of(raw), task, n_outputs, names)
-    raw = _resized_npz(path, digest, raw, request)
+    raw = _resized_npz(path, digest, raw, request, check, n_outputs)
     return image_dataset(
         raw,
         name=name,
@@ -278,70 +307,93 @@ def _npz_dataset(
 
 
 def _resized_npz(
-    path: Path, digest: str, raw: dict[str, RawSplit], request: DataRequest
+    path: Path,
+    digest: str,
+    raw: dict[str, RawSplit],
+    request: DataRequest,
+    check: ShapeCheck,
+    outputs: int,
 ) -> dict[str, RawSplit]:
     """The file's images at `request.size` (square) and channels, or its volumes at the
     size's D,H,W, resized once into the cache; as they are when neither was asked for or
-    both already match."""
+    both already match (`check` sees them first)."""
     sample = raw["train"].images.shape[1:]
     if len(sample) == 4:
-        return _resized_volumes(path, digest, raw, request)
+        return _resized_volumes(path, digest, raw, request, check, outputs)
     height, width, channels = sample
     size = image_side(request.size, str(path)) or max(height, width)
     want = request.channels or channels
+    total = sum(len(r.images) for r in raw.values())
     if (height, width, channels) == (size, size, want) or (request.size, request.channels) == (
         None,
         None,
     ):
+        check(total, (channels, height, width), outputs, None)
         return raw
-    return _cached_resize(
-        path,
-        raw,
-        request,
+    resize = Resize(
         decoded.cache_key([digest], size, want),
         (size, size, want),
         lambda image: imagefiles.resize_array(image, size, want),
     )
+    return _cached_resize(path, raw, request, resize, check, outputs)
 
 
 def _resized_volumes(
-    path: Path, digest: str, raw: dict[str, RawSplit], request: DataRequest
+    path: Path,
+    digest: str,
+    raw: dict[str, RawSplit],
+    request: DataRequest,
+    check: ShapeCheck,
+    outputs: int,
 ) -> dict[str, RawSplit]:
     _grey_volumes(request, str(path))
     current = tuple(raw["train"].images.shape[1:4])
     shape = current if request.size is None else volume_shape(request.size)
     if shape == current:
+        check(sum(len(r.images) for r in raw.values()), (1, *shape), outputs, None)
         return raw
-    return _cached_resize(
-        path,
-        raw,
-        request,
+    resize = Resize(
         decoded.cache_key([digest], shape, 1),
         (*shape, 1),
         lambda volume: volumes.resize_uint8(volume, shape),
     )
+    return _cached_resize(path, raw, request, resize, check, outputs)
+
+
+@dataclass(frozen=True)
+class Resize:
+    """How every sample of a file is resized into the cache: its key, the channels-last
+    shape of one sample, and the function."""
+
+    key: str
+    shape: tuple[int, ...]
+    apply: Callable[[np.ndarray], np.ndarray]
 
 
 def _cached_resize(
     path: Path,
     raw: dict[str, RawSplit],
     request: DataRequest,
-    key: str,
-    shape: tuple[int, ...],
-    resize: Callable[[np.ndarray], np.ndarray],
+    resize: Resize,
+    check: ShapeCheck,
+    outputs: int,
 ) -> dict[str, RawSplit]:
-    """Every sample of the file passed through `resize`, once, into the cache."""
-    folder = request.directory / "decoded" / f"{path.stem}-{key}"
+    """Every sample of the file passed through `resize`, once, into the cache (`check`
+    sees the count and the channels-first shape first)."""
+    folder = request.directory / "decoded" / f"{path.stem}-{resize.key}"
+    total = sum(len(r.images) for r in raw.values())
+    first = (resize.shape[-1], *resize.shape[:-1])
+    check(total, first, outputs, None if decoded.is_cached(folder) else folder)
 
     def plan() -> tuple[tuple[int, ...], decoded.Fill]:
         def fill(target: np.ndarray) -> None:
             start = 0
             for split in SPLITS:
                 for sample in raw[split].images:
-                    target[start] = resize(sample)
+                    target[start] = resize.apply(sample)
                     start += 1
 
-        return shape, fill
+        return resize.shape, fill
 
     counts = {split: len(r.images) for split, r in raw.items()}
     images = decoded.cached_images(folder, counts, plan)
@@ -349,10 +401,15 @@ def _cached_resize(
 
 
 def _load_files(
-    path: Path, request: DataRequest, read: Callable[[Path], manifest.Manifest]
+    path: Path,
+    request: DataRequest,
+    read: Callable[[Path], manifest.Manifest],
+    check: ShapeCheck,
 ) -> Dataset:
     """An image folder or a CSV manifest: files listed, split, decoded once into the cache."""
-    listed = manifest.assign_splits(read(path), request.seed)
+    listed = read(path)
+    labels.check_label_values(str(path), listed.labels, listed.files, listed.class_names)
+    listed = manifest.assign_splits(listed, request.seed)
     rows = listed.split_rows()
     for split in SPLITS:
         if len(rows[split]) == 0:
@@ -366,6 +423,8 @@ def _load_files(
     _check_kind(request, "volume" if volumes_given else "image", str(path))
     if volumes_given:
         key, plan, extra = _volume_plan(listed, rows, order, request)
+        folder = request.directory / "decoded" / f"{path.stem}-{key}"
+        shape: tuple[int, ...] = (1, *volume_shape(request.size))
     else:
         _no_window(request, str(path))
         size = image_side(request.size, str(path)) or FILES_SIZE
@@ -373,12 +432,16 @@ def _load_files(
             logger.info("%s: images resized to %d px (the default; --size changes it)", path, size)
         key = decoded.manifest_key(listed, rows, size, request.channels)
         extra = {}
+        folder = request.directory / "decoded" / f"{path.stem}-{key}"
+        cached = decoded.cached_channels(folder)  # a cache hit reads no image file
+        first = cached or request.channels or imagefiles.probe_channels(listed.files[order[0]])
+        shape = (first, size, size)
 
         def plan() -> tuple[tuple[int, ...], decoded.Fill]:
             channels = request.channels or _common_channels(listed, order)
             return (size, size, channels), decoded.decode_files(listed, order, size, channels)
 
-    folder = request.directory / "decoded" / f"{path.stem}-{key}"
+    check(len(order), shape, n_outputs, None if decoded.is_cached(folder) else folder)
     images = decoded.cached_images(folder, counts, plan)
     raw = {split: RawSplit(images[split], split_labels[split]) for split in SPLITS}
     carved = "/".join(listed.carved)
@@ -568,7 +631,7 @@ def register_dataset(info: DatasetInfo, load: Loader, *, file: str | None = None
     registered once: a second registration is a bug, so it raises.
     """
 
-    def load_request(request: DataRequest) -> Dataset:
+    def load_request(request: DataRequest, check: ShapeCheck) -> Dataset:
         _no_window(request, info.name)
         dataset = load(request.directory, request.seed)
         _check_kind(request, dataset.kind, info.name)
@@ -581,7 +644,7 @@ def register_dataset(info: DatasetInfo, load: Loader, *, file: str | None = None
 
 
 def _register(
-    info: DatasetInfo, load: Callable[[DataRequest], Dataset], files: dict[int, str]
+    info: DatasetInfo, load: Callable[[DataRequest, ShapeCheck], Dataset], files: dict[int, str]
 ) -> None:
     if info.name in _REGISTRY:
         raise ValueError(f"dataset {info.name!r} is already registered")

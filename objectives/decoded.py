@@ -76,6 +76,18 @@ def _stamp(path: Path) -> str:
     return "\0".join(f"{file.name}\0{_stamp(file)}" for file in sorted(path.iterdir()))
 
 
+def is_cached(folder: Path) -> bool:
+    """The images of `folder`'s key were decoded already."""
+    return (folder / "images.npy").is_file()
+
+
+def cached_channels(folder: Path) -> int | None:
+    """The channels of the images decoded into `folder` (None: not decoded yet)."""
+    if not is_cached(folder):
+        return None
+    return int(np.load(folder / "images.npy", mmap_mode="r", allow_pickle=False).shape[-1])
+
+
 def cached_images(folder: Path, counts: dict[str, int], plan: Plan) -> dict[str, np.ndarray]:
     """The images of each split, from `folder`, or decoded there now as `plan` says."""
     images = folder / "images.npy"

@@ -10,7 +10,6 @@ loss.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medslim.kinds import Task
+from medslim.objectives.checkpoints import save_tensors
 from medslim.objectives.data import Dataset
 from medslim.objectives.determinism import weights_fingerprint
 from medslim.objectives.evaluate import Budget, Scores, score_model
@@ -78,10 +78,7 @@ def teacher_train_logits(teacher: nn.Module, data: Dataset, cache_dir: Path) -> 
             logits = torch.load(path, map_location="cpu", weights_only=True)
         else:
             logits = predict_logits(teacher, data.train).cpu()
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
-            torch.save(logits, partial)
-            os.replace(partial, path)  # another worker never reads half a file
+            save_tensors(logits, path)  # another worker never reads half a file
         _LOGITS[key] = logits.to(data.train.device)
     return _LOGITS[key]
 

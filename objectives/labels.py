@@ -48,6 +48,36 @@ def infer_task(
     return given or (BINARY if n_classes == 2 else MULTI_CLASS), n_classes
 
 
+def check_label_values(
+    source: str, values: np.ndarray, files: Sequence[object] = (), names: Sequence[str] = ()
+) -> None:
+    """One label column names classes 0..K-1, each with images: a stray value (a 7 among
+    0s and 1s) is refused naming the value and its first files, before the data is split
+    (where it would surface as a stratification error)."""
+    if values.ndim != 1 or names or len(values) == 0:  # class names are numbered densely
+        return
+    present = sorted(int(v) for v in np.unique(values))
+    if present[0] < 0:
+        raise DataError(f"{source}: label {present[0]} is negative; labels are 0..K-1")
+    missing = sorted(set(range(present[-1] + 1)) - set(present))
+    if not missing:
+        return
+    stray = [v for v in present if v > missing[0]]
+    rows = np.flatnonzero(np.isin(values, stray))
+    where = [str(files[r]) if r < len(files) else f"row {r}" for r in rows[:_SHOWN]]
+    more = f" and {len(rows) - _SHOWN} more" if len(rows) > _SHOWN else ""
+    raise DataError(
+        f"{source}: labels are {_listing(present)}, so class(es) {_listing(missing)} have "
+        f"no image; labels must be 0..K-1: {len(rows)} image(s) labelled "
+        f"{_listing(stray)} ({', '.join(where)}{more}); fix or remove them"
+    )
+
+
+def _listing(values: Sequence[int]) -> str:
+    shown = ", ".join(str(v) for v in values[:6])
+    return shown + (f", ... ({len(values)} values)" if len(values) > 6 else "")
+
+
 def check_labels(
     source: str,
     labels: Mapping[str, np.ndarray],

@@ -109,9 +109,13 @@ def read_folder(root: Path) -> Manifest:
     )
 
 
-def read_csv(path: Path, subgroups: tuple[str, ...] = ()) -> Manifest:
+def read_csv(
+    path: Path, subgroups: tuple[str, ...] = (), *, allow_outside: bool = False
+) -> Manifest:
     """A CSV manifest: `path`, label column(s), optional `split`, and the `subgroups`
-    columns (which are then not labels)."""
+    columns (which are then not labels). Listed paths must lie in the CSV's folder (or
+    below it) unless `allow_outside`: a manifest from elsewhere must not make medslim open
+    `../../etc/passwd`."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -128,6 +132,8 @@ def read_csv(path: Path, subgroups: tuple[str, ...] = ()) -> Manifest:
         )
     if not rows:
         raise DataError(f"{path}: no rows; list one image per row")
+    if not allow_outside:
+        _refuse_outside(path, [row[_PATH] for row in rows])
     files = tuple((path.parent / row[_PATH]).resolve() for row in rows)
     missing = [row[_PATH] for row, file in zip(rows, files, strict=True) if not file.exists()]
     if missing:
@@ -180,6 +186,22 @@ def test_groups(listed: Manifest, rows: np.ndarray) -> dict[str, np.ndarray]:
     return result
 
 
+def _refuse_outside(path: Path, listed: list[str]) -> None:
+    """Paths that leave the CSV's folder (`..`, absolute paths elsewhere), judged by their
+    text: a link the user placed inside the folder is theirs to follow."""
+    folder = os.path.abspath(path.parent)
+    outside = [
+        entry
+        for entry in listed
+        if os.path.commonpath([folder, os.path.normpath(os.path.join(folder, entry))]) != folder
+    ]
+    if outside:
+        raise DataError(
+            f"{path}: {len(outside)} listed paths lie outside {folder}: {_first(outside)}; "
+            "list files in the CSV's folder, or allow it with --allow-outside-paths"
+        )
+
+
 def assign_splits(manifest: Manifest, seed: int) -> Manifest:
     """Val and test carved out of train (stratified by label, seeded) where none is given."""
     from sklearn.model_selection import train_test_split
@@ -201,10 +223,24 @@ def assign_splits(manifest: Manifest, seed: int) -> Manifest:
         except ValueError as error:
             raise DataError(
                 f"{manifest.source}: cannot carve a {split} split out of {len(rows)} training "
-                f"images ({error}); add images, or give the {split} split explicitly"
+                f"images ({_too_few(labels, manifest.class_names) or error}); add images, or "
+                f"give the {split} split explicitly"
             ) from error
         splits[carved] = split
     return replace(manifest, splits=tuple(splits), carved=tuple(wanted))
+
+
+def _too_few(labels: np.ndarray, names: tuple[str, ...]) -> str | None:
+    """The classes too small to stratify (fewer than 2 images left to carve from)."""
+    if labels.ndim != 1:
+        return None
+    values, counts = np.unique(labels, return_counts=True)
+    few = [
+        f"{names[v] if v < len(names) else v} has {n}"
+        for v, n in zip(values.tolist(), counts.tolist(), strict=True)
+        if n < 2
+    ]
+    return f"class {', '.join(few)}: a stratified split needs 2 or more per class" if few else None
 
 
 def _subfolders(folder: Path) -> list[Path]:

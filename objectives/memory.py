@@ -12,10 +12,13 @@ keeps its config.
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
 from torch import nn
+
+from medslim.objectives.footprint import leaf_outputs
 
 ACTIVATION_SHARE = 0.5
 """Share of the device's memory a training batch's activations may take."""
@@ -24,31 +27,10 @@ _KEPT_PER_OUTPUT = 2
 
 
 def activation_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Bytes one sample's training step keeps: its input and every leaf module's output,
-    as float32, with their gradients."""
-    total = 0
-
-    def count(module: nn.Module, inputs: tuple, output: object) -> None:
-        nonlocal total
-        if isinstance(output, torch.Tensor):
-            total += output.numel()
-
-    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
-    hooks = [leaf.register_forward_hook(count) for leaf in leaves]
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=device))
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
-    sample = 1
-    for side in input_shape:
-        sample *= side
-    return (total + sample) * _FLOAT_BYTES * _KEPT_PER_OUTPUT
+    """Bytes one sample's training step keeps: its input and every leaf module's output
+    (measured on `meta` tensors, as `footprint` does), as float32, with their gradients."""
+    outputs = sum(leaf_outputs(model, input_shape)) + math.prod(input_shape)
+    return outputs * _FLOAT_BYTES * _KEPT_PER_OUTPUT
 
 
 def memory_budget(device: torch.device) -> int:

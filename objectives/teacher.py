@@ -6,14 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from medslim.objectives.checkpoints import load_weights
+from medslim.objectives.checkpoints import load_weights, save_tensors
 from medslim.objectives.data import Dataset
 from medslim.objectives.determinism import reproducible
 from medslim.objectives.evaluate import split_scores
@@ -106,11 +106,19 @@ def teacher_cache_path(
     return cache_dir / f"teacher-{key}.pt"
 
 
-class BestOnVal:
-    """An `on_epoch` hook that keeps the weights of the epoch with the best val AUC."""
+EpochReport = Callable[[int, int, float, float], None]
+"""(epoch, epochs, val AUC, best val AUC so far), after each epoch of a teacher's training:
+how a caller shows its progress."""
 
-    def __init__(self, data: Dataset) -> None:
+
+class BestOnVal:
+    """An `on_epoch` hook that keeps the weights of the epoch with the best val AUC (and
+    tells `report` each epoch's)."""
+
+    def __init__(self, data: Dataset, epochs: int = 0, report: EpochReport | None = None) -> None:
         self.data = data
+        self.epochs = epochs
+        self.report = report
         self.auc = float("-inf")
         self.epoch = -1
         self.state: dict[str, torch.Tensor] = {}
@@ -120,6 +128,8 @@ class BestOnVal:
         if auc > self.auc:
             self.auc, self.epoch = auc, epoch
             self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if self.report is not None:
+            self.report(epoch, self.epochs, auc, self.auc)
 
     def restore(self, model: nn.Module) -> None:
         if self.state:
@@ -137,10 +147,12 @@ def obtain_teacher(
     teacher_file: Path | None = None,
     pretrained: bool = False,
     sparsity: SparsityTraining | None = None,
+    report: EpochReport | None = None,
 ) -> tuple[nn.Module, TeacherScores, bool]:
     """The teacher model on `device`, its scores, and whether it was trained just now
     (from the library's pretrained weights with `pretrained`; with `sparsity`, trained
-    further from the teacher it would otherwise be, and cached under its own key).
+    further from the teacher it would otherwise be, and cached under its own key;
+    `report` sees each epoch of a training from scratch).
 
     Training is reproducible (`determinism.reproducible`): the model is built and trained
     under the seed. A cache file that cannot be read is named in a warning and replaced."""
@@ -161,7 +173,7 @@ def obtain_teacher(
             with reproducible(seed):  # a fresh model: its initial weights come from the seed
                 # (from the library's weights with `pretrained`: fetched only to train)
                 model = blueprint.build(pretrained=pretrained).to(device)
-                best = BestOnVal(data)
+                best = BestOnVal(data, recipe.epochs, report)
                 train(model, data.train, data.task, recipe, seed=seed, on_epoch=best)
                 best.restore(model)
             _save(model, weights)
@@ -215,10 +227,7 @@ def _sparsity_trained(
 
 
 def _save(model: nn.Module, weights: Path) -> None:
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    partial = weights.with_name(f"{weights.stem}.{os.getpid()}.tmp")
-    torch.save(model.state_dict(), partial)
-    os.replace(partial, weights)  # another worker never sees half a file
+    save_tensors(model.state_dict(), weights)  # another worker never sees half a file
 
 
 def _scored(model: nn.Module, data: Dataset) -> TeacherScores:

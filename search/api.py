@@ -243,16 +243,18 @@ def run(
         return _run(_config(config, settings), progress)
 
 
-def _run(config: StudyConfig, progress: bool | None) -> StoredStudy:
+def _run(settings: StudyConfig, progress: bool | None) -> StoredStudy:
     from medslim.search.artifacts import say_if_local_only
+    from medslim.search.cpu_share import share_cores
     from medslim.search.inspection.dashboard import publish_cached
     from medslim.search.loop import finished_count, run_trials
     from medslim.search.screening import screened_out
     from medslim.search.session import prepare
     from medslim.search.workers import publish_target, run_workers
 
-    session = prepare(config)
+    session = prepare(settings, progress=progress)
     study = session.study
+    config = session.config
     target = session.config.trials
     logger.info("%d finished trials, target %d", finished_count(study), target)
     say_if_local_only(session.artifacts)
@@ -261,13 +263,27 @@ def _run(config: StudyConfig, progress: bool | None) -> StoredStudy:
         if session.config.workers > 1:
             run_workers(session, progress=progress)
         else:
+            share_cores(None)  # a fair share where other medslim processes run trials
             run_trials(session, progress=progress)
     except KeyboardInterrupt as interrupt:
         where = display_url(session.config.storage)
         raise StudyInterrupted(study.study_name, where, finished_count(study)) from interrupt
     stored = StoredStudy(StudyRef(study, session.config.storage, session.storage))
-    if not stored.front().members:
+    front = stored.front()
+    if not front.members and front.finished:
+        limits = [
+            f"--{name.replace('_', '-')} {value:g}"
+            for name, value in (("max_flops", config.max_flops), ("min_auc", config.min_auc))
+            if value is not None
+        ]
+        raise StudyFailed(
+            f"{front.finished} trials of study {study.study_name!r} finished, but none meets "
+            f"the constraints ({', '.join(limits)}): loosen them, or run more trials"
+        )
+    if not front.members:
         raise StudyFailed(f"no trial of study {study.study_name!r} finished; {_failures(study)}")
+    if config.method != "prune":
+        _say_if_no_student(study, front)
     done = finished_count(study)
     if done < target:  # too many trials failed, or the rest run where no heartbeat tells
         raise StudyFailed(
@@ -355,6 +371,28 @@ def _config(config: StudyConfig | None, settings: dict[str, Any]) -> StudyConfig
         settings["objectives"] = tuple(o.strip() for o in settings["objectives"].split(","))
     base = config if config is not None else StudyConfig()
     return base.with_overrides(**settings) if settings else base
+
+
+def _say_if_no_student(study: optuna.Study, front: Front) -> None:
+    """A study that distills, whose front holds no student: say so, with what happened to
+    the students (trained and beaten, or rejected before training)."""
+    if any(member.kind == "distilled" for member in front.members):
+        return
+    from optuna.trial import TrialState
+
+    from medslim.search.records import trial_record
+
+    records = [(t, trial_record(t)) for t in study.trials]
+    trained = [
+        r for t, r in records if t.state == TrialState.COMPLETE and r.get("method") == "distill"
+    ]
+    rejected = [r for _, r in records if "rejected" in r]
+    logger.warning(
+        "no distilled student reached the front: %d trained, each beaten by a pruned model at "
+        "no more FLOPs; %d rejected before training (too costly or not buildable)",
+        len(trained),
+        len(rejected),
+    )
 
 
 def _failures(study: optuna.Study) -> str:

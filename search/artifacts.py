@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 import optuna
-from optuna.artifacts import Boto3ArtifactStore, FileSystemArtifactStore
+from optuna.artifacts import Boto3ArtifactStore
+from optuna.artifacts.exceptions import ArtifactNotFound
 
-from medslim.errors import UsageError
+from medslim.errors import DiskFull, UsageError
+from medslim.files import write_atomically
 from medslim.search.storage import is_server_url, storage_dir
 
 MODEL_MIME = "application/octet-stream"
@@ -66,6 +68,39 @@ class Artifacts:
 
     def remove(self, artifact_id: str) -> None:
         self._backend.remove(self._prefix + artifact_id)
+
+
+class FolderStore:
+    """Optuna's artifact store protocol over a folder, each file written whole or not at all
+    (`files.write_atomically`): a full disk raises `DiskFull` and leaves no partial file
+    under an artifact's name. (S3 uploads are atomic already.)"""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+
+    def _path(self, artifact_id: str) -> Path:
+        path = (self.base / artifact_id).resolve()
+        if os.path.isabs(artifact_id) or not path.is_relative_to(self.base.resolve()):
+            raise ValueError(f"artifact id {artifact_id!r} points outside {self.base}")
+        return path
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        try:
+            return open(self._path(artifact_id), "rb")
+        except FileNotFoundError as error:
+            raise ArtifactNotFound(f"no artifact {artifact_id} in {self.base}") from error
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        try:
+            write_atomically(self._path(artifact_id), content_body)
+        except DiskFull as full:  # named by the store's folder, not the file's random id
+            raise DiskFull(f"the artifact store {self.base}", full.needed, full.free) from full
+
+    def remove(self, artifact_id: str) -> None:
+        try:
+            os.remove(self._path(artifact_id))
+        except FileNotFoundError as error:
+            raise ArtifactNotFound(f"no artifact {artifact_id} in {self.base}") from error
 
 
 def say_if_local_only(artifacts: Artifacts) -> None:
@@ -145,7 +180,7 @@ def _folder(url: str, *, local_only: bool, create: bool) -> Artifacts:
             raise UsageError(f"cannot create the artifact folder {path}: {error}") from error
         if not path.is_dir() or not _writable(path):
             raise UsageError(f"the artifact folder {path} is not a writable folder")
-    return Artifacts(url, FileSystemArtifactStore(path), local_only=local_only)
+    return Artifacts(url, FolderStore(path), local_only=local_only)
 
 
 def _writable(path: Path) -> bool:

@@ -46,11 +46,13 @@ ConfigT = TypeVar("ConfigT", bound="StudyConfig")
 
 # Settings that do not change what a trial computes, so they may differ between runs.
 # (`artifacts` is kept in the study on its own, as the study's store for good; `accept`, the
-# acceptance criteria, too: fixed when the study is made, see `search/acceptance.py`.)
+# acceptance criteria, too: fixed when the study is made, see `search/acceptance.py`;
+# `allow_outside_paths` with its data source.)
 RUN_ONLY = frozenset(
     {
         *("trials", "storage", "study", "device", "workers", "heartbeat", "data_dir"),
         *("force_config", "artifacts", "refine", "refine_epochs", "accept"),
+        "allow_outside_paths",
     }
 )
 STORAGE_ENV = "MEDSLIM_STORAGE"
@@ -145,6 +147,8 @@ class StudyConfig:
     refine_epochs: int | None = None  # None: REFINE_EPOCHS
     subgroups: tuple[str, ...] = ()  # CSV manifest columns naming subgroups (sex, site, ...)
     accept: str | None = None  # acceptance criteria, e.g. auc=-0.01,ece=+0.02 (see acceptance)
+    allow_outside_paths: bool = False  # a CSV may list files outside its folder (kept with
+    # the study's data source, not its config: it changes which files may be read, not what)
 
     def __post_init__(self) -> None:
         if self.task in TASK_ALIASES:  # store MedMNIST's name of the task

@@ -13,16 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from medslim.errors import DataError
-from medslim.objectives.data import DataRequest, Dataset, load_request
+from medslim.objectives.data import DataRequest, Dataset, ShapeCheck, load_request
 from medslim.search.config import StudyConfig
 from medslim.spaces.blueprints import model_kind
 
 ATTR = "dataset"
+OUTSIDE_PATHS = "allow_outside_paths"
+"""Kept in the `dataset` attr of a study whose CSV lists files outside its folder, so its
+workers and readers may read them too."""
 
 
 def data_request(config: StudyConfig, stored: dict[str, Any] | None = None) -> DataRequest:
     """The data a config asks for; the study's own data dir when the config names none."""
     data_dir = config.data_dir or (stored or {}).get("data_dir")
+    outside = config.allow_outside_paths or bool((stored or {}).get(OUTSIDE_PATHS))
     return DataRequest(
         source=config.dataset,
         data_dir=Path(data_dir) if data_dir else None,
@@ -33,12 +37,16 @@ def data_request(config: StudyConfig, stored: dict[str, Any] | None = None) -> D
         subgroups=config.subgroups,
         window=config.window,
         kind=model_kind(config.model) if config.model is not None else None,
+        allow_outside_paths=outside,
     )
 
 
-def load_study_data(config: StudyConfig, stored: dict[str, Any] | None = None) -> Dataset:
-    """The study's data, checked against what the study stored about it."""
-    data = load_request(data_request(config, stored))
+def load_study_data(
+    config: StudyConfig, stored: dict[str, Any] | None = None, check: ShapeCheck | None = None
+) -> Dataset:
+    """The study's data, checked against what the study stored about it (and by `check`
+    before any image is decoded)."""
+    data = load_request(data_request(config, stored), check)
     check_same_data(data, stored)
     return data
 
@@ -53,6 +61,7 @@ def describe(data: Dataset, config: StudyConfig) -> dict[str, Any]:
         "input_shape": list(data.input_shape),
         "data_dir": str(data_request(config).directory.resolve()),
         **data.origin,
+        **({OUTSIDE_PATHS: True} if config.allow_outside_paths else {}),
     }
 
 

@@ -26,7 +26,7 @@ from medslim.objectives.distill import (
 from medslim.objectives.evaluate import Budget, Scores
 from medslim.objectives.metrics import count_flops
 from medslim.objectives.training import Recipe
-from medslim.search.records import trial_record
+from medslim.search.records import record_result, trial_record
 from medslim.search.session import Session
 from medslim.search.study_files import fetch_study_file, publish_study_file
 from medslim.spaces.blueprints import Blueprint, blueprint_from_spec
@@ -131,8 +131,7 @@ class StudentTrials:
     def sample(self, trial: optuna.Trial) -> tuple[Blueprint, DistillSettings]:
         """The trial's student and knobs, stored on the trial; pruned if it cannot be used."""
         spec, settings = sample_student(trial, self.space)
-        trial.set_user_attr("student_spec", spec_to_dict(spec))
-        trial.set_user_attr("distill", asdict(settings))
+        record_result(trial, {"student_spec": spec_to_dict(spec), "distill": asdict(settings)})
         data = self.session.data
         reason = structural_problem(spec, data.input_shape, self.space)
         blueprint = blueprint_from_spec(spec, data.input_shape, data.n_outputs)
@@ -147,7 +146,9 @@ class StudentTrials:
         flops = count_flops(blueprint.build(), blueprint.input_shape)
         for bound, limit in self.limits.items():
             if flops > limit:
-                return f"student needs {flops:,} FLOPs, above {bound} {int(limit):,}"
+                return (
+                    f"student needs {flops:,} FLOPs, {flops / limit:.1f}× {bound} {int(limit):,}"
+                )
         return None
 
     def evaluate(

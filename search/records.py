@@ -2,22 +2,29 @@
 and the reader that gives every trial, old or new, the same record.
 
 optuna-dashboard shows each user attr as a column of its trial table, sortable when it is
-a number, so the result is stored one scalar a key (`method`, `val_auc`, `flops_ratio`,
-`params`, `latency_ms`, `ratio.<group>`, ...), rounded to the digits that mean something.
+a number, so the result is stored one scalar a key (`val_auc`, `flops_ratio`, `params`,
+`latency_ms`, `ratio.<group>`, a student's `student.<field>`, ...), rounded to the digits
+that mean something.
 Trials of older studies keep everything in one `result` dict; `trial_record` reads both.
-Each `set_user_attr` is one storage transaction (`benchmarks/overhead.py` measures the
-per-trial cost against a hand-written loop), so values equal to another (sparse FLOPs of a
-structurally pruned model) and the plan's study-wide settings are not stored per trial.
+Each `set_user_attr` is one storage transaction (about 1.3 ms on a SQLite file here;
+Optuna 5.1 has no public call that writes several attributes of a running trial at once,
+`benchmarks/overhead.py` measures the per-trial cost against a hand-written loop), so values
+that follow from others are not stored per trial: sparse FLOPs equal to dense ones
+(structured pruning), the plan's study-wide settings, and the method (the trial's `method`
+parameter under `--method both`, else a student's `student.*` fields say it).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import optuna
 
 from medslim.spaces.sparsity import LEGACY_OFFSET_PREFIX, TARGET_PARAM
 
+METHOD = "method"
+"""`prune` or `distill`: in every record, stored only by older studies."""
 RESULT_ATTR = "result"
 """Older trials: the whole result in one dict."""
 RATIO_PREFIX = "ratio."
@@ -31,10 +38,16 @@ DIGITS = {"val_auc": 4, "val_acc": 4}
 SIGNIFICANT = {"flops_ratio": 4, "latency_ms": 3}
 DENSE = {"sparse_flops": "flops", "nonzero_params": "params"}
 """Stored only where they differ from their dense counterpart (unstructured pruning)."""
+NESTED = {"student_spec": "student.", "distill": "distill."}
+"""A student's spec and distillation knobs, stored one scalar a field (`student.widths` =
+`8-16-32`, `distill.alpha` = 0.5): a dashboard row stays one line high. Studies from before
+stored each as one JSON dict; `trial_record` reads both."""
+_INTS = re.compile(r"\d+(-\d+)*")
 
 
 def record_result(trial: optuna.Trial, result: dict[str, Any]) -> None:
-    """Store a trial's result (`method`, scores, a pruned trial's `plan`) as scalar attrs."""
+    """Store a trial's result (scores, a pruned trial's `plan`, a student's spec) as scalar
+    attrs (its `method` is told by `trial_record`)."""
     for key, value in stored_attrs(result).items():
         trial.set_user_attr(key, value)
 
@@ -45,7 +58,11 @@ def stored_attrs(result: dict[str, Any]) -> dict[str, Any]:
     settings already)."""
     attrs: dict[str, Any] = {}
     for key, value in result.items():
-        if key == "plan":
+        if key == METHOD:
+            continue  # `trial_record` tells it from the parameters and the student's fields
+        if key in NESTED and isinstance(value, dict):
+            attrs.update({NESTED[key] + k: _scalar(v) for k, v in value.items()})
+        elif key == "plan":
             attrs.update({RATIO_PREFIX + g: round(r, 4) for g, r in value["ratios"].items()})
             if value.get("allocation"):
                 attrs["allocation"] = value["allocation"]
@@ -67,6 +84,13 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     if RESULT_ATTR in attrs:
         return {**attrs, **attrs[RESULT_ATTR]}
     record = dict(attrs)
+    for key, prefix in NESTED.items():
+        fields = {k[len(prefix) :]: _unscalar(v) for k, v in attrs.items() if k.startswith(prefix)}
+        if fields and key not in record:
+            record[key] = fields
+    if METHOD not in record:
+        student = "student_spec" in record
+        record[METHOD] = str(trial.params.get(METHOD, "distill" if student else "prune"))
     ratios = {k[len(RATIO_PREFIX) :]: v for k, v in attrs.items() if k.startswith(RATIO_PREFIX)}
     if ratios:
         record["plan"] = {
@@ -83,6 +107,18 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         if dense in record:
             record.setdefault(sparse, record[dense])
     return record
+
+
+def _scalar(value: Any) -> Any:
+    """A list of numbers as `8-16-32`; anything else as it is."""
+    return "-".join(str(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def _unscalar(value: Any) -> Any:
+    """`8-16-32` (or `64`, a one-element list) back as a list of ints."""
+    if isinstance(value, str) and _INTS.fullmatch(value):
+        return [int(v) for v in value.split("-")]
+    return value
 
 
 def stored_offset_prefix(study: optuna.Study) -> str:
@@ -103,10 +139,5 @@ def flat_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     row.update({f"ratio.{group}": r for group, r in plan.get("ratios", {}).items()})
     for prefix in ("student", "distill"):
         nested = record.get("student_spec" if prefix == "student" else prefix, {})
-        row.update({f"{prefix}.{k}": _cell(v) for k, v in nested.items()})
+        row.update({f"{prefix}.{k}": _scalar(v) for k, v in nested.items()})
     return row
-
-
-def _cell(value: Any) -> Any:
-    """Lists (widths, blocks) as `8-16-32`, so each cell holds one plain value."""
-    return "-".join(map(str, value)) if isinstance(value, list) else value

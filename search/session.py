@@ -1,8 +1,10 @@
 """Prepare a study: resolve the config against the data, get the teacher, open or resume
 the Optuna study, and enqueue its seeds (uniform baselines, scaled-down students).
 
-Everything that can fail on bad input runs before the study is created, so a refused run
-leaves no half-made study behind.
+Everything that can fail on bad input runs before the study is made, except the teacher's
+training: the study is made and claimed first, so that a second first run waits for this
+teacher instead of training it again, and deleted again if the setup fails. A refused run
+leaves no half-made study behind, and no storage file it created.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from medslim.errors import TrainingDiverged, UsageError
 from medslim.kinds import KIND_NAMES, DataKind, Method
 from medslim.objectives import memory, recipes
 from medslim.objectives.checkpoints import load_weights
-from medslim.objectives.data import Dataset
+from medslim.objectives.data import Dataset, ShapeCheck
 from medslim.objectives.evaluate import Budget, Scores, score_model
+from medslim.objectives.footprint import check_fits
 from medslim.objectives.metrics import count_flops
 from medslim.objectives.recipes import default_teacher_epochs
 from medslim.objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
@@ -41,7 +44,8 @@ from medslim.search.config import (
     follow_study,
 )
 from medslim.search.datasource import check_same_data, describe, load_study_data
-from medslim.search.joining import choose_sampler_seed, find_study, open_or_make
+from medslim.search.joining import choose_sampler_seed, find_study, open_or_make, setting_up
+from medslim.search.progress import teacher_progress
 from medslim.search.pruning_trials import (
     BASELINE_RATIO,
     StudyAllocations,
@@ -52,7 +56,13 @@ from medslim.search.pruning_trials import (
 from medslim.search.records import OFFSET_PREFIX_ATTR, stored_offset_prefix
 from medslim.search.samplers import make_sampler
 from medslim.search.sensitivity import study_curves
-from medslim.search.storage import check_storage_url, display_url, open_storage, storage_dir
+from medslim.search.storage import (
+    check_storage_url,
+    display_url,
+    open_storage,
+    removed_if_refused,
+    storage_dir,
+)
 from medslim.search.study_teacher import (
     FINGERPRINT,
     TEACHER_ATTR,
@@ -156,9 +166,7 @@ def on_device(data: Dataset, device: torch.device) -> Dataset:
 
 def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> ResolvedConfig:
     """Fill what follows the data: the model family, the epoch defaults, the study name."""
-    model = config.model
-    if model is None:
-        model = DEFAULT_MODELS[data.kind][device.type == "cuda"]
+    model = config.model or default_model(data.kind, device)
     kind = input_kind(blueprint_for(model, config.model_args, data.input_shape, data.n_outputs))
     if kind is not None and kind != data.kind:
         cpu_default = DEFAULT_MODELS[data.kind][0]
@@ -185,6 +193,26 @@ def resolve_config(config: StudyConfig, data: Dataset, device: torch.device) -> 
     as_given = filled.with_overrides(**{name: getattr(config, name) for name in FOLLOW_STUDY})
     study = config.study or as_given.default_study_name()
     return ResolvedConfig(**{**asdict(filled), "study": study})
+
+
+def default_model(kind: DataKind, device: torch.device) -> str:
+    """The teacher `DEFAULT_MODELS` names for the data's kind and the device."""
+    return DEFAULT_MODELS[kind][device.type == "cuda"]
+
+
+def fits_here(config: StudyConfig, device: torch.device) -> ShapeCheck:
+    """Before any image is decoded: refuse a size whose decoded images or whose model's
+    training step will not fit this machine (`footprint.check_fits`). Volumes are held to a
+    batch of two here: `fitting_batch` lowers their batch size, saying so, once loaded."""
+
+    def check(images: int, shape: tuple[int, ...], outputs: int, decoded_to: Path | None) -> None:
+        kind: DataKind = "volume" if len(shape) == 4 else "image"
+        model = config.model or default_model(kind, device)
+        blueprint = blueprint_for(model, config.model_args, shape, outputs)
+        batch = min(config.batch_size, 2) if kind == "volume" else config.batch_size
+        check_fits(blueprint, images, batch, device, decoded_to, name=model)
+
+    return check
 
 
 def default_kd(config: StudyConfig, kind: DataKind) -> bool:
@@ -253,72 +281,81 @@ def teacher_source(
     )
 
 
-def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
+def prepare(
+    config: StudyConfig, *, sampler_seed: int | None = None, progress: bool | None = None
+) -> Session:
     """Validate everything before any work, then load data, teacher, and the study.
 
     The sampler is seeded with `sampler_seed` (a worker's own), else `config.seed`, or a
-    fresh seed when other processes are running the study right now."""
+    fresh seed when other processes are running the study right now. `progress`: the
+    teacher's training as a bar (None: on a terminal; elsewhere a log line per epoch)."""
     sampler = make_sampler(config.sampler or DEFAULT_SAMPLER, len(config.objectives), config.seed)
     sparsity_space(config)  # refuses bad pruning flags before any data is loaded
     device = resolve_device(config.device)
     check_storage_url(config.storage)
-    data = on_device(load_study_data(config), device)
+    data = on_device(load_study_data(config, check=fits_here(config, device)), device)
     check_accept(config.accept, data.task)
     resolved = resolve_config(config, data, device)
     blueprint = blueprint_for(
         resolved.model, resolved.model_args, data.input_shape, data.n_outputs
     )
     teacher_file = Path(resolved.teacher) if resolved.teacher else None
-    probe = _check_model(blueprint, teacher_file, resolved)  # before the storage is touched
-    resolved = fitting_batch(resolved, probe, data, device)
-    storage = open_storage(resolved.storage, heartbeat=resolved.heartbeat)
-    found = find_study(storage, resolved.study)
-    existing = None if found is None else found.user_attrs.get("config")
-    resolved = follow_study(config, resolved, existing)
-    _check_same_config(existing, resolved)
-    space = sparsity_space(resolved)
-    if resolved.sensitivity_drop is not None and space.targets:
-        raise UsageError(
-            "--sensitivity-drop caps the groups of the offsets space; with FLOPs targets, "
-            "choose the sensitivity allocation (--allocations sensitivity) instead"
-        )
-    if found is not None:
-        check_same_data(data, found.user_attrs.get("dataset"))
-        check_criteria(found, config.accept)
-    artifacts = chosen_artifacts(resolved.artifacts, found, resolved.storage)
-    attrs = found.user_attrs if found is not None else None
-    source = teacher_source(resolved, data, blueprint, storage_dir(resolved.storage), attrs)
-    logger.info("teacher: %s on %s (%s) ...", resolved.model, data.name, device.type)
-    teacher = _study_teacher(source, found, artifacts, device, resolved)
-    logger.info(describe_teacher(teacher))
-    reference = score_model(teacher.model, data, budget_for(resolved))
     example = data.train.batch(slice(0, 2))
-    units = list(prunable_units(teacher.model, example, space.pruning, space.ignore_layers))
-    basis = None
-    if space.targets and resolved.method != "distill":
-        basis = allocation_basis(teacher.model, data, space, units)
-    study, made, raced = open_or_make(storage, resolved, sampler, found)
-    if made:  # all that can fail on bad input ran before the study was made
-        publish_teacher(study, artifacts, teacher)
-        _describe_new_study(study, resolved, data, teacher, reference, units, artifacts)
-        _enqueue_students(
-            study, student_seeds(blueprint, teacher.model, reference.flops, resolved.method)
-        )
-        _enqueue_baselines(
-            study,
-            space,
-            units,
-            baseline_count(resolved.baselines, resolved.trials),
-            resolved.method,
-            basis,
-        )
-        fix_criteria(study, config.accept)  # before any front member meets the test split
-        study.set_user_attr("config", resolved.stored())  # last: a racing run waits for it
-    else:  # an older study keeps the parameter names its trials already have
+    probe = _check_model(blueprint, teacher_file, resolved, example)  # before the storage
+    resolved = fitting_batch(resolved, probe, data, device)
+    with removed_if_refused(resolved.storage):  # a refused run leaves no file behind
+        storage = open_storage(resolved.storage, heartbeat=resolved.heartbeat)
+        found = find_study(storage, resolved.study)
+        existing = None if found is None else found.user_attrs.get("config")
+        resolved = follow_study(config, resolved, existing)
+        _check_same_config(existing, resolved)
+        space = sparsity_space(resolved)
+        if resolved.sensitivity_drop is not None and space.targets:
+            raise UsageError(
+                "--sensitivity-drop caps the groups of the offsets space; with FLOPs targets, "
+                "choose the sensitivity allocation (--allocations sensitivity) instead"
+            )
+        if found is not None:
+            check_same_data(data, found.user_attrs.get("dataset"))
+            check_criteria(found, config.accept)
+        artifacts = chosen_artifacts(resolved.artifacts, found, resolved.storage)
+        attrs = found.user_attrs if found is not None else None
+        source = teacher_source(resolved, data, blueprint, storage_dir(resolved.storage), attrs)
+        opened = open_or_make(storage, resolved, sampler, found)  # claimed before the teacher
+        study, made, raced = opened
+        with setting_up(opened, storage):
+            if raced:  # made by another run a moment ago: the same config, its teacher
+                _check_same_config(study.user_attrs.get("config"), resolved)
+            logger.info("teacher: %s on %s (%s) ...", resolved.model, data.name, device.type)
+            teacher = _study_teacher(source, study, artifacts, device, resolved, progress)
+            logger.info(describe_teacher(teacher))
+            reference = score_model(teacher.model, data, budget_for(resolved))
+            example = data.train.batch(slice(0, 2))
+            units = list(
+                prunable_units(teacher.model, example, space.pruning, space.ignore_layers)
+            )
+            basis = None
+            if space.targets and resolved.method != "distill":
+                basis = allocation_basis(teacher.model, data, space, units)
+            if made:
+                publish_teacher(study, artifacts, teacher)
+                _describe_new_study(study, resolved, data, teacher, reference, units, artifacts)
+                _enqueue_students(
+                    study,
+                    student_seeds(blueprint, teacher.model, reference.flops, resolved.method),
+                )
+                _enqueue_baselines(
+                    study,
+                    space,
+                    units,
+                    baseline_count(resolved.baselines, resolved.trials),
+                    resolved.method,
+                    basis,
+                )
+                fix_criteria(study, config.accept)  # before any member meets the test split
+                study.set_user_attr("config", resolved.stored())  # last: racing runs wait for it
+    if not made:  # an older study keeps the parameter names its trials already have
         space = replace(space, offset_prefix=stored_offset_prefix(study))
-        if raced:  # made by another run a moment ago: the same config, the same teacher
-            _check_same_config(study.user_attrs.get("config"), resolved)
-            teacher = _study_teacher(source, study, artifacts, device, resolved)
         _keep_teacher(study, artifacts, teacher)
         fix_criteria(study, config.accept)
     allocations = None
@@ -404,9 +441,11 @@ def _study_teacher(
     artifacts: Artifacts,
     device: torch.device,
     config: ResolvedConfig,
+    progress: bool | None,
 ) -> StudyTeacher:
     try:
-        return obtain_study_teacher(source, study, artifacts, device)
+        with teacher_progress(progress) as report:
+            return obtain_study_teacher(source, study, artifacts, device, report=report)
     except TrainingDiverged as error:
         raise UsageError(
             f"the teacher's own training diverged ({error}) at --lr {config.lr:g}; "
@@ -488,17 +527,33 @@ def _enqueue_baselines(
 
 
 def _check_model(
-    blueprint: Blueprint, teacher_file: Path | None, config: ResolvedConfig
+    blueprint: Blueprint,
+    teacher_file: Path | None,
+    config: ResolvedConfig,
+    example: torch.Tensor,
 ) -> nn.Module:
     """Build the model once (an unknown name, a failing import, a wrong factory, outputs
     that do not fit the data all fail here), check --ignore-layers and the --teacher file,
-    and fetch --pretrained weights, all before the storage is touched."""
+    fetch --pretrained weights, and run it on a few training images: outputs that are NaN
+    before any training are the model's fault, not the learning rate's. All before the
+    storage is touched."""
     probe = blueprint.build()
     matching_modules(probe, config.ignore_layers)
+    weights = "untrained"
     if teacher_file is not None:
         load_weights(probe, teacher_file, f"--model {config.model}", "teacher")
+        weights = f"with the weights of {teacher_file}"
     elif config.pretrained:
-        blueprint.build(pretrained=True)  # downloads now, or says to pass --teacher
+        probe = blueprint.build(pretrained=True)  # downloads now, or says to pass --teacher
+        weights = "with its pretrained weights"
+    with torch.no_grad():
+        outputs = probe.eval().to(example.device)(example)
+    if not torch.isfinite(outputs).all():
+        raise UsageError(
+            f"--model {config.model} ({weights}) outputs NaN or infinity on the first "
+            f"training images, before any training, so a lower --lr cannot help: check the "
+            "model's initialisation and forward pass"
+        )
     return probe
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import random
 import re
+import sqlite3
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -26,7 +29,8 @@ from optuna.storages import (
 )
 from optuna.storages.journal import JournalFileBackend
 
-from medslim.errors import StorageError
+from medslim.errors import DiskFull, StorageError
+from medslim.files import disk_full
 
 JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 IN_MEMORY = ("sqlite://", "sqlite:///:memory:")
@@ -228,6 +232,64 @@ def storage_dir(url: str) -> Path:
     if "://" not in url:
         return Path(url).expanduser().resolve().parent / ".medslim"
     return Path(platformdirs.user_cache_dir("medslim"))
+
+
+def storage_file(url: str) -> Path | None:
+    """The file a SQLite or journal storage lives in (None: a database server)."""
+    if url.startswith("sqlite:///") and url not in IN_MEMORY:
+        return Path(url.removeprefix("sqlite:///")).resolve()
+    if url and "://" not in url:
+        return Path(url).expanduser().resolve()
+    return None
+
+
+@contextmanager
+def removed_if_refused(url: str) -> Iterator[None]:
+    """A SQLite or journal file that this command creates (enter before `open_storage`) is
+    removed again if the command fails before the file holds a study: a refused command
+    leaves nothing behind."""
+    path = storage_file(url)
+    new = path is not None and not path.exists()
+    try:
+        yield
+    except BaseException:
+        if new and path is not None and path.exists() and not _holds_studies(path, url):
+            for leftover in (path, *(path.with_name(path.name + s) for s in SQLITE_SIDES)):
+                leftover.unlink(missing_ok=True)
+        raise
+
+
+SQLITE_SIDES = ("-wal", "-shm", "-journal")
+
+
+def _holds_studies(path: Path, url: str) -> bool:
+    try:
+        if url.startswith("sqlite"):
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)) as db:
+                return bool(db.execute("SELECT count(*) FROM studies").fetchone()[0])
+        return path.stat().st_size > 0 and bool(study_names(open_storage(url, create=False)))
+    except sqlite3.OperationalError as error:  # no tables: nothing of anyone's in it
+        return "no such table" not in str(error)
+    except (OSError, StorageError):
+        return False
+
+
+def full_disk_error(error: BaseException, url: str) -> DiskFull:
+    """What to say of `error`, a write that found no space (`files.is_disk_full`): the
+    `DiskFull` raised already, else the file an `OSError` names, else the storage's own file
+    (SQLite says only "database or disk is full"), else the database server."""
+    current: BaseException | None = error
+    while current is not None:
+        if isinstance(current, DiskFull):
+            return current
+        if isinstance(current, OSError) and current.filename:
+            return disk_full(Path(str(current.filename)), None)
+        current = current.__cause__ or current.__context__
+    path = storage_file(url)
+    if path is None:
+        where = f"the database server of {display_url(url)}" if url else "an unnamed file"
+        return DiskFull(where, None, None)
+    return disk_full(path, None)
 
 
 def is_server_url(url: str) -> bool:

@@ -21,6 +21,7 @@ from medslim.errors import StorageError, UsageError
 from medslim.objectives.data import Dataset
 from medslim.objectives.determinism import weights_fingerprint
 from medslim.objectives.teacher import (
+    EpochReport,
     SparsityTraining,
     TeacherScores,
     obtain_teacher,
@@ -100,7 +101,9 @@ class TeacherSource:
             self.sparsity,
         )
 
-    def load(self, device: torch.device) -> tuple[nn.Module, TeacherScores, bool]:
+    def load(
+        self, device: torch.device, report: EpochReport | None = None
+    ) -> tuple[nn.Module, TeacherScores, bool]:
         recorded = (
             self.recorded_file if self.recorded_file and self.recorded_file.is_file() else None
         )
@@ -114,6 +117,7 @@ class TeacherSource:
             teacher_file=self.teacher_file or recorded,
             pretrained=self.pretrained,
             sparsity=None if recorded else self.sparsity,  # a recorded file is the variant
+            report=report,
         )
 
 
@@ -124,12 +128,14 @@ def obtain_study_teacher(
     device: torch.device,
     *,
     may_train: bool = True,
+    report: EpochReport | None = None,
 ) -> StudyTeacher:
     """The teacher of `study` (None: a study about to be made) on `device`.
 
     This machine's cached teacher is used when its fingerprint matches the study's; a
     missing or different one is fetched from the study's store; failing that it is trained
-    (`may_train`; readers never train) and must then match. Raises `UsageError` otherwise.
+    (`may_train`; readers never train; `report` sees its epochs) and must then match.
+    Raises `UsageError` otherwise.
     """
     start = time.monotonic()
     expected = recorded_teacher(study)
@@ -143,7 +149,7 @@ def obtain_study_teacher(
             f"its store cannot give it ({fetch.failure}); run `medslim run` on this storage "
             "again to rebuild it"
         )
-    model, scores, trained = source.load(device)
+    model, scores, trained = source.load(device, report)
     fingerprint = weights_fingerprint(model)
     problem = teacher_difference(expected, fingerprint, scores)
     if problem and not fetch.done and fetch():

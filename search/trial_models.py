@@ -25,6 +25,7 @@ from optuna.storages import BaseStorage
 from torch import nn
 
 from medslim.errors import UsageError
+from medslim.objectives.checkpoints import save_tensors
 from medslim.search.artifacts import MODEL_MIME, Artifacts
 from medslim.search.records import trial_record
 from medslim.spaces.blueprints import Blueprint, blueprint_for, blueprint_from_spec
@@ -44,7 +45,7 @@ class ModelBundle:
     spec: dict[str, Any]
 
     def save(self, path: Path) -> None:
-        torch.save({"state_dict": self.state_dict, "spec": self.spec}, path)
+        save_tensors({"state_dict": self.state_dict, "spec": self.spec}, path)
 
     @classmethod
     def load(cls, path: Path) -> ModelBundle:
@@ -120,7 +121,7 @@ BASES: dict[str, BaseFn] = {
         stored.n_outputs,
     ),
     "distill": lambda study, trial, stored: blueprint_from_spec(
-        spec_from_dict(trial.user_attrs["student_spec"]), stored.input_shape, stored.n_outputs
+        spec_from_dict(trial_record(trial)["student_spec"]), stored.input_shape, stored.n_outputs
     ),
 }
 
@@ -157,15 +158,18 @@ def save_screening(trial: optuna.Trial, record: dict[str, Any], store: Artifacts
 def upload_trial_file(
     trial: optuna.Trial, store: Artifacts, name: str, write: Callable[[Path], None], mime: str
 ) -> str:
-    """Write a file with `write` and upload it as the trial's artifact `name`."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / name
+    """Write a file with `write` and upload it as the trial's artifact `name` (Optuna
+    records the file's own name)."""
+    path = _staging() / name
+    try:
         write(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return upload_artifact(
                 artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype=mime
             )
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def load_screening(ref: StudyRef, trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
@@ -185,6 +189,17 @@ def load_screening(ref: StudyRef, trial: optuna.trial.FrozenTrial) -> dict[str, 
 
 def _screening_name(number: int) -> str:
     return f"trial-{number}-candidates.json"
+
+
+_STAGING: list[tempfile.TemporaryDirectory[str]] = []
+
+
+def _staging() -> Path:
+    """One temporary folder per process for the bundles on their way to the store (made and
+    removed once, not per trial; removed when the process exits)."""
+    if not _STAGING:
+        _STAGING.append(tempfile.TemporaryDirectory(prefix="medslim-models-"))
+    return Path(_STAGING[0].name)
 
 
 def model_artifact_id(storage: BaseStorage, trial: optuna.trial.FrozenTrial) -> str | None:

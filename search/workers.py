@@ -17,12 +17,15 @@ from contextlib import closing
 from typing import Any, NamedTuple
 
 import optuna
+from optuna.trial import TrialState
 
 from medslim.errors import MedslimError, UsageError
 from medslim.search import signals
 from medslim.search.artifacts import say_if_local_only
 from medslim.search.config import STORAGE_ENV, StudyConfig
-from medslim.search.loop import finished_count, progress_bar, quiet_optuna, run_trials
+from medslim.search.cpu_share import fair_threads, share_cores
+from medslim.search.loop import finished_count, quiet_optuna, run_trials
+from medslim.search.progress import TrialProgress
 from medslim.search.records import TARGET_ATTR
 from medslim.search.session import Session, prepare
 from medslim.search.stored import open_study
@@ -36,12 +39,6 @@ STOP_WAIT_S = 60.0  # how long an interrupted worker may take to record its tria
 def publish_target(study: optuna.Study, trials: int) -> None:
     """Store the run's target, so a worker that joins from elsewhere knows when to stop."""
     study.set_user_attr(TARGET_ATTR, trials)
-
-
-def cpu_cores() -> int:
-    return (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
 
 
 def share_sqlite(url: str) -> None:
@@ -65,15 +62,16 @@ _BOOTSTRAP = (
 )
 
 
-def worker_command(session: Session, index: int) -> list[str]:
+def worker_command(session: Session, index: int, threads: int) -> list[str]:
     """The command line of managed worker `index`: the installed package's CLI, started
-    with a safe import path. The storage URL is not on it (see `worker_environment`)."""
+    with a safe import path, with `threads` CPU threads. The storage URL is not on it (see
+    `worker_environment`)."""
     config = session.config
     return [
         *(sys.executable, "-c", _BOOTSTRAP, "worker", "--parent", str(os.getpid())),
         *("--study", session.study.study_name, "--trials", str(config.trials)),
         *("--device", config.device, "--heartbeat", str(config.heartbeat)),
-        *("--threads", str(max(1, cpu_cores() // config.workers))),
+        *("--threads", str(threads)),
         *("--seed", str(session.sampler_seed + 1 + index), "--no-progress"),
         *(("--data-dir", config.data_dir) if config.data_dir else ()),
     ]
@@ -87,47 +85,64 @@ def worker_environment(storage: str) -> dict[str, str]:
 
 def run_workers(session: Session, *, progress: bool | None = None) -> None:
     """Start `config.workers` worker processes and wait until they met the target; each runs
-    `medslim worker`, i.e. the one study loop (`loop.run_trials`).
+    `medslim worker`, i.e. the one study loop (`loop.run_trials`), with its share of the
+    cores (those of other medslim processes already running here counted).
 
     The workers run in their own session, so a terminal's Ctrl-C reaches only this process,
     which stops them with SIGTERM (each records its running trial as FAIL and queues it
     again) and raises KeyboardInterrupt for the caller to report in one line. If this process
-    dies, even by SIGKILL, its workers get SIGTERM too. Workers that stop short of the
-    target raise a `MedslimError` naming their exit codes.
+    dies, even by SIGKILL, its workers get SIGTERM too. Progress shows every finished trial
+    and the trials still running, where and for how long (`progress.TrialProgress`).
+    Workers that stop short of the target raise a `MedslimError` naming their exit codes.
     """
     config = session.config
     study = session.study
     target = config.trials
     if config.storage.startswith("sqlite"):
         share_sqlite(config.storage)
-    bar = progress_bar(finished_count(study), target, progress)
+    threads = fair_threads(config.workers)
+    shown = TrialProgress(study, finished_count(study), target, progress)
+    seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     children: list[subprocess.Popen[bytes]] = []
     try:
         for index in range(config.workers):
             children.append(
                 subprocess.Popen(
-                    worker_command(session, index),
+                    worker_command(session, index, threads),
                     env=worker_environment(config.storage),
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
                 )
             )
         while any(child.poll() is None for child in children):
-            bar.update(finished_count(study) - bar.n)
+            _show_new_trials(study, shown, seen)
             time.sleep(POLL_S)
     except BaseException:  # Ctrl-C, SIGTERM, or the parent failing: no worker is left behind
         _stop(children)
         raise
     finally:
-        bar.update(finished_count(study) - bar.n)
-        bar.close()
+        shown.close()
+    _show_new_trials(study, shown, seen)
     done = finished_count(study)
     if done < target:
         codes = ", ".join(str(child.returncode) for child in children)
+        if any(child.returncode == 2 for child in children):  # said in the workers' own line
+            raise UsageError(f"the workers stopped on the error above (exit codes {codes})")
         raise MedslimError(
             f"only {done} of {target} trials finished; the workers exited with codes "
             f"{codes}; run the same command again to continue"
         )
+
+
+def _show_new_trials(study: optuna.Study, shown: TrialProgress, seen: set[int]) -> None:
+    """Report the trials the workers ended since the last look, then the running ones."""
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(t.state == TrialState.COMPLETE for t in trials)
+    for trial in trials:
+        if trial.state.is_finished() and trial.number not in seen:
+            seen.add(trial.number)
+            shown.trial(trial, finished)
+    shown.waiting(finished)
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
@@ -157,6 +172,7 @@ def join_study(
     storage: str,
     trials: int | None,
     seed: int | None,
+    progress: bool | None = None,
     **run_settings: Any,
 ) -> Session:
     """A session that optimises exactly what the study stores: its config and its teacher
@@ -173,7 +189,7 @@ def join_study(
         stored, storage=storage, study=study.study_name, trials=target, **run_settings
     )
     fresh = random.SystemRandom().randrange(2**31)
-    return prepare(config, sampler_seed=fresh if seed is None else seed)
+    return prepare(config, sampler_seed=fresh if seed is None else seed, progress=progress)
 
 
 class WorkerRun(NamedTuple):
@@ -200,11 +216,10 @@ def run_worker(
     started by `run --workers`, which has said what needs saying."""
     with quiet_optuna():
         ref = open_study(storage, study)
-        session = join_study(ref.study, storage=storage, trials=trials, seed=seed, **run_settings)
-        if threads is not None:  # after the teacher: one retrained here must match the study's
-            import torch
-
-            torch.set_num_threads(threads)
+        session = join_study(
+            ref.study, storage=storage, trials=trials, seed=seed, progress=progress, **run_settings
+        )
+        share_cores(threads)  # after the teacher: one retrained here must match the study's
         if not managed:
             say_if_local_only(session.artifacts)
         name = session.study.study_name

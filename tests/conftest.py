@@ -17,6 +17,20 @@ from PIL import Image
 from medslim.objectives import medmnist
 
 CLASSES = ("effusion", "normal")
+E2E_FIXTURES = frozenset(
+    {
+        *("medslim", "machine", "tiny_study_dir", "tiny_both_dir", "chromium"),
+        *("postgres", "database", "s3_endpoint", "s3_bucket"),
+    }
+)
+"""Fixtures that start real `medslim` processes, servers or browsers, or run a whole study:
+a test that uses one is end to end (`e2e`), outside the fast loop `pytest -m "not e2e"`."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 def pattern(label: int, index: int, size: tuple[int, int] = (40, 36)) -> np.ndarray:
@@ -82,7 +96,8 @@ def manifest(
     return path
 
 
-def write_dicom(path: Path, values: np.ndarray, photometric: str, window: tuple[int, int]) -> Path:
+def _dicom(modality: str, shape: tuple[int, ...], photometric: str) -> Any:
+    """A DICOM dataset with its file meta: one 2D frame of `shape`, one sample a pixel."""
     from pydicom.dataset import Dataset as DicomDataset
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
@@ -95,18 +110,42 @@ def write_dicom(path: Path, values: np.ndarray, photometric: str, window: tuple[
     ds.file_meta = meta
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CR"
-    ds.Rows, ds.Columns = values.shape
+    ds.Modality = modality
+    ds.Rows, ds.Columns = shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
     ds.PixelRepresentation = 0
-    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
-    ds.WindowCenter, ds.WindowWidth = window
-    ds.PixelData = values.astype(np.uint16).tobytes()
+    return ds
+
+
+def _save(ds: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def write_dicom(path: Path, values: np.ndarray, photometric: str, window: tuple[int, int]) -> Path:
+    ds = _dicom("CR", values.shape, photometric)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+    ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = values.astype(np.uint16).tobytes()
+    return _save(ds, path)
+
+
+def write_palette_dicom(path: Path, index: np.ndarray, with_palette: bool = True) -> Path:
+    """An 8-bit PALETTE COLOR DICOM: index i is red 255-i, green 0, blue i (16-bit palette
+    entries); without its palette, an image no viewer can show."""
+    ds = _dicom("OT", index.shape, "PALETTE COLOR")
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    if with_palette:
+        ramp = np.arange(256, dtype=np.uint16)
+        for colour, values in (("Red", 255 - ramp), ("Green", 0 * ramp), ("Blue", ramp)):
+            setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
+            setattr(ds, f"{colour}PaletteColorLookupTableData", (values * 257).tobytes())
+    ds.PixelData = index.astype(np.uint8).tobytes()
+    return _save(ds, path)
 
 
 def plus_file(folder: Path, name: str, size: int) -> Path:
@@ -207,6 +246,7 @@ class Images:
     split_folder = staticmethod(split_folder)
     manifest = staticmethod(manifest)
     write_dicom = staticmethod(write_dicom)
+    write_palette_dicom = staticmethod(write_palette_dicom)
     plus_file = staticmethod(plus_file)
 
 
@@ -245,7 +285,8 @@ def official_64(
         entry = data._REGISTRY["breastmnist"]
         loader = entry.load.func  # type: ignore[attr-defined]
         new = replace(
-            entry, load=lambda request: loader(medmnist.DATASETS["breastmnist"], request)
+            entry,
+            load=lambda request, check: loader(medmnist.DATASETS["breastmnist"], request, check),
         )
         monkeypatch.setitem(data._REGISTRY, "breastmnist", new)
         return path

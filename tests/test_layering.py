@@ -1,5 +1,6 @@
 """Imports point one way: spaces ← objectives ← search engine ← inspection ← API ← CLI, and
-`medslim.errors` / `medslim.kinds` (torch-free vocabulary) import no layer.
+`medslim.errors` / `medslim.kinds` / `medslim.files` (torch-free vocabulary and file
+writing) import no layer.
 
 Every `import`/`from ... import` of a medslim module, at any depth (also inside functions
 and `TYPE_CHECKING` blocks), is checked against the layer rules below.
@@ -27,6 +28,7 @@ FORBIDDEN = {
     "medslim.search": ("medslim.search.cli", "medslim.search.inspection", "medslim.search.api"),
     "medslim.errors": ("medslim.search", "medslim.spaces", "medslim.objectives"),
     "medslim.kinds": ("medslim.search", "medslim.spaces", "medslim.objectives"),
+    "medslim.files": ("medslim.search", "medslim.spaces", "medslim.objectives"),
 }
 
 

@@ -13,8 +13,10 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import NoReturn
 
 from medslim.errors import MedslimError, UsageError
+from medslim.files import is_disk_full
 from medslim.search import signals
 from medslim.search.cli.inspect_commands import add_inspect_commands
 from medslim.search.cli.listing import add_listing_commands
@@ -31,8 +33,16 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `medslim run: error: ...` and where the help is,
+    not the usage block first (20 lines for `run`). Exit code 2, as argparse's."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="medslim",
         description="Search pruned and distilled medical-imaging classifiers with Optuna, "
         "scored by validated AUC, accuracy and FLOPs.",
@@ -85,6 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # the reader (e.g. `head`) closed the pipe early: not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python docs' recipe
             return 0
+        except Exception as error:  # a full disk anywhere (a cache, the storage): one line
+            if not is_disk_full(error):
+                raise
+            from medslim.search.storage import full_disk_error
+
+            full = full_disk_error(error, secret)
+            print(f"medslim: error: {redact(str(full), secret)}", file=sys.stderr)
+            return EXIT_USAGE
 
 
 NEGATIVE_VALUED = ("--window",)
@@ -129,18 +147,36 @@ class _Redacting(logging.Formatter):
         return redact(super().format(record), self.secret)
 
 
+class _LibraryToDebug(logging.Handler):
+    """Python warnings and the log records of libraries (pydicom's "value length exceeds",
+    torch's deprecations) as debug lines of `medslim.library`: a normal run's stderr holds
+    medslim's own lines only. (Without a handler on the root logger, Python would print
+    them through its last-resort handler.)"""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("medslim"):
+            return
+        library = logging.getLogger("medslim.library")
+        library.debug("%s: %s", record.name, record.getMessage().strip())
+
+
 @contextmanager
 def _logging_to_stderr(*, quiet: bool, secret: str) -> Iterator[None]:
     """The `medslim` logger's lines on stderr while a command runs (warnings only with
-    --no-progress), the storage URL's password masked."""
+    --no-progress), the storage URL's password masked; library warnings kept off it."""
     logger = logging.getLogger("medslim")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Redacting(secret))
     previous = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    library = _LibraryToDebug()
+    logging.getLogger().addHandler(library)
+    logging.captureWarnings(True)
     try:
         yield
     finally:
+        logging.captureWarnings(False)
+        logging.getLogger().removeHandler(library)
         logger.removeHandler(handler)
         logger.setLevel(previous)

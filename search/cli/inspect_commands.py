@@ -228,11 +228,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    """optuna-dashboard over the storage, with the study's artifact store for downloads."""
+    """optuna-dashboard over the storage, with the study's artifact store for downloads
+    (read-only). The port is taken first, before the heavy imports."""
+    from medslim.search.inspection.serving import bind
+
+    server = bind(args.host, args.port)
     from medslim.search.inspection.dashboard import serve
     from medslim.search.stored import open_any_study
 
-    ref = open_any_study(args.storage, args.study)
+    try:
+        ref = open_any_study(args.storage, args.study)
+    except BaseException:
+        server.server_close()
+        raise
 
     def ready() -> None:
         print(
@@ -241,7 +249,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         )
 
     try:
-        serve(ref, args.host, args.port, ready=ready)
+        serve(ref, server, ready=ready)
     except KeyboardInterrupt:
         pass
     return 0

@@ -73,6 +73,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "percentiles for MRI (default: p0.5,p99.5)",
     )
     parser.add_argument(
+        "--allow-outside-paths",
+        action="store_true",
+        help="let a CSV manifest list files outside its own folder (refused by default)",
+    )
+    parser.add_argument(
         "--task",
         choices=TASK_CHOICES,
         help="the task of a folder, CSV or .npz (default: inferred from the labels)",
@@ -100,7 +105,6 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model-args",
-        type=_json_object,
         metavar="JSON",
         help="extra keyword arguments for the model's builder, e.g. '{\"img_size\": 28}'",
     )
@@ -386,7 +390,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         task=args.task,
         channels=args.channels,
         artifacts=args.artifacts,
-        model_args=args.model_args,
+        model_args=_json(args.model_args),
         pretrained=args.pretrained,
         ignore_layers=args.ignore_layers,
         round_to=args.round_to,
@@ -397,17 +401,20 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         refine_epochs=args.refine_epochs,
         subgroups=args.subgroups,
         accept=args.accept,
+        allow_outside_paths=args.allow_outside_paths,
     )
 
 
-def _json_object(text: str) -> dict[str, Any]:
+def _json(text: str | None) -> Any:
+    """`--model-args` as JSON (that it is an object, `StudyConfig` checks)."""
+    if text is None:
+        return None
     try:
-        value = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): {text}") from error
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f'not a JSON object like {{"name": 1}}: {text}')
-    return value
+        raise UsageError(
+            f"--model-args is not valid JSON ({error}): {text}; write e.g. '{{\"width\": 16}}'"
+        ) from error
 
 
 def _names(text: str) -> tuple[str, ...]:

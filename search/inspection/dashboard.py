@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import json
 import re
-import socketserver
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import Any, BinaryIO
+from wsgiref.simple_server import WSGIServer
 
 import optuna
 import optuna_dashboard
 import plotly.graph_objects as go
 
-from medslim.errors import UsageError
 from medslim.search.acceptance import fixed_criteria, test_first_read
-from medslim.search.artifacts import MODEL_MIME
+from medslim.search.artifacts import MODEL_MIME, Artifacts
 from medslim.search.inspection.classes import DEFAULT_POSITIVE, positive_class
 from medslim.search.inspection.commands import export_command
 from medslim.search.inspection.front_table import FrontTable, Row, front_table, render_markdown
@@ -243,22 +241,17 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 _STUDY_DETAIL = re.compile(r"^/api/studies/\d+/?$")
 
 
-class _ThreadedServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
-        return
-
-
 def display_fixes(app: WSGIApp) -> WSGIApp:
     """optuna-dashboard as medslim serves it: saved figures in `FIGURE_ORDER` (the dashboard
-    lists them in set order, which changes from one server start to the next), and model
-    artifacts of older studies sent as binary data, not as their stored MIME type."""
+    lists them in set order, which changes from one server start to the next), model
+    artifacts of older studies sent as binary data, not as their stored MIME type, and the
+    artifact store read-only (a browser may neither upload nor delete the teacher, the
+    logits or a trial's model: 403)."""
 
     def fixed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if _writes_artifacts(environ.get("REQUEST_METHOD", "GET"), path, environ):
+            return _forbidden(start_response)
         captured: dict[str, Any] = {}
 
         def capture(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
@@ -286,6 +279,47 @@ def display_fixes(app: WSGIApp) -> WSGIApp:
     return fixed
 
 
+def _writes_artifacts(method: str, path: str, environ: dict[str, Any]) -> bool:
+    """An upload or a deletion in the artifact store: any write to `/api/artifacts`, and a
+    study deleted with its artifacts."""
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return False
+    if path.startswith("/api/artifacts"):
+        return True
+    query = environ.get("QUERY_STRING", "")
+    return method == "DELETE" and path.startswith("/api/studies/") and "artifacts" in query
+
+
+READ_ONLY = (
+    "medslim serves the study's artifact store read-only: its teacher, logits and models "
+    "stay as the study wrote them"
+)
+
+
+def _forbidden(start_response: Callable[..., Any]) -> Iterable[bytes]:
+    body = json.dumps({"reason": READ_ONLY}).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    start_response("403 Forbidden", headers)
+    return [body]
+
+
+class ReadOnlyStore:
+    """The study's store for optuna-dashboard: reads pass, writes and deletions raise (the
+    WSGI layer refuses them first; this keeps any other route from getting through)."""
+
+    def __init__(self, store: Artifacts) -> None:
+        self.store = store
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        return self.store.open_reader(artifact_id)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        raise PermissionError(READ_ONLY)
+
+    def remove(self, artifact_id: str) -> None:
+        raise PermissionError(READ_ONLY)
+
+
 def _ordered_figures(content: bytes) -> bytes:
     try:
         detail = json.loads(content)
@@ -299,19 +333,11 @@ def _ordered_figures(content: bytes) -> bytes:
     return json.dumps(detail).encode()
 
 
-def serve(ref: StudyRef, host: str, port: int, *, ready: Callable[[], None] | None = None) -> None:
-    """Serve the storage of `ref` with its artifact store until interrupted (blocks); a
-    port in use is a usage error."""
-    app = display_fixes(optuna_dashboard.wsgi(ref.storage, artifact_store=ref.artifacts))
-    try:
-        server = make_server(
-            host, port, app, server_class=_ThreadedServer, handler_class=_QuietHandler
-        )
-    except OSError as error:
-        raise UsageError(
-            f"cannot serve on {host}:{port}: {error.strerror or error}; pick another --port "
-            "(or stop what listens there)"
-        ) from error
+def serve(ref: StudyRef, server: WSGIServer, *, ready: Callable[[], None] | None = None) -> None:
+    """Serve the storage of `ref` with its artifact store (read-only) on `server`, bound
+    already (`serving.bind`, before the heavy imports), until interrupted (blocks)."""
+    store = ReadOnlyStore(ref.artifacts)
+    server.set_app(display_fixes(optuna_dashboard.wsgi(ref.storage, artifact_store=store)))
     with server:
         if ready is not None:
             ready()

@@ -180,6 +180,24 @@ def front_table(
     return replace(table, notes=_notes(table, rescored) + _refined_note(front))
 
 
+PICKED = 3
+"""Members a reader would pick, drawn where all would crowd a figure (calibration)."""
+
+
+def picked_rows(table: FrontTable) -> list[Row]:
+    """The members a reader would pick: the non-inferior ones with the fewest FLOPs (up to
+    `PICKED`), else the one with the best test AUC (none without test scores)."""
+    tested = [row for row in table.rows[1:] if row.test is not None]
+    good = [row for row in tested if row.verdict is not None and row.verdict.non_inferior]
+    if good:
+        return sorted(good, key=lambda row: row.flops)[:PICKED]
+    return [max(tested, key=_test_auc)] if tested else []
+
+
+def _test_auc(row: Row) -> float:
+    return row.test.test_auc if row.test is not None else float("-inf")
+
+
 def _refined_note(front: Front) -> list[str]:
     refined = [f"{m.trial} ({m.refined} epochs)" for m in front.members if m.refined]
     if not refined:
@@ -401,16 +419,17 @@ class Column(NamedTuple):
     header: str
     cell: Callable[[Row], str]
     modes: str
-    """Where it shows: n (pareto's 100 columns), w (--wide, report), m (dashboard note)."""
+    """Where it shows: n (pareto's 100 columns), w (--wide; the report's details rows), m
+    (dashboard note), h (the report's table head: trial, kind, FLOPs×, test AUC, verdict)."""
     needs: str = ""
     """`test`, `binary`, `nonbinary`, `ordinal`, `ece` (a member's ECE is worse than the
     teacher's), `robust` (robustness scored) or `val` (only without test scores)."""
     align: str = ">"
     flexible: bool = False
+    """Shortened with … when the narrow table would pass 100 columns."""
     drop: int = 0
     """Narrow table: left out (highest first) when the row would pass 100 columns and the
     verdict would be cut below 14 characters (--wide keeps it)."""
-    """Shortened with … when the narrow table would pass 100 columns."""
 
 
 def _text(attr: str) -> Callable[[Row], str]:
@@ -424,17 +443,17 @@ def _scores(metric: str) -> Callable[[Row], str]:
 
 COLUMNS = [
     # what a reader compares first (the narrow table, and the first screen of the others)
-    Column("trial", _trial, "nwm"),
-    Column("method", _text("kind"), "nwm", align="<"),
-    Column("FLOPs×", lambda r: f"{r.flops_ratio:.3f}", "nwm"),
+    Column("trial", _trial, "nwmh"),
+    Column("method", _text("kind"), "nwmh", align="<"),
+    Column("FLOPs×", lambda r: f"{r.flops_ratio:.3f}", "nwmh"),
     Column("params", lambda r: _count(r.params), "nwm"),
     Column("lat×", _latency_ratio, "nwm", needs="test", drop=1),
     Column("val AUC", lambda r: _num(r.val_auc), "wm"),
-    Column("val AUC", lambda r: _num(r.val_auc), "n", needs="val"),
+    Column("val AUC", lambda r: _num(r.val_auc), "nh", needs="val"),
     Column("val ACC", lambda r: _num(r.val_acc), "wm"),
     Column("val ACC", lambda r: _num(r.val_acc), "n", needs="val"),
     Column("test AUC", lambda r: _num(_test(r, "test_auc")), "n", needs="test"),
-    Column("test AUC [95% CI]", _scores("test_auc"), "wm", needs="test"),
+    Column("test AUC [95% CI]", _scores("test_auc"), "wmh", needs="test"),
     Column("ΔAUC [95% CI]", lambda r: _delta(r, "auc"), "nwm", needs="test"),
     Column("test ACC", lambda r: _num(_test(r, "test_acc")), "n", needs="nonbinary"),
     Column("ΔQWK [95% CI]", lambda r: _delta(r, "kappa"), "nwm", needs="ordinal"),
@@ -450,10 +469,10 @@ COLUMNS = [
     Column("robust", _corrupted, "nwm", needs="robust"),
     Column("sens [95% CI]", _scores("sensitivity"), "w", needs="binary"),
     Column("spec [95% CI]", _scores("specificity"), "w", needs="binary"),
-    Column("verdict", _verdict, "nwm", needs="test", align="<", flexible=True),
+    Column("verdict", _verdict, "nwmh", needs="test", align="<", flexible=True),
     Column("flags", lambda r: ", ".join(r.flags), "w", needs="test", align="<"),
     Column("what", _text("description"), "wm", align="<"),
-    Column("what", _text("summary"), "n", needs="val", align="<", flexible=True),
+    Column("what", _text("summary"), "nh", needs="val", align="<", flexible=True),
     # the details (--wide and the report)
     Column("FLOPs", lambda r: _count(r.flops), "w"),
     Column("ms [quartiles]", _latency_ms, "w", needs="test"),
@@ -561,27 +580,48 @@ def render_markdown(table: FrontTable) -> str:
 
 
 def render_html(table: FrontTable) -> str:
-    """A `<table>` inside a scrolling box (the page itself never scrolls sideways)."""
-    shown = columns(table, "w")
-    head = "".join(f"<th>{html.escape(c.header)}</th>" for c in shown)
+    """A narrow `<table>` that fits an 800 px window (trial, kind, FLOPs×, test AUC with its
+    interval, verdict), each row followed by a details row folding in the other columns;
+    inside a scrolling box all the same (the page itself never scrolls sideways)."""
+    head = columns(table, "h")
+    shown = {c.header for c in head}
+    rest = [c for c in columns(table, "w") if c.header not in shown]
+    header = "".join(f"<th>{html.escape(c.header)}</th>" for c in head)
     body = []
     for row in table.rows:
         classes = [row.kind] + (["flagged"] if row.flags else [])
-        cells = []
-        for column in shown:
-            text = html.escape(column.cell(row))
-            if column.header == "what":  # one line; the whole text on hover
-                cells.append(f"<td class='what' title='{text}'>{text}</td>")
-            elif column.header == "export":
-                cells.append(f"<td class='l'><code>{text}</code></td>" if text else "<td></td>")
-            else:
-                cells.append(f"<td class='{'l' if column.align == '<' else 'r'}'>{text}</td>")
-        body.append(f"<tr class='{' '.join(classes)}'>{''.join(cells)}</tr>")
+        cells = "".join(
+            f"<td class='{'l' if c.align == '<' else 'r'}'>{html.escape(c.cell(row))}</td>"
+            for c in head
+        )
+        body.append(f"<tr class='{' '.join(classes)}'>{cells}</tr>")
+        body.append(_details_row(row, rest, len(head)))
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in table.notes)
     return (
         "<div class='table-box'><table class='front'>"
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+        f"<thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
         f"<ul class='notes'>{notes}</ul>"
+    )
+
+
+def _details_row(row: Row, rest: list[Column], span: int) -> str:
+    """The row's other columns as `name value` pairs, folded until opened."""
+    items = []
+    for column in rest:
+        value = column.cell(row)
+        if not value or value == "—":
+            continue
+        text = (
+            f"<code>{html.escape(value)}</code>"
+            if column.header == "export"
+            else html.escape(value)
+        )
+        items.append(f"<span><b>{html.escape(column.header)}</b> {text}</span>")
+    who = "teacher" if row.trial is None else f"trial {row.trial}"
+    return (
+        f"<tr class='details'><td colspan='{span}'><details><summary>{who}: "
+        f"{html.escape(row.summary)}</summary><div class='cells'>{''.join(items)}</div>"
+        "</details></td></tr>"
     )
 
 

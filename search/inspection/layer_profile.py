@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from medslim.errors import UsageError
-from medslim.search.inspection.names import group_labels
+from medslim.search.inspection.names import group_labels, with_alias
 from medslim.search.inspection.pareto import Front, FrontMember
 from medslim.search.stored import StudyRef
 from medslim.search.trial_models import ModelBundle, load_trial_bundle
@@ -36,6 +36,7 @@ class ProfileRow:
 class LayerProfile:
     groups: list[str]
     labels: list[str]
+    """Each group's module path, with its short alias beside it (`body.0 (fc1)`)."""
     totals: list[int | None]
     """Channels (or weights) of each group in the unpruned network."""
     unit: str
@@ -68,7 +69,7 @@ def layer_profile(ref: StudyRef, front: Front) -> LayerProfile:
         rows.append(ProfileRow(member.trial, _row_label(member), ratios, kept))
     return LayerProfile(
         groups=groups,
-        labels=[labels[g] for g in groups],
+        labels=[with_alias(g, labels) for g in groups],
         totals=totals,
         unit=unit,
         cap=float(config.get("max_ratio", 0.9)),

@@ -1,9 +1,11 @@
 """Readable names for what a study stores: prunable groups, trial parameters, methods.
 
-Groups are named after their first layer in the network (`layers.1.0.shortcut.0`); the
-report and tables show them as `s2.b1.shortcut` (stage 2, block 1), the stem as `stem` and
-an MLP's hidden layers as `fc1`, `fc2`, ... Names that follow no known pattern (a user's
-own model) are shown as they are.
+One name per layer: a group is named by the module path of its first layer
+(`layers.1.0.shortcut.0`), which is what a user's own model has and what the trial
+parameters (`offset.layers.1.0.shortcut.0`), the `ratio.<group>` attributes and the
+importance chart say. Where a short label helps (the stem as `stem`, `s2.b1.shortcut` for
+stage 2, block 1, an MLP's hidden layers as `fc1`, `fc2`, ...) it is only a display alias,
+shown beside the path (`layers.1.0.shortcut.0 (s2.b1.shortcut)`), never instead of it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ def group_labels(units: list[str]) -> dict[str, str]:
     return labels
 
 
+def with_alias(group: str, labels: dict[str, str]) -> str:
+    """`layers.0.0.conv1 (s1.b1.conv1)`: the module path, with its alias where it has one."""
+    alias = labels.get(group, group)
+    return group if alias == group else f"{group} ({alias})"
+
+
 def param_label(name: str) -> str:
     """A trial parameter's meaning: per-group offsets of older studies were stored as
     `sparsity.<group>` and are shown as `offset.<group>`, beside `sparsity.global`."""
@@ -54,10 +62,10 @@ def kind(record: dict[str, Any]) -> str:
     return "uniform" if record.get("baseline") == "uniform" else "pruned"
 
 
-def describe(choices: dict[str, Any], labels: dict[str, str] | None = None) -> str:
-    """What a member is, in one line. Pruned: `g=0.42 l1 stem .30 s1.b1.conv1 .51 ...`
-    (global ratio or allocation, criterion, each group's real ratio; without `labels`, the
-    ratios alone in network order: `[.30 .51 ...]`). Distilled:
+def describe(choices: dict[str, Any], *, groups: bool = False) -> str:
+    """What a member is, in one line. Pruned: `g=0.42 l1 conv1 .30 layers.0.0.conv1 .51 ...`
+    (global ratio or allocation, criterion, each group's real ratio by its module path;
+    without `groups`, the ratios alone in network order: `[.30 .51 ...]`). Distilled:
     `resnet 8-16-32 ×1-1-1 k3 T=4.0 α=0.50`."""
     if "student" in choices:
         knobs = choices.get("distill", {})
@@ -72,9 +80,9 @@ def describe(choices: dict[str, Any], labels: dict[str, str] | None = None) -> s
         head = f"{choices['allocation']} {choices.get('criterion', '')}".rstrip()
     else:
         head = f"g={choices.get('global_ratio', 0):.2f} {choices.get('criterion', '')}".rstrip()
-    if labels is None:
+    if not groups:
         return f"{head} [{' '.join(_short(r) for r in ratios.values())}]"
-    return f"{head} " + " ".join(f"{labels.get(g, g)} {_short(r)}" for g, r in ratios.items())
+    return f"{head} " + " ".join(f"{g} {_short(r)}" for g, r in ratios.items())
 
 
 def _short(ratio: float) -> str:

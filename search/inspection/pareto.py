@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 
 from medslim.search.config import OBJECTIVES
-from medslim.search.inspection.names import describe, group_labels, kind
+from medslim.search.inspection.names import describe, kind
 from medslim.search.records import trial_record
 from medslim.search.refined import refined_records
 
@@ -147,7 +147,7 @@ def member_of(
             k: attrs[k] for k in ("sparse_flops", "nonzero_params", "latency_ms") if k in attrs
         },
         kind=kind(attrs),
-        description=describe(plan, group_labels(units)),
+        description=describe(plan, groups=True),
         summary=describe(plan),
     )
 

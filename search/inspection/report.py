@@ -31,10 +31,15 @@ table.front th, table.front td, table.specs th, table.specs td {
 table.front th, table.specs th {
   position: sticky; top: 0; background: #f4f4f4; text-align: center; }
 table.front td.r, table.specs td.r { text-align: right; font-variant-numeric: tabular-nums; }
-table.front td.what {
-  max-width: 30em; overflow: hidden; text-overflow: ellipsis; font-size: 12px; }
 table.front tr.teacher { background: #fdecef; }
 table.front tr.flagged td { color: #a33; }
+table.front tr.details td { white-space: normal; border-bottom: 1px solid #ddd; }
+table.front details summary { cursor: pointer; color: #555; font-size: 12px;
+  overflow-wrap: anywhere; }
+table.front .cells { display: flex; flex-wrap: wrap; gap: 2px 16px; padding: 4px 0 6px;
+  font-size: 12px; }
+table.front .cells span { font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
+table.front .cells b { font-weight: 600; color: #555; }
 table.front code { font-size: 12px; }
 ul.notes { font-size: 13px; color: #444; }
 table.specs tr.flagged td { color: #a33; }

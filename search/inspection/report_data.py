@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from scipy.stats import spearmanr
 
 from medslim.objectives.sensitivity import SensitivityCurve
-from medslim.search.inspection.front_table import FrontTable
+from medslim.search.inspection.front_table import FrontTable, picked_rows
 from medslim.search.inspection.hypervolume import HypervolumeHistory, hypervolume_history
 from medslim.search.inspection.importances import MethodImportances, importances_by_method
 from medslim.search.inspection.layer_profile import LayerProfile, layer_profile
@@ -225,8 +225,10 @@ def _teacher_label(teacher: dict[str, Any], table: FrontTable) -> str:
 
 
 def calibration_curves(table: FrontTable) -> list[CalibrationCurve]:
+    """The teacher's and the picked members' reliability curves (`picked_rows`): nine
+    curves at once read as none; every member's ECE is in the front table."""
     curves = []
-    for row in table.rows:
+    for row in [table.rows[0], *picked_rows(table)]:
         test = row.test
         if test is None or test.reliability is None or test.ece is None or test.ece_ci is None:
             continue

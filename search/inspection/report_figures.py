@@ -65,6 +65,8 @@ def sections(data: ReportData) -> list[Section]:
             Drawn(
                 "Calibration on the test split",
                 calibration_figure(data.calibration, data.calibration_subject),
+                "The teacher and the picked members (the non-inferior ones with the fewest "
+                "FLOPs, else the best test AUC; every member's ECE is in its details row). "
                 "Expected calibration error (ECE): the gap between predicted probability and "
                 "observed frequency over 10 equal-width bins, weighted by each bin's share.",
             )
@@ -120,7 +122,7 @@ def trade_off_figure(t: TradeOff) -> go.Figure:
                 go.Scatter(
                     x=[p.flops for p in points],
                     y=[p.value for p in points],
-                    mode="markers",
+                    mode="markers+text" if on_front else "markers",
                     name=f"{style.name} · {'front' if on_front else 'other'}",
                     legendgroup=kind,
                     marker={
@@ -130,8 +132,11 @@ def trade_off_figure(t: TradeOff) -> go.Figure:
                         "opacity": 1.0 if on_front else 0.35,
                         "line": {"width": 1.5 if on_front else 0, "color": "#222"},
                     },
-                    text=[p.label for p in points],
-                    hovertemplate="%{text}<extra></extra>",
+                    text=trial_labels([(p.trial, p.flops, p.value) for p in points]),
+                    textposition="top center",
+                    textfont={"size": 10},
+                    hovertext=[p.label for p in points],
+                    hovertemplate="%{hovertext}<extra></extra>",
                 )
             )
     fig.add_trace(
@@ -203,11 +208,14 @@ def test_figure(rows: list[Row]) -> go.Figure:
                     "array": [_test(r).test_auc_ci[1] - _test(r).test_auc for r in members],
                     "arrayminus": [_test(r).test_auc - _test(r).test_auc_ci[0] for r in members],
                 },
-                mode="markers",
+                mode="markers+text",
                 name=style.name,
                 marker={"color": style.colour, "symbol": style.symbol, "size": 11},
-                text=[_test_label(r) for r in members],
-                hovertemplate="%{text}<extra></extra>",
+                text=trial_labels([(r.trial, r.flops, _test(r).test_auc) for r in members]),
+                textposition="middle right",
+                textfont={"size": 10},
+                hovertext=[_test_label(r) for r in members],
+                hovertemplate="%{hovertext}<extra></extra>",
             )
         )
     fig.update_layout(
@@ -219,6 +227,21 @@ def test_figure(rows: list[Row]) -> go.Figure:
         margin={"l": 60, "r": 20, "t": 60, "b": 40},
     )
     return fig
+
+
+def trial_labels(points: list[tuple[int | None, float, float]]) -> list[str]:
+    """Each point's trial number as its label; points drawn on the same spot share one
+    label (`10, 11`) on the first, so none hides another unnamed."""
+    spots: dict[tuple[float, float], list[int]] = {}
+    for trial, x, y in points:
+        if trial is not None:
+            spots.setdefault((round(math.log10(max(x, 1)), 2), round(y, 3)), []).append(trial)
+    labels = []
+    for trial, x, y in points:
+        same = spots.get((round(math.log10(max(x, 1)), 2), round(y, 3)), [])
+        first = bool(same) and same[0] == trial
+        labels.append(", ".join(str(t) for t in same) if first else "")
+    return labels
 
 
 def _test(row: Row) -> Any:
@@ -287,7 +310,7 @@ def calibration_figure(curves: list[CalibrationCurve], subject: str) -> go.Figur
 
 def profile_figure(profile: LayerProfile) -> go.Figure:
     columns = [
-        f"{label} ({total} {'ch' if profile.unit == 'channels' else 'w'})"
+        f"{label} · {total} {'ch' if profile.unit == 'channels' else 'w'}"
         if total is not None
         else label
         for label, total in zip(profile.labels, profile.totals, strict=True)
@@ -321,7 +344,8 @@ def profile_figure(profile: LayerProfile) -> go.Figure:
     fig.update_layout(
         title=f"Pruning ratio per group (cells: ratio, kept/total {profile.unit})",
         xaxis={
-            "title": "group, by its first layer (s2.b1 = stage 2, block 1)",
+            "title": "group: its first layer's module path (short alias: s2.b1 = stage 2, "
+            "block 1)",
             "automargin": True,
         },
         yaxis={"type": "category", "autorange": "reversed", "automargin": True},

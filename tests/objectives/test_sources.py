@@ -146,6 +146,18 @@ def test_dicom_folder_trains_like_any_other(tmp_path: Path, images: Any) -> None
         load_dataset(str(root), data_dir=tmp_path, size=16)
 
 
+def test_a_palette_colour_dicom_is_read_through_its_palette(tmp_path: Path, images: Any) -> None:
+    pytest.importorskip("pydicom")
+    from medslim.objectives.imagefiles import decode, probe_channels
+
+    index = np.tile(np.arange(0, 256, 16, dtype=np.uint8), (16, 1))  # 0..240, left to right
+    path = images.write_palette_dicom(tmp_path / "p.dcm", index)
+    assert probe_channels(path) == 3
+    rgb = decode(path, 16, 3).astype(int)
+    assert rgb[0, 0].tolist() == [255, 0, 0] and rgb[0, -1].tolist() == [15, 0, 240]
+    assert np.all(np.diff(rgb[0, :, 2]) > 0), "blue follows the index, not raw indices as grey"
+
+
 def test_dicom_without_pydicom_says_how_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -203,6 +215,32 @@ def bad_labels(tmp_path: Path, images: Any) -> str:
     return str(labels_csv(tmp_path, [0, 1, 1000] * 14, images))
 
 
+def stray_label(tmp_path: Path, images: Any) -> str:
+    return str(labels_csv(tmp_path, [0, 1] * 10 + [7] + [1, 0] * 10, images))
+
+
+def too_few_to_carve(tmp_path: Path, images: Any) -> str:
+    return str(labels_csv(tmp_path, [0, 2] * 10 + [1], images))
+
+
+def outside_paths(tmp_path: Path, images: Any) -> str:
+    for i in range(20):
+        images.write_png(tmp_path / "inside" / f"{i}.png", i % 2, i)
+    images.write_png(tmp_path / "elsewhere.png", 1, 99)
+    rows = [f"{i}.png,{i % 2}" for i in range(20)] + ["../elsewhere.png,1", "/etc/passwd,0"]
+    path = tmp_path / "inside" / "l.csv"
+    path.write_text("path,label\n" + "\n".join(rows) + "\n")
+    return str(path)
+
+
+def palette_without_palette(tmp_path: Path, images: Any) -> str:
+    pytest.importorskip("pydicom")
+    root = images.class_folder(tmp_path / "x", per_class=8, mode="RGB")
+    index = np.zeros((16, 16), np.uint8)
+    images.write_palette_dicom(root / "normal" / "p.dcm", index, with_palette=False)
+    return str(root)
+
+
 def one_class_train(tmp_path: Path, images: Any) -> str:
     path = labels_csv(tmp_path, [0] * 20, images)
     return str(path)
@@ -246,7 +284,20 @@ def empty_val(tmp_path: Path, images: Any) -> str:
 
 
 BAD = {
-    "labels 0,1,1000": (bad_labels, ["l.csv", "class 2, 3, 4 and 995 more has no image in"]),
+    "labels 0,1,1000": (
+        bad_labels,
+        ["l.csv: labels are 0, 1, 1000", "2, 3, 4, 5, 6, 7, ... (998 values) have no image"],
+    ),
+    "a 7 among 0/1": (
+        stray_label,
+        ["l.csv: labels are 0, 1, 7", "1 image(s) labelled 7", "20.png); fix or remove them"],
+    ),
+    "too few to carve": (too_few_to_carve, ["class 1 has 1: a stratified split needs 2"]),
+    "outside paths": (
+        outside_paths,
+        ["2 listed paths lie outside", "../elsewhere.png, /etc/passwd", "--allow-outside-paths"],
+    ),
+    "palette lost": (palette_without_palette, ["p.dcm: a PALETTE COLOR DICOM whose palette"]),
     "one class": (one_class_train, ["l.csv", "at least K=2"]),
     "empty folder": (empty_folder, ["empty: no class folders"]),
     "class without images": (class_without_images, ["ghost: class folder with no images"]),
@@ -255,6 +306,16 @@ BAD = {
     "missing files": (missing_files, ["5 listed files do not exist: gone0.png, gone1.png"]),
     "empty val": (empty_val, ["the val split is empty"]),
 }
+
+
+def test_a_manifest_may_list_files_outside_its_folder_when_allowed(
+    tmp_path: Path, images: Any
+) -> None:
+    source = outside_paths(tmp_path, images)
+    source = source.replace("/etc/passwd,0", "")
+    Path(source).write_text(Path(source).read_text().replace("/etc/passwd,0\n", ""))
+    data = load_dataset(source, data_dir=tmp_path / "cache", size=16, allow_outside_paths=True)
+    assert len(data.train) + len(data.val) + len(data.test) == 21
 
 
 @pytest.mark.parametrize(("build", "fragments"), BAD.values(), ids=BAD.keys())

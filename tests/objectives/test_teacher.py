@@ -159,6 +159,7 @@ print(json.dumps([weights_fingerprint(model), scores.val_auc, scores.val_acc]))
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "dataset, epochs",
     [("breast-cancer", "10"), (str(SHARED_DATA / "breastmnist.npz"), "1")],

@@ -18,6 +18,8 @@ from medslim.search.artifacts import ARTIFACTS_ATTR
 from medslim.search.cli import main
 from medslim.search.study_teacher import FINGERPRINT, TEACHER_FILE, teacher_difference
 
+pytestmark = pytest.mark.e2e
+
 TINY = ["--teacher-epochs", "5", "--epochs", "1", "--baselines", "2", "--no-progress"]
 
 

@@ -20,6 +20,7 @@ def _run(tmp_path: Path, *extra: str, trials: int = 5) -> int:
     return main(["run", "--storage", storage, "--trials", str(trials), *FAST, *extra])
 
 
+@pytest.mark.e2e
 def test_run_then_pareto_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(tmp_path) == 0
     out = capsys.readouterr().out
@@ -45,6 +46,7 @@ def test_run_then_pareto_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert {"test_auc", "test_acc"} <= set(study.user_attrs["teacher"])
 
 
+@pytest.mark.e2e
 def test_resume_continues_to_the_requested_total(tmp_path: Path) -> None:
     assert _run(tmp_path, trials=4) == 0
     storage = f"sqlite:///{tmp_path / 'm.db'}"
@@ -60,6 +62,7 @@ def test_resume_continues_to_the_requested_total(tmp_path: Path) -> None:
     assert len(list((tmp_path / ".medslim" / "teachers").glob("*.pt"))) == 1
 
 
+@pytest.mark.e2e
 def test_interrupted_study_keeps_its_trials_and_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -150,6 +153,7 @@ def test_bad_worker_input_is_one_line_and_exit_code_2(
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.e2e
 def test_changed_config_under_the_same_study_name_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -161,6 +165,7 @@ def test_changed_config_under_the_same_study_name_is_refused(
     assert _run(tmp_path, "--study", "s", "--max-ratio", "0.5", "--force-config", trials=3) == 0
 
 
+@pytest.mark.e2e
 def test_unstructured_run_reports_sparse_flops(tmp_path: Path) -> None:
     assert _run(tmp_path, "--pruning", "unstructured", "--criterion", "lamp", trials=4) == 0
     storage = f"sqlite:///{tmp_path / 'm.db'}"
@@ -169,6 +174,7 @@ def test_unstructured_run_reports_sparse_flops(tmp_path: Path) -> None:
     assert all(trial_record(t)["sparse_flops"] < trial_record(t)["flops"] for t in trials)
 
 
+@pytest.mark.e2e
 def test_a_run_without_trials_publishes_the_data_kinds_default_target(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,17 +7,23 @@ import io
 import json
 import socket
 import subprocess
+import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import optuna
 import optuna_dashboard
+import pytest
 import torch
 
+from medslim.search.records import trial_record
 from medslim.search.stored import open_study
 from medslim.search.trial_models import model_artifact_id
+
+pytestmark = pytest.mark.e2e
 
 
 def _free_port() -> int:
@@ -103,7 +109,7 @@ def test_dashboard_shows_trial_columns_figures_notes_and_serves_models(
             lambda d: "UserAttribute flops_ratio" in d.find_element(By.TAG_NAME, "body").text
         )
         headers = [h.text.split("\n")[0] for h in driver.find_elements(By.CSS_SELECTOR, "th")]
-        for column in ("flops_ratio", "params", "latency_ms", "method", "val_auc", "ratio.body.0"):
+        for column in ("flops_ratio", "params", "latency_ms", "val_auc", "ratio.body.0"):
             assert f"UserAttribute {column}" in headers, (column, headers)
         assert "UserAttribute result" not in headers
         assert "Param flops.target" in headers  # parameters named for what they are
@@ -111,6 +117,57 @@ def test_dashboard_shows_trial_columns_figures_notes_and_serves_models(
             "return [...document.querySelectorAll('tbody tr')].map(r => r.offsetHeight)"
         )
         assert heights and max(heights) < 90, heights  # no row holds a wrapped JSON blob
+
+        # The store is served read-only: a browser can neither delete nor upload.
+        url = f"{base}/api/artifacts/{study_id}/{trial_id}/{artifact}"
+        for method, data in (("DELETE", None), ("POST", b'{"file": "data:,x"}')):
+            target = url if method == "DELETE" else f"{base}/api/artifacts/{study_id}"
+            request = urllib.request.Request(target, data=data, method=method)
+            request.add_header("Content-Type", "application/json")
+            try:
+                urllib.request.urlopen(request, timeout=30)
+            except urllib.error.HTTPError as refused:
+                assert refused.code == 403 and b"read-only" in refused.read()
+            else:
+                raise AssertionError(f"{method} {target} was served")
+        assert _get(f"{base}/artifacts/{study_id}/{trial_id}/{artifact}")[0] == body
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
+def test_distilled_trials_are_one_line_rows_of_scalar_columns(
+    tiny_both_dir: Path, medslim: Any, chromium: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    storage = f"sqlite:///{tiny_both_dir / 'm.db'}"
+    ref = open_study(storage)
+    students = [t for t in ref.study.trials if trial_record(t)["method"] == "distill"]
+    assert students, "the study has distilled trials"
+    for trial in students:
+        nested = {k: v for k, v in trial.user_attrs.items() if isinstance(v, dict | list)}
+        assert not nested, f"trial {trial.number} stores JSON attributes: {nested}"
+    port = _free_port()
+    server = medslim.start("dashboard", "--storage", storage, "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_server(f"{base}/api/studies", server)
+        study_id = ref.storage.get_study_id_from_name(ref.name)
+        driver = chromium(1400, 1600)
+        driver.get(f"{base}/dashboard/studies/{study_id}/smartSelection")
+        WebDriverWait(driver, 60).until(
+            lambda d: (
+                "UserAttribute student.widths" in d.find_element(By.TAG_NAME, "body").text
+                or "UserAttribute student.hidden" in d.find_element(By.TAG_NAME, "body").text
+            )
+        )
+        heights = driver.execute_script(
+            "return [...document.querySelectorAll('tbody tr')].map(r => r.offsetHeight)"
+        )
+        # every row one line high (a JSON dict in a cell made a student's row 130 px high)
+        assert heights and max(heights) - min(heights) <= 4 and max(heights) < 90, heights
     finally:
         server.terminate()
         server.communicate(timeout=30)
@@ -138,11 +195,23 @@ def test_a_busy_port_is_one_line_and_exit_2(tiny_study_dir: Path, medslim: Any) 
         taken.listen()
         port = taken.getsockname()[1]
         result = medslim.run(
-            "dashboard", "--storage", f"sqlite:///{tiny_study_dir / 'm.db'}", "--port", str(port)
+            "dashboard",
+            *("--storage", f"sqlite:///{tiny_study_dir / 'm.db'}", "--port", str(port)),
+            command=[sys.executable, "-c", REPORT_IMPORTS],
         )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "--port" in lines[0]
+    assert result.stdout.split() == ["False"] * 4, "said before the heavy imports"
+
+
+REPORT_IMPORTS = """
+import sys
+from medslim.search.cli import main
+code = main(sys.argv[1:])
+print(*(m in sys.modules for m in ("optuna_dashboard", "plotly", "torch", "optuna")))
+sys.exit(code)
+"""
 
 
 def test_models_are_stored_as_binary_and_older_pt_types_are_served_as_binary(

@@ -39,6 +39,7 @@ def pareto_json(storage: str, capsys: pytest.CaptureFixture[str]) -> dict[str, A
     return result
 
 
+@pytest.mark.e2e
 def test_folder_study_keeps_its_source_for_pareto_resume_and_worker(
     tmp_path: Path,
     images: Any,
@@ -72,6 +73,7 @@ def test_folder_study_keeps_its_source_for_pareto_resume_and_worker(
     assert "differ from those the study was made with" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("with_split", [True, False])
 def test_csv_study_runs_end_to_end(
     tmp_path: Path, images: Any, capsys: pytest.CaptureFixture[str], with_split: bool
@@ -84,6 +86,7 @@ def test_csv_study_runs_end_to_end(
     assert pareto_json(storage, capsys)["front"]
 
 
+@pytest.mark.e2e
 def test_dicom_study_runs_end_to_end(tmp_path: Path, images: Any) -> None:
     pytest.importorskip("pydicom")
     root = tmp_path / "scans"
@@ -97,6 +100,50 @@ def test_dicom_study_runs_end_to_end(tmp_path: Path, images: Any) -> None:
     assert only_study(storage).user_attrs["dataset"]["input_shape"] == [1, 16, 16]
 
 
+@pytest.mark.e2e
+def test_library_warnings_stay_off_stderr_in_a_normal_run(medslim, images: Any) -> None:
+    """pydicom warns about every over-long header value it reads (seen in public DICOMs):
+    the run's stderr holds medslim's own lines only."""
+    pydicom = pytest.importorskip("pydicom")
+    root = medslim.cwd / "scans"
+    for label, name in enumerate(images.classes):
+        for i in range(8):
+            values = images.pattern(label, i + 20 * label, (20, 20)).astype(float) * 16
+            path = images.write_dicom(
+                root / name / f"{i}.dcm", values, "MONOCHROME2", (2000, 4000)
+            )
+            header = pydicom.dcmread(path)
+            header.PatientName = "A" * 70  # PN allows 64
+            header.save_as(path)
+    done = medslim.run("run", "--dataset", str(root), "--size", "16", *TINY[:-1])
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr and "exceeds" not in done.stderr, done.stderr
+    assert "teacher trained in" in done.stderr, "medslim's own lines still show"
+
+
+@pytest.mark.e2e
+def test_a_csv_listing_files_elsewhere_needs_the_flag_and_its_readers_follow(
+    tmp_path: Path, images: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = []
+    for i in range(40):
+        images.write_png(tmp_path / "shared" / f"{i}.png", i % 2, i)
+        rows.append(f"../shared/{i}.png,{i % 2}")
+    csv = tmp_path / "lists" / "labels.csv"
+    csv.parent.mkdir()
+    csv.write_text("path,label\n" + "\n".join(rows) + "\n")
+    code, storage = run(tmp_path, str(csv), "--size", "16", "--data-dir", str(tmp_path))
+    assert code == 2 and "lie outside" in capsys.readouterr().err
+    assert not (tmp_path / "s.db").exists()
+    code, storage = run(
+        tmp_path, str(csv), "--size", "16", "--data-dir", str(tmp_path), "--allow-outside-paths"
+    )
+    assert code == 0
+    assert only_study(storage).user_attrs["dataset"]["allow_outside_paths"] is True
+    assert pareto_json(storage, capsys)["test"]["size"] == 6, "pareto read the test split too"
+
+
+@pytest.mark.e2e
 def test_medmnist_plus_64_by_name(official_64: Callable[[], Path], tmp_path: Path) -> None:
     path = official_64()
     code, storage = run(tmp_path, "breastmnist", "--size", "64", "--data-dir", str(path.parent))

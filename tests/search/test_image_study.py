@@ -9,6 +9,8 @@ import pytest
 
 from medslim.search.cli import main
 
+pytestmark = pytest.mark.e2e
+
 PNEUMONIA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pneumoniamnist.npz"
 
 

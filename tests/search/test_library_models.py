@@ -28,6 +28,8 @@ from medslim.spaces.sparsity import (
     prune_in_steps,
 )
 
+pytestmark = pytest.mark.e2e
+
 SHAPE = (1, 32, 32)
 VOLUME = (1, 8, 8, 8)
 RATIO = 0.4

@@ -20,6 +20,8 @@ from medslim.search.records import trial_record
 from medslim.search.session import prepare
 from medslim.spaces.families import build_model, spec_from_dict
 
+pytestmark = pytest.mark.e2e
+
 FAST = {"teacher_epochs": 20, "epochs": 1, "student_epochs": 3, "baselines": 2}
 
 
@@ -37,7 +39,7 @@ def test_both_yields_pruned_and_distilled_trials_on_one_front(tmp_path: Path) ->
     assert {trial_record(t)["method"] for t in done} == {"prune", "distill"}
     assert all(t.params["method"] == trial_record(t)["method"] for t in done)
     seeds = [t for t in study.trials if t.user_attrs.get("baseline") == "scaled"]
-    assert [spec_from_dict(t.user_attrs["student_spec"]).hidden for t in seeds] == [
+    assert [spec_from_dict(trial_record(t)["student_spec"]).hidden for t in seeds] == [
         (128, 64, 32),
         (64, 32, 16),
         (32, 16, 8),
@@ -45,7 +47,7 @@ def test_both_yields_pruned_and_distilled_trials_on_one_front(tmp_path: Path) ->
     for trial in done:
         if trial_record(trial)["method"] == "distill":
             assert not any(k.startswith("sparsity.") for k in trial.params)
-            model = build_model(spec_from_dict(trial.user_attrs["student_spec"]), (30,), 2)
+            model = build_model(spec_from_dict(trial_record(trial)["student_spec"]), (30,), 2)
             assert sum(p.numel() for p in model.parameters()) == trial_record(trial)["params"]
         else:
             assert not any(k.startswith(("student.", "distill.")) for k in trial.params)

@@ -16,6 +16,8 @@ import torch
 from medslim.search.cli import main
 from medslim.search.records import trial_record
 
+pytestmark = pytest.mark.e2e
+
 NETS = """
 import torch
 from torch import nn
@@ -53,6 +55,12 @@ def no_channels(num_classes):
 
 def thousand(in_channels, num_classes):
     return Net(in_channels, 1000, 8)
+
+
+def nan_outputs(in_channels, num_classes):
+    net = Net(in_channels, num_classes, 8)
+    nn.init.constant_(net.classifier.bias, float("nan"))
+    return net
 """
 
 
@@ -162,6 +170,8 @@ def _refused(files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], *a
         ("FILES/nets.py:no_channels", "must accept in_channels= and num_classes="),
         ("FILES/nets.py:thousand", "returns outputs of shape (2, 1000) for 2 samples"),
         ("FILES/absent.py:build", "does not exist"),
+        ("FILES/nets.py:nan_outputs", "outputs NaN or infinity on the first training images"),
+        ("FILES/nets.py:nan_outputs", "before any training, so a lower --lr cannot help"),
         ("no_such_package.nets:build", "cannot import module 'no_such_package.nets'"),
     ],
 )
@@ -170,6 +180,17 @@ def test_a_model_that_cannot_be_used_is_refused_in_one_line(
 ) -> None:
     err = _refused(files, tmp_path, capsys, "--model", model.replace("FILES", str(files)))
     assert message in err
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("[1]", "--model-args must be a JSON object"), ("{width: 8}", "is not valid JSON")],
+)
+def test_model_args_that_are_not_a_json_object_are_one_line(
+    text: str, message: str, files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = ["--model", f"{files / 'nets.py'}:build", "--model-args", text]
+    assert message in _refused(files, tmp_path, capsys, *model)
 
 
 def test_weights_that_do_not_fit_and_bad_layer_names_are_refused(

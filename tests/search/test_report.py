@@ -21,7 +21,7 @@ from medslim.search.inspection.report_figures import sections
 from medslim.search.records import trial_record
 from medslim.spaces.families import build_model, get_preset
 
-WIDTHS = (1000, 1400, 1920)
+WIDTHS = (800, 1400, 1920)
 
 
 def _stored(folder: Path) -> StoredStudy:
@@ -165,6 +165,7 @@ def test_report_html_has_the_test_table_and_one_figure_per_section(
     assert "Models on the front" in note and "breast-cancer" in note and "ΔAUC" in note
 
 
+@pytest.mark.e2e
 def test_report_in_a_browser_shows_methods_apart_and_never_scrolls_sideways(
     tiny_both_dir: Path, tmp_path: Path, chromium: Any
 ) -> None:
@@ -181,10 +182,23 @@ def test_report_in_a_browser_shows_methods_apart_and_never_scrolls_sideways(
             "return document.documentElement.scrollWidth - window.innerWidth"
         )
         assert overflow <= 0, f"the page is {overflow} px wider than a {width} px window"
-        rows = driver.find_elements(By.CSS_SELECTOR, "table.front tbody tr")
+        rows = driver.find_elements(By.CSS_SELECTOR, "table.front tbody tr:not(.details)")
         verdicts = {
             r.find_elements(By.TAG_NAME, "td")[_column(driver, "verdict")].text for r in rows
         }
+        # the table leads with what a reader compares, and fits: the verdict is on screen
+        headers = [h.text for h in driver.find_elements(By.CSS_SELECTOR, "table.front th")]
+        assert headers == ["trial", "method", "FLOPs×", "test AUC [95% CI]", "verdict"]
+        right = driver.execute_script(
+            "return document.querySelector('table.front th:last-child')"
+            ".getBoundingClientRect().right"
+        )
+        assert right <= width, f"the verdict ends at {right} px in a {width} px window"
+        details = driver.find_elements(By.CSS_SELECTOR, "table.front tr.details details")
+        assert len(details) == len(rows)
+        details[1].find_element(By.TAG_NAME, "summary").click()
+        opened = details[1].text
+        assert "ECE [95% CI]" in opened and "ΔAUC [95% CI]" in opened and "export" in opened
         assert "reference" in verdicts and verdicts - {"reference"}
         assert verdicts - {"reference"} <= {"non-inferior", "not shown: AUC", "1-class test"} | {
             v for v in verdicts if v.endswith("*")
@@ -196,6 +210,20 @@ def test_report_in_a_browser_shows_methods_apart_and_never_scrolls_sideways(
         styles = {name.split(" · ")[0]: (symbol, colour) for name, symbol, colour in traces}
         assert styles["pruned"] != styles["distilled"] != styles["teacher"]
         assert styles["distilled"] == ("diamond", "#2ca02c")
+        labels = driver.execute_script(
+            "return [...document.querySelectorAll('.js-plotly-plot')].slice(0, 3).map("
+            "p => p.data.flatMap(t => Array.isArray(t.text) ? t.text : []).filter(x => x))"
+        )
+        members = {str(r.find_elements(By.TAG_NAME, "td")[0].text) for r in rows} - {""}
+        for figure in labels:  # each front point labelled with its trial number
+            named = {n.strip() for label in figure for n in label.split(",")}
+            assert members <= named, (members, figure)
+        curves = driver.execute_script(
+            "const plots = [...document.querySelectorAll('.js-plotly-plot')];"
+            "const c = plots.find(p => (p.layout.title.text || '').startsWith('Reliability'));"
+            "return c.data.map(t => t.name)"
+        )
+        assert 2 <= len(curves) <= 2 + 3, curves  # the diagonal, the teacher, the picked
         legend = {e.text for e in driver.find_elements(By.CSS_SELECTOR, ".legendtext")}
         assert any(t.startswith("distilled") for t in legend)
         assert any(t.startswith("pruned") or t.startswith("uniform") for t in legend)

@@ -19,6 +19,7 @@ from medslim.search.session import prepare
 TRIALS = 12  # past the 10 start-up trials of TPE and GP, so their models run too
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", sampler_names())
 def test_every_sampler_runs_a_conditional_study(tmp_path: Path, name: str) -> None:
     objectives = (

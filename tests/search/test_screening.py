@@ -58,6 +58,7 @@ def _trials(storage: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=summary.study_name, storage=storage).trials
 
 
+@pytest.mark.e2e
 def test_screened_out_candidates_are_beaten_by_an_earlier_proxy_and_cost_no_trial(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

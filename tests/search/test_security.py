@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 PLANTED = ("medslim", "search", "optuna", "torch", "sqlalchemy")
 """Packages a working directory might hold (or an attacker might plant there)."""
 

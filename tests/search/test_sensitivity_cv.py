@@ -11,6 +11,8 @@ import pytest
 from medslim.search.cli import main
 from medslim.search.records import trial_record
 
+pytestmark = pytest.mark.e2e
+
 FAST = ["--teacher-epochs", "20", "--epochs", "1", "--no-progress", "--baselines", "2"]
 
 

@@ -19,6 +19,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+pytestmark = pytest.mark.e2e
+
 BASELINES = ("--baselines", "3")
 UNIFORM = [0.3, 0.6, 0.9]  # the global ratios of those three uniform baselines
 SLOW = ("--epochs", "30")  # trials of about a second, long enough to be caught running

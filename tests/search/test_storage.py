@@ -3,6 +3,7 @@ must never create a storage, and storage mistakes that are one line and exit cod
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -13,9 +14,17 @@ from optuna.trial import TrialState
 from medslim.search.cli import main
 from medslim.search.storage import display_url, redact
 
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 TINY = ["--teacher-epochs", "5", "--epochs", "1", "--baselines", "3", "--no-progress"]
 
 
+@pytest.mark.e2e
 def test_two_first_runs_on_a_new_sqlite_file_both_succeed(medslim, tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'race.db'}"
     command = ("run", "--storage", storage, "--study", "s", "--trials", "8", *TINY[:-1])
@@ -29,13 +38,44 @@ def test_two_first_runs_on_a_new_sqlite_file_both_succeed(medslim, tmp_path: Pat
     assert sorted(baselines) == [0.3, 0.6, 0.9], "the seeds were queued once, and each ran"
     # The second run joined a study in progress: it says so and samples with its own seed.
     assert "samples with seed" in err1 + err2
+    # It waited for the first run's teacher instead of training the same one again.
+    assert (err1 + err2).count("teacher trained in") == 1, err1 + err2
+    assert "teacher loaded in" in err1 + err2 and "waiting" in err1 + err2
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--artifacts", "ftp://example.org/models"],
+        ["--artifacts", "/proc/medslim-models"],
+        ["--lr", "1e12", "--teacher-epochs", "3"],  # refused after the study was made
+    ],
+)
+def test_a_refused_run_leaves_no_storage_file_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], bad
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for storage, path in (
+        ("sqlite:///medslim.db", tmp_path / "medslim.db"),
+        ("m.log", tmp_path / "m.log"),
+    ):
+        assert main(["run", "--storage", storage, "--trials", "2", *TINY, *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert not path.exists(), f"{' '.join(bad)} left {path.name} behind"
+        assert not list(tmp_path.glob("medslim.db-*")), "nor its journal"
 
 
 @pytest.mark.parametrize("command", ["pareto", "report", "export", "dashboard"])
 def test_readers_never_create_a_storage(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
-    extra = {"export": ["--trial", "0", "--out", str(tmp_path / "m.pt")]}.get(command, [])
+    extra = {
+        "export": ["--trial", "0", "--out", str(tmp_path / "m.pt")],
+        "dashboard": ["--port", str(free_port())],  # the port is taken before the storage
+    }.get(command, [])
     for storage, path in (
         (f"sqlite:///{tmp_path / 'missing.db'}", tmp_path / "missing.db"),
         (str(tmp_path / "missing.log"), tmp_path / "missing.log"),

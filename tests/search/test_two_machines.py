@@ -15,9 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from medslim.search.config import STORAGE_ENV
+
+pytestmark = pytest.mark.e2e
 
 TARGET = 10
 TEACHER_LINE = re.compile(r"teacher (\w+) in ([\d.]+) s")

@@ -15,6 +15,8 @@ from optuna.trial import TrialState
 
 from medslim.search.cli import main
 
+pytestmark = pytest.mark.e2e
+
 
 def _study(storage: str) -> optuna.Study:
     (summary,) = optuna.get_all_study_summaries(storage)

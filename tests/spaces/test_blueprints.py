@@ -61,6 +61,7 @@ def test_a_library_blueprint_round_trips_and_an_edited_file_is_another_model(
     assert mine.identity() != before
 
 
+@pytest.mark.e2e
 def test_grey_images_get_a_one_channel_stem_and_small_images_a_finer_stem() -> None:
     resnet = blueprint_for("torchvision:resnet18", None, (1, 28, 28), 2).build()
     assert resnet.conv1.in_channels == 1 and resnet.conv1.stride == (2, 2)  # runs as built

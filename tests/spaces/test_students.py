@@ -61,12 +61,19 @@ def _fields(spec) -> dict:
     return {k: v for k, v in spec_to_dict(spec).items() if k != "family"}
 
 
+# torchvision's students are whole library models (seconds each): outside the fast loop
+WHOLE_MODEL_MARKED = [
+    pytest.param(f, marks=pytest.mark.e2e) if f == "torchvision" else f
+    for f in sorted(STUDENT_FAMILIES)
+]
+
+
 def test_every_family_has_a_tiny_example() -> None:
     assert set(TINY) == set(STUDENT_FAMILIES)
     assert set(STUDENT_FAMILIES) == set(FAMILIES)  # every built-in family is a student too
 
 
-@pytest.mark.parametrize("family", sorted(STUDENT_FAMILIES))
+@pytest.mark.parametrize("family", WHOLE_MODEL_MARKED)
 def test_family_builds_runs_forward_and_backward(family: str) -> None:
     torch.manual_seed(0)
     spec = TINY[family]
@@ -86,7 +93,7 @@ def test_family_builds_runs_forward_and_backward(family: str) -> None:
     assert spec_from_dict(spec_to_dict(spec)) == spec
 
 
-@pytest.mark.parametrize("family", sorted(STUDENT_FAMILIES))
+@pytest.mark.parametrize("family", WHOLE_MODEL_MARKED)
 def test_flops_grow_with_width_and_depth(family: str) -> None:
     spec = TINY[family]
     shape = SHAPES[STUDENT_FAMILIES[family].input_kind]
