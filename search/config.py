@@ -12,25 +12,23 @@ import os
 import re
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from medslim.errors import UsageError
 from medslim.kinds import (
     DIRECTIONS,
-    METHODS,
     OBJECTIVES,
     PRUNING_KINDS,
     TASK_ALIASES,
     TASK_CHOICES,
     TASKS,
     Direction,
-    Method,
     Objective,
     Pruning,
     Task,
 )
 
-DEFAULT_OBJECTIVES: tuple[Objective, ...] = OBJECTIVES
+DEFAULT_OBJECTIVES: tuple[Objective, ...] = ("val_auc", "val_acc", "flops")
 DEFAULT_STORAGE = "sqlite:///medslim.db"
 DEFAULT_SCREEN_MARGIN = 0.02
 """`--screen` given without a margin."""
@@ -41,6 +39,9 @@ LEGACY_ALLOCATIONS: tuple[str, ...] = ("offsets",)
 """What studies made before allocations searched: a global ratio plus per-group offsets."""
 
 ConfigT = TypeVar("ConfigT", bound="StudyConfig")
+
+if TYPE_CHECKING:
+    from medslim.search.methods import Method
 
 # Settings that do not change what a trial computes, so they may differ between runs.
 # (`artifacts` is kept in the study on its own, as the study's store for good.)
@@ -101,7 +102,7 @@ class StudyConfig:
     max_offset: float = 0.2
     iterative_steps: int = 1
     baselines: int | None = None  # None: a quarter of the trials, 2 to 9
-    method: Method = "prune"
+    method: str = "prune"  # a method, several (a,b), `all`, or `both` (prune,distill)
     kd: bool | None = None  # None: on for images (without --cv), off for tabular data
     epochs: int | None = None
     student_epochs: int | None = None
@@ -185,8 +186,15 @@ class StudyConfig:
         if named.get("baselines") is None:
             named["baselines"] = LEGACY_BASELINES
         digest = hashlib.sha256(json.dumps(named, sort_keys=True).encode()).hexdigest()
-        space = self.pruning if self.method == "prune" else self.method
-        return f"{stem}-{model_label(str(self.model))}-{space}-{digest[:6]}"
+        return f"{stem}-{model_label(str(self.model))}-{self.space_label()}-{digest[:6]}"
+
+    def space_label(self) -> str:
+        """What the study searches, in its default name: the pruning kind for pruning
+        alone, else the method setting."""
+        from medslim.search.methods import get_method, study_methods
+
+        names = study_methods(self.method)
+        return get_method(names[0]).study_label(self) if len(names) == 1 else self.method
 
     @classmethod
     def from_stored(cls: type[ConfigT], stored: dict[str, Any], **run_settings: Any) -> ConfigT:
@@ -244,22 +252,21 @@ def _problems(config: StudyConfig) -> list[str]:
         )
     if len(set(config.objectives)) != len(config.objectives):
         problems.append(f"--objectives lists one twice: {','.join(config.objectives)}")
-    if config.method not in METHODS:
-        problems.append(f"unknown --method {config.method!r}; use one of {', '.join(METHODS)}")
+    methods = _methods(config.method, problems)
     if config.pruning not in PRUNING_KINDS:
         problems.append(
             f"unknown --pruning {config.pruning!r}; use one of {', '.join(PRUNING_KINDS)}"
         )
     if config.cv == 1 or config.cv < 0:
         problems.append(f"--cv needs 2 or more folds (0: the single val split), got {config.cv}")
-    if config.cv and (config.method != "prune" or config.kd):
+    if config.cv and (not all(m.cross_validates for m in methods) or config.kd):
         problems.append(
             "--cv scores pruning trials only (the teacher's cached soft labels follow the "
             "fixed train split); drop --cv, or use --method prune without --kd"
         )
     if config.screen is not None and not 0.0 <= config.screen <= 1.0:
         problems.append(f"--screen margin must be in [0, 1], got {config.screen}")
-    if config.screen is not None and (config.cv or config.method == "distill"):
+    if config.screen is not None and (config.cv or not any(m.screens for m in methods)):
         problems.append(
             "--screen looks at pruned candidates on the single val split; it works "
             "with neither --cv nor --method distill"
@@ -308,6 +315,17 @@ def _problems(config: StudyConfig) -> list[str]:
             f'--model-args must be a JSON object ({{"name": value}}), not {config.model_args!r}'
         )
     return problems
+
+
+def _methods(setting: str, problems: list[str]) -> list[Method]:
+    """The study's methods, or none with the problem added (an unknown name)."""
+    from medslim.search.methods import methods_of
+
+    try:
+        return methods_of(setting)
+    except UsageError as error:
+        problems.append(f"--method: {error}, all, both, or several separated by commas")
+        return []
 
 
 def _allocation_problems(allocations: tuple[str, ...]) -> list[str]:

@@ -27,6 +27,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from medslim.search import signals
+from medslim.search.methods import methods_of
 from medslim.search.objective import make_objective
 from medslim.search.orphans import release_dead_trials, requeue, say_elsewhere, worker_name
 from medslim.search.records import trial_record
@@ -151,7 +152,7 @@ def _run(
         release_dead_trials(study, session.storage)
     gate = _Gate(make_objective(session), target, interrupts)
     complete, _ = _count(study)
-    stops_early = config.screen is not None or config.method != "prune"
+    stops_early = config.screen is not None or any(m.rejects for m in methods_of(config.method))
     attempts = (PRUNED_PER_TRIAL if stops_early else FAILURES_PER_TRIAL) * max(
         1, target - complete
     )

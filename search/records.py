@@ -16,6 +16,8 @@ from typing import Any
 
 import optuna
 
+from medslim.search.methods import METHODS
+from medslim.search.methods.prune import PRUNE
 from medslim.spaces.sparsity import LEGACY_OFFSET_PREFIX, TARGET_PARAM
 
 RESULT_ATTR = "result"
@@ -62,15 +64,16 @@ def stored_attrs(result: dict[str, Any]) -> dict[str, Any]:
 
 def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The trial's user attrs with its result (method, plan, val_auc, flops, ...) at the top
-    level, the same for trials stored one scalar a key and for older `result` dicts."""
+    level, the same for trials stored one scalar a key and for older `result` dicts (a
+    trial that stored no method pruned: it ran before students existed)."""
     attrs = trial.user_attrs
     if RESULT_ATTR in attrs:
-        return {**attrs, **attrs[RESULT_ATTR]}
-    record = dict(attrs)
+        return {"method": PRUNE.name, **attrs, **attrs[RESULT_ATTR]}
+    record = {"method": PRUNE.name, **attrs}
     ratios = {k[len(RATIO_PREFIX) :]: v for k, v in attrs.items() if k.startswith(RATIO_PREFIX)}
     if ratios:
         record["plan"] = {
-            "method": "prune",
+            "method": PRUNE.name,
             "criterion": trial.params.get("criterion"),
             "global_ratio": trial.params.get(GLOBAL_PARAM),
             "ratios": ratios,
@@ -93,20 +96,15 @@ def stored_offset_prefix(study: optuna.Study) -> str:
 
 def flat_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """One trial as flat columns (for a DataFrame): its number and state, the scalar parts of
-    its record, and the nested plan or student spec spread into `ratio.<group>`,
-    `student.<field>` and `distill.<knob>` columns."""
+    its record, and the nested plan or student spec spread into `ratio.<group>` columns and
+    the method's own (`student.<field>`, `distill.<knob>`, ...)."""
     record = trial_record(trial)
     row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
     row.update({k: v for k, v in record.items() if not isinstance(v, dict | list)})
     plan = record.get("plan", {})
     row.update({k: v for k, v in plan.items() if k != "ratios" and v is not None})
     row.update({f"ratio.{group}": r for group, r in plan.get("ratios", {}).items()})
-    for prefix in ("student", "distill"):
-        nested = record.get("student_spec" if prefix == "student" else prefix, {})
-        row.update({f"{prefix}.{k}": _cell(v) for k, v in nested.items()})
+    method = METHODS.find(str(record["method"]))
+    if method is not None:
+        row.update(method.columns(record))
     return row
-
-
-def _cell(value: Any) -> Any:
-    """Lists (widths, blocks) as `8-16-32`, so each cell holds one plain value."""
-    return "-".join(map(str, value)) if isinstance(value, list) else value

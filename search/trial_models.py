@@ -26,8 +26,9 @@ from torch import nn
 
 from medslim.errors import UsageError
 from medslim.search.artifacts import MODEL_MIME, Artifacts
+from medslim.search.methods import get_method
 from medslim.search.records import trial_record
-from medslim.spaces.blueprints import Blueprint, blueprint_for, blueprint_from_spec
+from medslim.spaces.blueprints import Blueprint, blueprint_from_spec
 from medslim.spaces.families import spec_from_dict
 from medslim.spaces.shapes import Changes, changed_attributes, reshape
 
@@ -108,30 +109,12 @@ def _legacy_changes(model: nn.Module, layers: dict[str, list[int]]) -> Changes:
     return changes
 
 
-# How each method's trials say which model they started from (branch point by
-# user_attrs["method"]): pruned trials start from the study's teacher, distilled students
-# from their own spec. Each gets the bundle's input shape and outputs.
-BaseFn = Callable[[optuna.Study, optuna.trial.FrozenTrial, Blueprint], Blueprint]
-BASES: dict[str, BaseFn] = {
-    "prune": lambda study, trial, stored: blueprint_for(
-        study.user_attrs["config"]["model"],
-        study.user_attrs["config"].get("model_args"),
-        stored.input_shape,
-        stored.n_outputs,
-    ),
-    "distill": lambda study, trial, stored: blueprint_from_spec(
-        spec_from_dict(trial.user_attrs["student_spec"]), stored.input_shape, stored.n_outputs
-    ),
-}
-
-
 def base_blueprint(
     study: optuna.Study, trial: optuna.trial.FrozenTrial, stored: Blueprint
 ) -> Blueprint:
-    method = str(trial_record(trial).get("method", "prune"))
-    if method not in BASES:
-        raise UsageError(f"trial {trial.number} has method {method!r}; known: {list(BASES)}")
-    return BASES[method](study, trial, stored)
+    """The blueprint trial `trial`'s model started from, as its method says."""
+    method = get_method(str(trial_record(trial)["method"]))
+    return method.base(study.user_attrs["config"], trial, stored)
 
 
 def save_trial_model(

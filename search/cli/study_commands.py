@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from medslim.errors import UsageError
-from medslim.kinds import METHODS, OBJECTIVES, PRUNING_KINDS, TASK_CHOICES
+from medslim.kinds import OBJECTIVES, PRUNING_KINDS, TASK_CHOICES
 from medslim.search import signals
 from medslim.search.config import (
     DEFAULT_ALLOCATIONS,
@@ -21,6 +21,7 @@ from medslim.search.config import (
     STORAGE_ENV,
     StudyConfig,
 )
+from medslim.search.methods import METHODS
 from medslim.spaces.allocation import allocation_names
 from medslim.spaces.criteria import criterion_names
 from medslim.spaces.families import preset_names
@@ -200,9 +201,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--method",
         default=DEFAULTS.method,
-        choices=METHODS,
-        help="prune the teacher, distill searched students, or both on one front "
-        "(default: %(default)s)",
+        metavar="METHOD[,METHOD...]",
+        help="what a trial does: "
+        + "; ".join(f"{m.name}: {m.summary}" for m in METHODS.values())
+        + "; several on one front (prune,lowrank), `all` of them, or `both` (prune and "
+        "distill); see `medslim list` (default: %(default)s)",
     )
     parser.add_argument(
         "--student-epochs",

@@ -1,4 +1,4 @@
-"""Readable names for what a study stores: prunable groups, trial parameters, methods.
+"""Readable names for what a study stores: prunable groups, trial parameters, members.
 
 Groups are named after their first layer in the network (`layers.1.0.shortcut.0`); the
 report and tables show them as `s2.b1.shortcut` (stage 2, block 1), the stem as `stem` and
@@ -9,9 +9,6 @@ own model) are shown as they are.
 from __future__ import annotations
 
 import re
-from typing import Any
-
-from medslim.spaces.students import describe_student
 
 _STAGE_BLOCK = re.compile(r"^layers\.(\d+)\.(\d+)\.(.+?)(?:\.0)?$")
 LEGACY_OFFSET = "sparsity."
@@ -45,38 +42,3 @@ def param_label(name: str) -> str:
     if name.startswith(LEGACY_OFFSET) and name != GLOBAL:
         return OFFSET + name[len(LEGACY_OFFSET) :]
     return name
-
-
-def kind(record: dict[str, Any]) -> str:
-    """`pruned`, `uniform` (a pruned uniform-ratio baseline) or `distilled`."""
-    if record.get("method") == "distill":
-        return "distilled"
-    return "uniform" if record.get("baseline") == "uniform" else "pruned"
-
-
-def describe(choices: dict[str, Any], labels: dict[str, str] | None = None) -> str:
-    """What a member is, in one line. Pruned: `g=0.42 l1 stem .30 s1.b1.conv1 .51 ...`
-    (global ratio or allocation, criterion, each group's real ratio; without `labels`, the
-    ratios alone in network order: `[.30 .51 ...]`). Distilled:
-    `resnet 8-16-32 ×1-1-1 k3 T=4.0 α=0.50`."""
-    if "student" in choices:
-        knobs = choices.get("distill", {})
-        text = describe_student(choices["student"]) if choices["student"] else "student"
-        if knobs:
-            text += f" T={knobs['temperature']:.1f} α={knobs['alpha']:.2f}"
-            if knobs.get("feature_weight"):
-                text += f" feat={knobs['feature_weight']:g}"
-        return text
-    ratios: dict[str, float] = choices.get("ratios", {})
-    if choices.get("allocation"):
-        head = f"{choices['allocation']} {choices.get('criterion', '')}".rstrip()
-    else:
-        head = f"g={choices.get('global_ratio', 0):.2f} {choices.get('criterion', '')}".rstrip()
-    if labels is None:
-        return f"{head} [{' '.join(_short(r) for r in ratios.values())}]"
-    return f"{head} " + " ".join(f"{labels.get(g, g)} {_short(r)}" for g, r in ratios.items())
-
-
-def _short(ratio: float) -> str:
-    """`.30`, `.00`: a ratio without its leading zero."""
-    return f"{ratio:.2f}".lstrip("0") or "0"

@@ -7,8 +7,9 @@ from typing import Any
 
 import optuna
 
-from medslim.search.config import OBJECTIVES
-from medslim.search.inspection.names import describe, group_labels, kind
+from medslim.search.config import DEFAULT_OBJECTIVES
+from medslim.search.inspection.names import group_labels
+from medslim.search.methods import get_method
 from medslim.search.records import trial_record
 from medslim.search.refined import refined_records
 
@@ -98,7 +99,7 @@ def compute_front(study: optuna.Study) -> Front:
     members.sort(key=lambda m: (m.flops, -m.val_auc))
     return Front(
         study=study.study_name,
-        objectives=list(config.get("objectives", OBJECTIVES)),
+        objectives=list(config.get("objectives", DEFAULT_OBJECTIVES)),
         teacher=dict(study.user_attrs.get("teacher", {})),
         members=members,
         finished=states.count(optuna.trial.TrialState.COMPLETE),
@@ -128,11 +129,8 @@ def member_of(
     """A finished trial as plain data; a plan's study-wide settings (criterion, pruning
     kind) come from the study's config, its ratios in network order."""
     attrs = trial_record(trial)
-    plan = attrs.get("plan")
-    if plan is None:
-        plan = {"student": attrs.get("student_spec", {}), "distill": attrs.get("distill", {})}
-    else:
-        plan = _complete_plan(plan, config, units)
+    method = get_method(str(attrs["method"]))
+    plan = method.choices(attrs, config, units)
     return FrontMember(
         trial=trial.number,
         val_auc=float(attrs["val_auc"]),
@@ -140,15 +138,15 @@ def member_of(
         flops=int(attrs["flops"]),
         flops_ratio=float(attrs["flops_ratio"]),
         params=int(attrs["params"]),
-        method=str(attrs.get("method", "prune")),
+        method=method.name,
         baseline=attrs.get("baseline") == "uniform",
         choices=plan,
         extra={
             k: attrs[k] for k in ("sparse_flops", "nonzero_params", "latency_ms") if k in attrs
         },
-        kind=kind(attrs),
-        description=describe(plan, group_labels(units)),
-        summary=describe(plan),
+        kind=method.kind(attrs),
+        description=method.describe(plan, group_labels(units)),
+        summary=method.describe(plan),
     )
 
 
@@ -164,18 +162,3 @@ def with_refined(member: FrontMember, record: dict[str, Any]) -> FrontMember:
         description=member.description + said,
         summary=member.summary + said,
     )
-
-
-def _complete_plan(
-    plan: dict[str, Any], config: dict[str, Any], units: list[str]
-) -> dict[str, Any]:
-    ratios = plan.get("ratios", {})
-    ordered = {u: ratios[u] for u in units if u in ratios}
-    ordered.update({u: r for u, r in ratios.items() if u not in ordered})
-    settings = {
-        "pruning": config.get("pruning", "structured"),
-        "criterion": config.get("criterion"),
-        "iterative_steps": config.get("iterative_steps", 1),
-    }
-    known = {k: v for k, v in plan.items() if v is not None}
-    return {**settings, **known, "ratios": ordered}

@@ -18,12 +18,12 @@ from medslim.search.inspection.hypervolume import HypervolumeHistory, hypervolum
 from medslim.search.inspection.importances import MethodImportances, importances_by_method
 from medslim.search.inspection.layer_profile import LayerProfile, layer_profile
 from medslim.search.inspection.pareto import Front, compute_front, member_of
+from medslim.search.methods import get_method
 from medslim.search.records import trial_record
 from medslim.search.sensitivity import stored_curves
 from medslim.search.stored import StudyRef
 
 METRIC_NAMES = {"val_auc": "val AUC", "val_acc": "val ACC", "flops": "FLOPs"}
-KINDS = ("pruned", "uniform", "distilled")
 
 
 class Point(NamedTuple):
@@ -98,17 +98,12 @@ def report_data(ref: StudyRef, table: FrontTable) -> ReportData:
     study = ref.study
     front = compute_front(study)
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    students = [
-        {
-            "trial": m.trial,
-            "val_auc": round(m.val_auc, 4),
-            "flops": m.flops,
-            **m.choices.get("student", {}),
-            **m.choices.get("distill", {}),
-        }
-        for m in front.members
-        if m.kind == "distilled"
-    ]
+    students = []
+    for m in front.members:
+        row = get_method(m.method).spec_row(m.choices)
+        if row is not None:
+            scores = {"trial": m.trial, "val_auc": round(m.val_auc, 4), "flops": m.flops}
+            students.append({**scores, **row})
     return ReportData(
         study=study.study_name,
         dataset=str(study.user_attrs.get("dataset", {}).get("name", "?")),

@@ -1,5 +1,6 @@
 """The report's sections, drawn from `ReportData`: the front table, then plotly figures
-with one colour and marker per method (pruned, uniform baseline, distilled, teacher)."""
+with one colour and marker per kind of member (as each method draws its own: pruned,
+uniform baseline, distilled, factorized, ...) and the teacher."""
 
 from __future__ import annotations
 
@@ -15,27 +16,20 @@ from medslim.search.inspection.hypervolume import HypervolumeHistory
 from medslim.search.inspection.importances import MethodImportances
 from medslim.search.inspection.layer_profile import LayerProfile
 from medslim.search.inspection.report_data import (
-    KINDS,
     METRIC_NAMES,
     CalibrationCurve,
     ProxyCheck,
     ReportData,
     TradeOff,
 )
-
-
-class Style(NamedTuple):
-    name: str
-    colour: str
-    symbol: str
-
+from medslim.search.methods import METHODS, Style, get_method
 
 STYLES = {
-    "pruned": Style("pruned", "#1f77b4", "circle"),
-    "uniform": Style("uniform baseline", "#ff7f0e", "square"),
-    "distilled": Style("distilled", "#2ca02c", "diamond"),
+    **{kind: style for method in METHODS.values() for kind, style in method.styles.items()},
     "teacher": Style("teacher", "#d62728", "star"),
 }
+"""Each member kind's style, as its method draws it, and the teacher's."""
+KINDS = [kind for kind in STYLES if kind != "teacher"]
 FRONT_LINE = "#444"
 HEIGHT = 460
 LEGEND = {"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0}
@@ -121,7 +115,7 @@ def trade_off_figure(t: TradeOff) -> go.Figure:
                     x=[p.flops for p in points],
                     y=[p.value for p in points],
                     mode="markers",
-                    name=f"{style.name} · {'front' if on_front else 'other'}",
+                    name=f"{style.label} · {'front' if on_front else 'other'}",
                     legendgroup=kind,
                     marker={
                         "color": style.colour,
@@ -204,7 +198,7 @@ def test_figure(rows: list[Row]) -> go.Figure:
                     "arrayminus": [_test(r).test_auc - _test(r).test_auc_ci[0] for r in members],
                 },
                 mode="markers",
-                name=style.name,
+                name=style.label,
                 marker={"color": style.colour, "symbol": style.symbol, "size": 11},
                 text=[_test_label(r) for r in members],
                 hovertemplate="%{text}<extra></extra>",
@@ -466,9 +460,7 @@ def importance_drawn(result: MethodImportances) -> Drawn:
             x=[result.importances[n] for n in names],
             y=names,
             orientation="h",
-            marker={
-                "color": STYLES["distilled" if result.method == "distill" else "pruned"].colour
-            },
+            marker={"color": next(iter(get_method(result.method).styles.values())).colour},
             hovertemplate="%{y}: %{x:.3f}<extra></extra>",
         )
     )
