@@ -24,6 +24,9 @@ RESULT_ATTR = "result"
 """Older trials: the whole result in one dict."""
 RATIO_PREFIX = "ratio."
 """`ratio.<group>`: the pruning ratio a group really got (global ratio + offset, clipped)."""
+RANK_PREFIX = "rank."
+"""`rank.<layer>`: the rank ratio a layer really got (the share of its FLOPs factorization
+cut; 0: left whole)."""
 TARGET_ATTR = "target_trials"
 """Study attr: the finished trials the last `run` asked for, so joining workers know it."""
 OFFSET_PREFIX_ATTR = "offset_prefix"
@@ -42,13 +45,14 @@ def record_result(trial: optuna.Trial, result: dict[str, Any]) -> None:
 
 
 def stored_attrs(result: dict[str, Any]) -> dict[str, Any]:
-    """The attrs `record_result` writes: a plan becomes `ratio.<group>` and its
-    `allocation` (its global ratio or target and criterion are trial parameters or study
+    """The attrs `record_result` writes: a plan becomes `ratio.<group>`, `rank.<layer>` and
+    its `allocation` (its global ratio or target and criterion are trial parameters or study
     settings already)."""
     attrs: dict[str, Any] = {}
     for key, value in result.items():
         if key == "plan":
-            attrs.update({RATIO_PREFIX + g: round(r, 4) for g, r in value["ratios"].items()})
+            for prefix, name in ((RATIO_PREFIX, "ratios"), (RANK_PREFIX, "ranks")):
+                attrs.update({prefix + g: round(r, 4) for g, r in value.get(name, {}).items()})
             if value.get("allocation"):
                 attrs["allocation"] = value["allocation"]
         elif key in DENSE and value == result.get(DENSE[key]):
@@ -70,22 +74,29 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     if RESULT_ATTR in attrs:
         return {"method": PRUNE.name, **attrs, **attrs[RESULT_ATTR]}
     record = {"method": PRUNE.name, **attrs}
-    ratios = {k[len(RATIO_PREFIX) :]: v for k, v in attrs.items() if k.startswith(RATIO_PREFIX)}
-    if ratios:
-        record["plan"] = {
-            "method": PRUNE.name,
-            "criterion": trial.params.get("criterion"),
-            "global_ratio": trial.params.get(GLOBAL_PARAM),
-            "ratios": ratios,
-        }
+    ratios, ranks = (_prefixed(attrs, prefix) for prefix in (RATIO_PREFIX, RANK_PREFIX))
+    if ratios or ranks:
+        plan: dict[str, Any] = {}
+        if ratios:
+            plan = {
+                "method": PRUNE.name,
+                "criterion": trial.params.get("criterion"),
+                "global_ratio": trial.params.get(GLOBAL_PARAM),
+                "ratios": ratios,
+            }
+        if ranks:
+            plan["ranks"] = ranks
         if "allocation" in attrs:
-            record["plan"].update(
-                allocation=attrs["allocation"], target=trial.params[TARGET_PARAM]
-            )
+            plan.update(allocation=attrs["allocation"], target=trial.params.get(TARGET_PARAM))
+        record["plan"] = plan
     for sparse, dense in DENSE.items():
         if dense in record:
             record.setdefault(sparse, record[dense])
     return record
+
+
+def _prefixed(attrs: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix) :]: v for k, v in attrs.items() if k.startswith(prefix)}
 
 
 def stored_offset_prefix(study: optuna.Study) -> str:

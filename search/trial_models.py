@@ -2,14 +2,17 @@
 architecture that rebuilds it exactly (never a pickled module).
 
 A structurally pruned model no longer matches its blueprint, so the bundle stores the
-blueprint and the module attributes pruning changed (channel counts, groups, head counts;
-`spaces.shapes`); `rebuild` builds the blueprint, applies those and the state dict's
-shapes, and loads the weights strictly, so any mismatch fails loudly. Bundles written
-before blueprints existed (a built-in spec and each layer's widths) rebuild too.
+blueprint, its factorized layers (scheme and rank; `spaces.lowrank`) and the module
+attributes pruning changed (channel counts, groups, head counts; `spaces.shapes`);
+`rebuild` builds the blueprint, factorizes those layers' shapes, applies the attributes and
+the state dict's shapes, and loads the weights strictly, so any mismatch fails loudly.
+Bundles written before blueprints existed (a built-in spec and each layer's widths)
+rebuild too.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import tempfile
 import warnings
@@ -30,6 +33,7 @@ from medslim.search.methods import get_method
 from medslim.search.records import trial_record
 from medslim.spaces.blueprints import Blueprint, blueprint_from_spec
 from medslim.spaces.families import spec_from_dict
+from medslim.spaces.lowrank import factor_record, shape_factors
 from medslim.spaces.shapes import Changes, changed_attributes, reshape
 
 if TYPE_CHECKING:
@@ -67,8 +71,16 @@ class ModelBundle:
 
 
 def bundle_model(model: nn.Module, base: Blueprint) -> ModelBundle:
-    """A CPU copy of `model`'s weights with what tells it apart from `base`'s model."""
-    spec = {"blueprint": base.as_dict(), "changes": changed_attributes(model, _reference(base))}
+    """A CPU copy of `model`'s weights with what tells it apart from `base`'s model: its
+    factorized layers (`spaces.lowrank`), then the attributes pruning changed."""
+    factors = factor_record(model)
+    reference = _reference(base)
+    if factors:
+        reference = shape_factors(copy.deepcopy(reference), factors)
+    spec: dict[str, Any] = {"blueprint": base.as_dict()}
+    if factors:
+        spec["factors"] = factors
+    spec["changes"] = changed_attributes(model, reference)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return ModelBundle(state, json.loads(json.dumps(spec)))  # plain JSON data only
 
@@ -89,7 +101,7 @@ def _reference(base: Blueprint) -> nn.Module:
 
 def rebuild(bundle: ModelBundle) -> nn.Module:
     """The bundle's model in eval mode, with exactly the stored shapes and weights."""
-    model = bundle.blueprint().build()
+    model = shape_factors(bundle.blueprint().build(), bundle.spec.get("factors", {}))
     changes = bundle.spec.get("changes")
     if changes is None:
         changes = _legacy_changes(model, bundle.spec["layers"])

@@ -1,6 +1,7 @@
 """Compression methods as registered records (`base.Method`), one file each: `prune`,
-`distill`, `lowrank` and `prune+lowrank`; `choice` says which a study and each of its
-trials run. Importing this package registers them; it imports neither torch nor Optuna.
+`distill`, `lowrank` and `prune+lowrank` (`prune_lowrank.py`); `choice` says which a study
+and each of its trials run. Importing this package registers them; it imports neither
+torch nor Optuna.
 
 The names the package had as one module (`StudentTrials`, `kd_finetune_loss`,
 `students_lost`, ...) load on first use from where they live now.
@@ -43,6 +44,12 @@ from medslim.search.methods.prune import PRUNE
 # isort: split
 from medslim.search.methods.distill import DISTILL
 
+# isort: split
+from medslim.search.methods.lowrank import LOWRANK
+
+# isort: split
+from medslim.search.methods.prune_lowrank import PRUNE_LOWRANK
+
 if TYPE_CHECKING:
     from medslim.search.student_trials import KD_FINETUNE, StudentTrials, kd_finetune_loss
 
@@ -73,12 +80,14 @@ __all__ = [
     "ALL",
     "DISTILL",
     "GROUPS",
+    "LOWRANK",
     "KD_FINETUNE",
     "METHODS",
     "METHOD_PARAM",
     "Method",
     "MethodTrials",
     "PRUNE",
+    "PRUNE_LOWRANK",
     "Prepared",
     "STUDENTS_STOPPED_ATTR",
     "STUDENT_CHANCES",
