@@ -40,3 +40,10 @@ DIRECTIONS: dict[Objective, Direction] = {
 Quantize = Literal["none", "int8", "search"]
 QUANTIZE: tuple[Quantize, ...] = get_args(Quantize)
 """`none`: fp32 only; `int8`: every trial quantized; `search`: each trial chooses."""
+QuantizeMode = Literal["static", "dynamic"]
+QUANTIZE_MODES: tuple[QuantizeMode, ...] = get_args(QuantizeMode)
+"""Static: weights and activations int8 (QDQ, calibrated); dynamic: activations at run time."""
+QuantizeWeights = Literal["per-channel", "per-tensor"]
+QUANTIZE_WEIGHTS: tuple[QuantizeWeights, ...] = get_args(QuantizeWeights)
+Calibration = Literal["minmax", "entropy", "percentile"]
+CALIBRATIONS: tuple[Calibration, ...] = get_args(Calibration)

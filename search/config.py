@@ -16,15 +16,24 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from medslim.errors import UsageError
 from medslim.kinds import (
+    CALIBRATIONS,
+    DEPLOYMENT,
     DIRECTIONS,
     OBJECTIVES,
     PRUNING_KINDS,
+    QUANTIZE,
+    QUANTIZE_MODES,
+    QUANTIZE_WEIGHTS,
     TASK_ALIASES,
     TASK_CHOICES,
     TASKS,
+    Calibration,
     Direction,
     Objective,
     Pruning,
+    Quantize,
+    QuantizeMode,
+    QuantizeWeights,
     Task,
 )
 
@@ -71,6 +80,16 @@ ADDED_LATER: dict[str, Any] = {
     "allocations": list(LEGACY_ALLOCATIONS),
     "candidates": 1,
     "sparsity_training": None,
+    "quantize": "none",
+    "quantize_mode": "static",
+    "quantize_weights": "per-channel",
+    "calibration": 128,
+    "calibration_method": "minmax",
+    "latency_batch": 16,
+    "latency_rounds": 30,
+    "latency_threads": 1,
+    "max_size": None,
+    "max_latency": None,
 }
 """Settings added after studies were first stored, with the value every older study ran
 with: an older stored config is read with these filled in, and a setting at this value is
@@ -136,6 +155,16 @@ class StudyConfig:
     sparsity_training: float | None = None
     refine: int = 0
     refine_epochs: int | None = None  # None: REFINE_EPOCHS
+    quantize: Quantize = "none"  # int8: every trial; search: each trial chooses fp32 or int8
+    quantize_mode: QuantizeMode = "static"
+    quantize_weights: QuantizeWeights = "per-channel"
+    calibration: int = 128  # training images that calibrate the activations' ranges
+    calibration_method: Calibration = "minmax"
+    latency_batch: int = 16  # measured besides batch 1
+    latency_rounds: int = 30
+    latency_threads: int = 1
+    max_size: float | None = None  # <= 1: a share of the teacher's ONNX file, else bytes
+    max_latency: float | None = None  # <= 1: a share of the teacher's latency, else ms
 
     def __post_init__(self) -> None:
         if self.task in TASK_ALIASES:  # store MedMNIST's name of the task
@@ -143,6 +172,13 @@ class StudyConfig:
         problems = _problems(self)
         if problems:
             raise UsageError(problems[0])
+
+    @property
+    def deploys(self) -> bool:
+        """Whether trials export, measure (and maybe quantize) their model in onnxruntime."""
+        deployment = set(self.objectives) & set(DEPLOYMENT)
+        constrained = self.max_size is not None or self.max_latency is not None
+        return self.quantize != "none" or bool(deployment) or constrained
 
     @property
     def directions(self) -> list[Direction]:
@@ -306,6 +342,7 @@ def _problems(config: StudyConfig) -> list[str]:
             "--sparsity-training must be a positive penalty weight, got "
             f"{config.sparsity_training}"
         )
+    problems.extend(_deployment_problems(config))
     if config.refine < 0:
         problems.append(f"--refine must be 0 or more front members, got {config.refine}")
     if config.refine_epochs is not None and config.refine_epochs < 1:
@@ -314,6 +351,32 @@ def _problems(config: StudyConfig) -> list[str]:
         problems.append(
             f'--model-args must be a JSON object ({{"name": value}}), not {config.model_args!r}'
         )
+    return problems
+
+
+def _deployment_problems(config: StudyConfig) -> list[str]:
+    problems = []
+    choices: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+        ("quantize", config.quantize, QUANTIZE),
+        ("quantize-mode", config.quantize_mode, QUANTIZE_MODES),
+        ("quantize-weights", config.quantize_weights, QUANTIZE_WEIGHTS),
+        ("calibration-method", config.calibration_method, CALIBRATIONS),
+    )
+    for name, value, allowed in choices:
+        if value not in allowed:
+            problems.append(f"unknown --{name} {value!r}; use one of {', '.join(allowed)}")
+    least_values = (
+        ("calibration", config.calibration, 1),
+        ("latency-batch", config.latency_batch, 1),
+        ("latency-rounds", config.latency_rounds, 5),
+        ("latency-threads", config.latency_threads, 1),
+    )
+    for name, number, least in least_values:
+        if number < least:
+            problems.append(f"--{name} must be {least} or more, got {number}")
+    for name, limit in (("max-size", config.max_size), ("max-latency", config.max_latency)):
+        if limit is not None and limit <= 0:
+            problems.append(f"--{name} must be positive, got {limit}")
     return problems
 
 

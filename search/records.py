@@ -32,8 +32,13 @@ TARGET_ATTR = "target_trials"
 OFFSET_PREFIX_ATTR = "offset_prefix"
 """Study attr: how the study names per-group offset parameters (`offset.` since it exists)."""
 GLOBAL_PARAM = "sparsity.global"
-DIGITS = {"val_auc": 4, "val_acc": 4}
-SIGNIFICANT = {"flops_ratio": 4, "latency_ms": 3}
+DIGITS = {"val_auc": 4, "val_acc": 4, "fp32_val_auc": 4, "fp32_val_acc": 4}
+SIGNIFICANT = {
+    "flops_ratio": 4,
+    "size_ratio": 4,
+    **dict.fromkeys(("latency_ms", "latency_ratio", "latency_batch_ms", "latency_batch_ratio"), 3),
+    **dict.fromkeys(("latency_spread", "teacher_latency_ms", "teacher_latency_spread"), 3),
+}
 DENSE = {"sparse_flops": "flops", "nonzero_params": "params"}
 """Stored only where they differ from their dense counterpart (unstructured pruning)."""
 

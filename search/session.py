@@ -19,11 +19,12 @@ from optuna.storages import BaseStorage
 from torch import nn
 
 from medslim.errors import TrainingDiverged, UsageError
-from medslim.kinds import DataKind
+from medslim.kinds import DEPLOYMENT, DataKind
 from medslim.objectives import recipes
 from medslim.objectives.checkpoints import load_weights
 from medslim.objectives.data import Dataset
 from medslim.objectives.evaluate import Budget, Scores, score_model
+from medslim.objectives.onnx_models import require_onnx
 from medslim.objectives.recipes import default_teacher_epochs
 from medslim.objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
 from medslim.objectives.teacher import SparsityTraining, TeacherScores
@@ -40,6 +41,7 @@ from medslim.search.config import (
 from medslim.search.datasource import check_same_data, describe, load_study_data
 from medslim.search.joining import choose_sampler_seed, find_study, open_or_make
 from medslim.search.methods import METHOD_PARAM, Seed, SeedContext, methods_of, study_methods
+from medslim.search.methods.precision import alternate
 from medslim.search.pruning_trials import StudyAllocations, allocation_basis, study_allocations
 from medslim.search.records import OFFSET_PREFIX_ATTR, stored_offset_prefix
 from medslim.search.samplers import make_sampler
@@ -226,6 +228,8 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
     fresh seed when other processes are running the study right now."""
     sampler = make_sampler(config.sampler or DEFAULT_SAMPLER, len(config.objectives), config.seed)
     sparsity_space(config)  # refuses bad pruning flags before any data is loaded
+    if config.deploys:
+        require_onnx(_deployment_flag(config))
     device = resolve_device(config.device)
     check_storage_url(config.storage)
     data = on_device(load_study_data(config), device)
@@ -275,7 +279,7 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
             reference.flops,
             baseline_count(resolved.baselines, resolved.trials),
         )
-        _enqueue(study, study_seeds(context, resolved.method))
+        _enqueue(study, study_seeds(context))
         study.set_user_attr("config", resolved.stored())  # last: a racing run waits for it
     else:  # an older study keeps the parameter names its trials already have
         space = replace(space, offset_prefix=stored_offset_prefix(study))
@@ -330,6 +334,16 @@ def prepare(config: StudyConfig, *, sampler_seed: int | None = None) -> Session:
         sampler_seed=seed,
         allocations=allocations,
     )
+
+
+def _deployment_flag(config: StudyConfig) -> str:
+    """The setting that makes a study measure in onnxruntime, as the user wrote it."""
+    if config.quantize != "none":
+        return f"--quantize {config.quantize}"
+    asked = [o for o in config.objectives if o in DEPLOYMENT]
+    if asked:
+        return f"objective {asked[0]}"
+    return "--max-size" if config.max_size is not None else "--max-latency"
 
 
 TEACHER_MODEL_KEYS = ("model", "model_args", "teacher")
@@ -435,14 +449,19 @@ def _check_model(blueprint: Blueprint, teacher_file: Path | None, config: Resolv
         blueprint.build(pretrained=True)  # downloads now, or says to pass --teacher
 
 
-def study_seeds(context: SeedContext, setting: str) -> list[Seed]:
+def study_seeds(context: SeedContext) -> list[Seed]:
     """Every method's seeds, each with its `method` parameter where the study runs several
-    (students first, so the front holds them from the start)."""
+    (students first, so the front holds them from the start), and under `quantize=search`
+    the precisions in turn."""
+    setting = context.config.method
     names = study_methods(setting)
     seeds = []
     for method in sorted(methods_of(setting), key=lambda m: m.seed_rank):
         prefix = {METHOD_PARAM: method.name} if len(names) > 1 else {}
         seeds += [Seed({**prefix, **s.params}, s.attrs) for s in method.seeds(context)]
+    if context.config.quantize == "search":
+        params = alternate([seed.params for seed in seeds])
+        seeds = [Seed(p, seed.attrs) for p, seed in zip(params, seeds, strict=True)]
     return seeds
 
 

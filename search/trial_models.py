@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import optuna
 import torch
@@ -38,6 +38,8 @@ from medslim.spaces.shapes import Changes, changed_attributes, reshape
 
 if TYPE_CHECKING:
     from medslim.search.stored import StudyRef
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,24 @@ def save_trial_model(
     return upload_trial_file(trial, store, _bundle_name(trial.number), bundle.save, MODEL_MIME)
 
 
+def save_trial_onnx(trial: optuna.Trial, data: bytes, store: Artifacts) -> str:
+    """Upload the ONNX file the trial was measured (and, converted, scored) as."""
+
+    def write(path: Path) -> None:
+        path.write_bytes(data)
+
+    return upload_trial_file(trial, store, onnx_name(trial.number), write, MODEL_MIME)
+
+
+def load_trial_onnx(ref: StudyRef, trial: optuna.trial.FrozenTrial) -> bytes | None:
+    """The ONNX file the trial was measured as (None: the study did not deploy)."""
+    return _load_trial_file(ref, trial, onnx_name(trial.number), Path.read_bytes)
+
+
+def onnx_name(number: int) -> str:
+    return f"trial-{number}.onnx"
+
+
 def save_screening(trial: optuna.Trial, record: dict[str, Any], store: Artifacts) -> str:
     """Upload every screened candidate's proxy and ratios as the trial's JSON file."""
 
@@ -165,7 +185,17 @@ def upload_trial_file(
 
 def load_screening(ref: StudyRef, trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
     """The trial's screening record (None: it screened no candidates)."""
-    name = _screening_name(trial.number)
+
+    def read(path: Path) -> dict[str, Any]:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+
+    return _load_trial_file(ref, trial, _screening_name(trial.number), read)
+
+
+def _load_trial_file(
+    ref: StudyRef, trial: optuna.trial.FrozenTrial, name: str, read: Callable[[Path], T]
+) -> T | None:
+    """The trial's artifact `name`, downloaded and read (None: the trial has none)."""
     metas = get_all_artifact_meta(trial, storage=ref.storage)
     artifact_id = next((m.artifact_id for m in metas if m.filename == name), None)
     if artifact_id is None:
@@ -175,7 +205,7 @@ def load_screening(ref: StudyRef, trial: optuna.trial.FrozenTrial) -> dict[str, 
         download_artifact(
             artifact_store=ref.artifacts, file_path=str(path), artifact_id=artifact_id
         )
-        return dict(json.loads(path.read_text(encoding="utf-8")))
+        return read(path)
 
 
 def _screening_name(number: int) -> str:

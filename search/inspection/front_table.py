@@ -51,6 +51,12 @@ class Row:
     export: str | None = None
     note: str | None = None
     """Why a member has no test scores."""
+    precision: str = "fp32"
+    size_bytes: int | None = None
+    """The ONNX file's size, where the study measured it."""
+    size_ratio: float | None = None
+    trial_latency_ratio: float | None = None
+    """Latency ÷ the teacher's, measured beside it while the trial ran (onnxruntime)."""
 
     @property
     def latency(self) -> Latency | None:
@@ -71,6 +77,8 @@ class FrontTable:
     export_hint: str
     storage: str
     """Where the study lives (for the export commands)."""
+    deployed: bool = False
+    """Whether the study measured its members as ONNX files (precision and size shown)."""
 
 
 def front_table(
@@ -96,6 +104,8 @@ def front_table(
             val_acc=float(teacher.get("val_acc", float("nan"))),
             trial_latency_ms=teacher.get("latency_ms"),
             test=rescored.teacher if rescored else None,
+            size_bytes=front.measured.get("teacher_size_bytes"),
+            size_ratio=1.0 if front.measured else None,
         )
     ]
     for m in front.members:
@@ -118,6 +128,10 @@ def front_table(
                 flags=scores.flags if scores else [],
                 export=export_command(storage, front.study, m.trial),
                 note=note,
+                precision=m.precision,
+                size_bytes=m.extra.get("size_bytes"),
+                size_ratio=m.extra.get("size_ratio"),
+                trial_latency_ratio=m.extra.get("latency_ratio"),
             )
         )
     binary = rescored is not None and rescored.teacher.sensitivity is not None
@@ -128,10 +142,27 @@ def front_table(
         binary=binary,
         positive=positive if binary else None,
         rule=rule,
-        notes=_notes(rescored, rule, positive if binary else None) + _refined_note(front),
+        notes=(
+            _notes(rescored, rule, positive if binary else None)
+            + _deployed_note(front)
+            + _refined_note(front)
+        ),
         export_hint=export_command(storage, front.study, "N"),
         storage=storage,
+        deployed=bool(front.measured),
     )
+
+
+def _deployed_note(front: Front) -> list[str]:
+    if not front.measured:
+        return []
+    threads = _threads(int(front.measured.get("threads", 1)))
+    return [
+        "prec: what a member deploys as; an int8 member is its quantized ONNX file, scored "
+        "on val (and test) in onnxruntime as that file, and exported as it; size× = its "
+        "ONNX file ÷ the teacher's fp32 one; trial lat× = its batch-1 latency ÷ the "
+        f"teacher's, measured beside it in onnxruntime on {threads}"
+    ]
 
 
 def _refined_note(front: Front) -> list[str]:
@@ -166,9 +197,11 @@ def _notes(
         )
     latency = teacher.latency_measured()
     if latency is not None:
+        runtime = " in onnxruntime" if latency.runtime == "onnxruntime" else ""
         notes.append(
-            f"lat× = batch-1 latency on {_threads(latency.threads)} ÷ the teacher's, both "
-            "measured in the same turns after warm-up (median; --wide: ms with the quartiles)"
+            f"lat× = batch-1 latency{runtime} on {_threads(latency.threads)} ÷ the teacher's, "
+            "both measured in the same turns after warm-up (median; --wide: ms with the "
+            "quartiles)"
         )
         if latency.noisy:
             notes.append(
@@ -226,6 +259,16 @@ def _trial(row: Row) -> str:
     return "" if row.trial is None else str(row.trial)
 
 
+def _size(count: int | None) -> str:
+    """`1.23MB`, `340kB`, `912B`."""
+    if count is None:
+        return "—"
+    for size, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if count >= size:
+            return f"{count / size:.3g}{unit}"
+    return f"{count}B"
+
+
 def _verdict(row: Row) -> str:
     """The verdict; `*` marks a member that predicts one class on val (see flags)."""
     if row.trial is None:
@@ -273,7 +316,8 @@ class Column(NamedTuple):
     modes: str
     """Where it shows: n (pareto's 100 columns), w (--wide, report), m (dashboard note)."""
     needs: str = ""
-    """`test`, `binary` or `val` (only without test scores)."""
+    """`test`, `binary`, `deploy` (a study that measured ONNX files), `plain` (one that did
+    not) or `val` (only without test scores)."""
     align: str = ">"
     flexible: bool = False
     """Shortened with … when the narrow table would pass 100 columns."""
@@ -293,7 +337,10 @@ COLUMNS = [
     Column("trial", _trial, "nwm"),
     Column("method", _text("kind"), "nwm", align="<"),
     Column("FLOPs×", lambda r: f"{r.flops_ratio:.3f}", "nwm"),
-    Column("params", lambda r: _count(r.params), "nwm"),
+    Column("prec", _text("precision"), "nwm", needs="deploy", align="<"),
+    Column("size×", lambda r: _num(r.size_ratio), "nwm", needs="deploy"),
+    Column("params", lambda r: _count(r.params), "wm"),
+    Column("params", lambda r: _count(r.params), "n", needs="plain"),
     Column("lat×", _latency_ratio, "nwm", needs="test"),
     Column("val AUC", lambda r: _num(r.val_auc), "nwm"),
     Column("val ACC", lambda r: _num(r.val_acc), "wm"),
@@ -311,6 +358,8 @@ COLUMNS = [
     Column("what", _text("summary"), "n", needs="val", align="<", flexible=True),
     # the details (--wide and the report)
     Column("FLOPs", lambda r: _count(r.flops), "w"),
+    Column("size", lambda r: _size(r.size_bytes), "w", needs="deploy"),
+    Column("trial lat×", lambda r: _num(r.trial_latency_ratio, 2), "w", needs="deploy"),
     Column("ms [quartiles]", _latency_ms, "w", needs="test"),
     Column("trial ms", lambda r: _num(r.trial_latency_ms, 2), "w", needs="val"),
     Column("test ACC [95% CI]", _scores("test_acc"), "w", needs="test"),
@@ -336,6 +385,10 @@ def columns(table: FrontTable, mode: str) -> list[Column]:
             return table.tested
         if column.needs == "binary":
             return table.binary
+        if column.needs == "deploy":
+            return table.deployed
+        if column.needs == "plain":
+            return not table.deployed
         return True
 
     return [c for c in COLUMNS if applies(c)]

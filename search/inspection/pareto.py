@@ -8,10 +8,17 @@ from typing import Any
 import optuna
 
 from medslim.search.config import DEFAULT_OBJECTIVES
+from medslim.search.deployment import ATTR as DEPLOYMENT_ATTR
 from medslim.search.inspection.names import group_labels
-from medslim.search.methods import get_method
+from medslim.search.methods import get_method, precision_of
 from medslim.search.records import trial_record
 from medslim.search.refined import refined_records
+
+EXTRA = (
+    *("sparse_flops", "nonzero_params", "latency_ms", "latency_ratio", "latency_spread"),
+    *("latency_batch_ms", "size_bytes", "size_ratio", "fp32_val_auc", "fp32_ops"),
+)
+"""Record keys a member carries besides its scores, where its trial has them."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ class FrontMember:
     """The same in fewer characters (ratios without names)."""
     refined: int = 0
     """Epochs of `medslim refine` behind the scores shown (0: the trial's own model)."""
+    precision: str = "fp32"
+    """What the member deploys as (`int8`: its quantized ONNX file, scored as that)."""
 
     def as_json(self) -> dict[str, Any]:
         data = {
@@ -49,6 +58,7 @@ class FrontMember:
             "description": self.description,
             "choices": self.choices,
             "refined_epochs": self.refined,
+            "precision": self.precision,
         }
         data.update(self.extra)
         return data
@@ -64,6 +74,8 @@ class Front:
     failed: int
     units: list[str] = field(default_factory=list)
     """Prunable groups in network order."""
+    measured: dict[str, Any] = field(default_factory=dict)
+    """The study's `deployment` attr: the teacher's ONNX size, runtime, threads, ..."""
 
     def smallest_within(self, auc_drop: float = 0.01) -> FrontMember | None:
         """The member with the fewest FLOPs whose val AUC is at most `auc_drop` below the
@@ -80,6 +92,7 @@ class Front:
             "finished_trials": self.finished,
             "failed_trials": self.failed,
             "teacher": self.teacher,
+            **({"deployment": self.measured} if self.measured else {}),
             "front": [m.as_json() for m in self.members],
         }
 
@@ -105,6 +118,7 @@ def compute_front(study: optuna.Study) -> Front:
         finished=states.count(optuna.trial.TrialState.COMPLETE),
         failed=states.count(optuna.trial.TrialState.FAIL),
         units=units,
+        measured=dict(study.user_attrs.get(DEPLOYMENT_ATTR, {})),
     )
 
 
@@ -141,12 +155,11 @@ def member_of(
         method=method.name,
         baseline=attrs.get("baseline") == "uniform",
         choices=plan,
-        extra={
-            k: attrs[k] for k in ("sparse_flops", "nonzero_params", "latency_ms") if k in attrs
-        },
+        extra={k: attrs[k] for k in EXTRA if k in attrs},
         kind=method.kind(attrs),
         description=method.describe(plan, group_labels(units)),
         summary=method.describe(plan),
+        precision=precision_of(attrs).name,
     )
 
 

@@ -1,7 +1,7 @@
 """Compression methods as registered records (`base.Method`), one file each: `prune`,
 `distill`, `lowrank` and `prune+lowrank` (`prune_lowrank.py`); `choice` says which a study
-and each of its trials run. Importing this package registers them; it imports neither
-torch nor Optuna.
+and each of its trials run; `precision` and `int8` are the precision stage every trial
+may end with. Importing this package registers them; it imports neither torch nor Optuna.
 
 The names the package had as one module (`StudentTrials`, `kd_finetune_loss`,
 `students_lost`, ...) load on first use from where they live now.
@@ -50,6 +50,10 @@ from medslim.search.methods.lowrank import LOWRANK
 # isort: split
 from medslim.search.methods.prune_lowrank import PRUNE_LOWRANK
 
+# isort: split
+from medslim.search.methods.int8 import INT8
+from medslim.search.methods.precision import FP32, PRECISION_PARAM, PRECISIONS, precision_of
+
 if TYPE_CHECKING:
     from medslim.search.student_trials import KD_FINETUNE, StudentTrials, kd_finetune_loss
 
@@ -79,6 +83,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ALL",
     "DISTILL",
+    "FP32",
+    "INT8",
     "GROUPS",
     "LOWRANK",
     "KD_FINETUNE",
@@ -86,6 +92,8 @@ __all__ = [
     "METHOD_PARAM",
     "Method",
     "MethodTrials",
+    "PRECISIONS",
+    "PRECISION_PARAM",
     "PRUNE",
     "PRUNE_LOWRANK",
     "Prepared",
@@ -102,6 +110,7 @@ __all__ = [
     "method_choices",
     "method_lost",
     "method_names",
+    "precision_of",
     "methods_of",
     "register_method",
     "students_lost",
