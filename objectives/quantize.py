@@ -36,8 +36,7 @@ from medslim.objectives.split import Split
 
 logger = logging.getLogger(__name__)
 
-WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
-"""Ops with weights: those left fp32 are what quantization did not reach."""
+_QDQ = frozenset({"QuantizeLinear", "DequantizeLinear"})
 _VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
@@ -191,16 +190,19 @@ _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"
 
 
 def fp32_ops(data: bytes) -> list[str]:
-    """The weighted nodes of a quantized model that still compute in fp32: no input comes
-    through a DequantizeLinear (QDQ) and the op is not an integer one (dynamic)."""
+    """The nodes of a quantized model that still compute with fp32 weights (a float
+    initializer of two or more dimensions as a direct input): the layers onnxruntime has
+    no INT8 kernel for (`Einsum`, ...), as `op_type node_name`."""
     import onnx
 
     graph = onnx.load_from_string(data).graph
-    dequantized = {
-        out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output
+    weights = {
+        init.name
+        for init in graph.initializer
+        if init.data_type == onnx.TensorProto.FLOAT and len(init.dims) >= 2
     }
     return [
         f"{node.op_type} {node.name}".rstrip()
         for node in graph.node
-        if node.op_type in WEIGHTED_OPS and not dequantized.intersection(node.input)
+        if node.op_type not in _QDQ and weights.intersection(node.input)
     ]

@@ -118,7 +118,8 @@ def flat_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
     row.update({k: v for k, v in record.items() if not isinstance(v, dict | list)})
     plan = record.get("plan", {})
-    row.update({k: v for k, v in plan.items() if k != "ratios" and v is not None})
+    nested = ("ratios", "ranks", "method")  # columns of their own, or the trial's already
+    row.update({k: v for k, v in plan.items() if k not in nested and v is not None})
     row.update({f"ratio.{group}": r for group, r in plan.get("ratios", {}).items()})
     method = METHODS.find(str(record["method"]))
     if method is not None:

@@ -1,6 +1,7 @@
 """The report's sections, drawn from `ReportData`: the front table, then plotly figures
 with one colour and marker per kind of member (as each method draws its own: pruned,
-uniform baseline, distilled, factorized, ...) and the teacher."""
+uniform baseline, distilled, factorized, ...) and the teacher; open markers for members
+that deploy converted (int8)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from medslim.search.inspection.report_data import (
     ReportData,
     TradeOff,
 )
-from medslim.search.methods import METHODS, Style, get_method
+from medslim.search.methods import METHODS, PRECISIONS, Style, get_method
 
 STYLES = {
     **{kind: style for method in METHODS.values() for kind, style in method.styles.items()},
@@ -119,7 +120,7 @@ def trade_off_figure(t: TradeOff) -> go.Figure:
                     legendgroup=kind,
                     marker={
                         "color": style.colour,
-                        "symbol": style.symbol,
+                        "symbol": [_symbol(style, p.precision) for p in points],
                         "size": 12 if on_front else 8,
                         "opacity": 1.0 if on_front else 0.35,
                         "line": {"width": 1.5 if on_front else 0, "color": "#222"},
@@ -199,7 +200,11 @@ def test_figure(rows: list[Row]) -> go.Figure:
                 },
                 mode="markers",
                 name=style.label,
-                marker={"color": style.colour, "symbol": style.symbol, "size": 11},
+                marker={
+                    "color": style.colour,
+                    "symbol": [_symbol(style, r.precision) for r in members],
+                    "size": 11,
+                },
                 text=[_test_label(r) for r in members],
                 hovertemplate="%{text}<extra></extra>",
             )
@@ -213,6 +218,11 @@ def test_figure(rows: list[Row]) -> go.Figure:
         margin={"l": 60, "r": 20, "t": 60, "b": 40},
     )
     return fig
+
+
+def _symbol(style: Style, precision: str) -> str:
+    """The kind's marker, open for a member that deploys converted (int8)."""
+    return style.symbol + PRECISIONS.get(precision).marker
 
 
 def _test(row: Row) -> Any:
