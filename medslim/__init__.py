@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from medslim.objectives.data import DatasetInfo, register_dataset
     from medslim.search.api import StoredStudy, StudyFailed, load_study, run
     from medslim.search.config import StudyConfig
+    from medslim.search.methods import Method, register_method
     from medslim.search.samplers import register_sampler
     from medslim.spaces.criteria import Criterion, register_criterion
     from medslim.spaces.families import Family, StudentUse, register_family, register_preset
@@ -53,6 +54,8 @@ _LAZY = {
     "Family": "medslim.spaces.families",
     "StudentUse": "medslim.spaces.families",
     "register_sampler": "medslim.search.samplers",
+    "register_method": "medslim.search.methods",
+    "Method": "medslim.search.methods",
     "register_source": "medslim.spaces.sources",
     "ModelSource": "medslim.spaces.sources",
 }
@@ -64,6 +67,7 @@ __all__ = [
     "ExportMismatch",
     "Family",
     "MedslimError",
+    "Method",
     "ModelSource",
     "StorageError",
     "StoredStudy",
@@ -77,6 +81,7 @@ __all__ = [
     "register_criterion",
     "register_dataset",
     "register_family",
+    "register_method",
     "register_preset",
     "register_sampler",
     "register_source",

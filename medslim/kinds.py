@@ -30,19 +30,26 @@ KIND_NAMES: dict[DataKind, str] = {
 Pruning = Literal["structured", "unstructured"]
 PRUNING_KINDS: tuple[Pruning, ...] = get_args(Pruning)
 
-TrialMethod = Literal["prune", "distill"]
-"""What one trial does: prune the teacher, or distill a student."""
-TRIAL_METHODS: tuple[TrialMethod, ...] = get_args(TrialMethod)
-
-Method = Literal["prune", "distill", "both"]
-"""What a study searches: one trial method, or both on one front."""
-METHODS: tuple[Method, ...] = get_args(Method)
-
-Objective = Literal["val_auc", "val_acc", "flops"]
+Objective = Literal["val_auc", "val_acc", "flops", "size_bytes", "latency_ms"]
 OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
+DEPLOYMENT: tuple[Objective, ...] = ("size_bytes", "latency_ms")
+"""Objectives measured on the exported ONNX model (onnxruntime on this machine)."""
 Direction = Literal["minimize", "maximize"]
 DIRECTIONS: dict[Objective, Direction] = {
     "val_auc": "maximize",
     "val_acc": "maximize",
     "flops": "minimize",
+    "size_bytes": "minimize",
+    "latency_ms": "minimize",
 }
+
+Quantize = Literal["none", "int8", "search"]
+QUANTIZE: tuple[Quantize, ...] = get_args(Quantize)
+"""`none`: fp32 only; `int8`: every trial quantized; `search`: each trial chooses."""
+QuantizeMode = Literal["static", "dynamic"]
+QUANTIZE_MODES: tuple[QuantizeMode, ...] = get_args(QuantizeMode)
+"""Static: weights and activations int8 (QDQ, calibrated); dynamic: activations at run time."""
+QuantizeWeights = Literal["per-channel", "per-tensor"]
+QUANTIZE_WEIGHTS: tuple[QuantizeWeights, ...] = get_args(QuantizeWeights)
+Calibration = Literal["minmax", "entropy", "percentile"]
+CALIBRATIONS: tuple[Calibration, ...] = get_args(Calibration)

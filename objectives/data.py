@@ -28,6 +28,7 @@ from medslim.objectives.npz import RawSplit
 from medslim.objectives.sizes import Size, check_size, image_side, size_text, volume_shape
 from medslim.objectives.split import PixelScale, Split
 from medslim.objectives.windows import DEFAULT_WINDOW, parse_window
+from medslim.registry import Registry
 
 __all__ = ["DataRequest", "Dataset", "DatasetInfo", "Split", "load_dataset", "register_dataset"]
 
@@ -183,7 +184,7 @@ def load_request(request: DataRequest, check: ShapeCheck | None = None) -> Datas
         )
     if path.is_dir():
         return _load_files(path, request, manifest.read_folder, check)
-    entry = _REGISTRY.get(name_or_path)
+    entry = _REGISTRY.find(name_or_path)
     if entry is None and (path.exists() or os.sep in name_or_path):
         raise DataError(
             f"{path}: no such file or folder (or not an image folder, .csv or .npz); "
@@ -191,7 +192,7 @@ def load_request(request: DataRequest, check: ShapeCheck | None = None) -> Datas
         )
     if entry is None:
         raise UsageError(
-            f"unknown dataset {name_or_path!r}; choose one of {', '.join(dataset_names())}, "
+            f"{_REGISTRY.unknown(name_or_path)}, "
             "or give a path to an image folder, a CSV manifest or a MedMNIST-layout .npz"
         )
     return entry.load(request, check)
@@ -234,7 +235,7 @@ def local_sources(data_dir: Path | None = None) -> list[tuple[str, str]]:
 
 
 def dataset_names() -> list[str]:
-    return list(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def _existing(path: Path, what: str) -> Path:
@@ -620,7 +621,7 @@ def _load_breast_cancer(data_dir: Path, seed: int) -> Dataset:
     )
 
 
-_REGISTRY: dict[str, _Entry] = {}
+_REGISTRY: Registry[_Entry] = Registry("dataset", "choose one of")
 
 
 def register_dataset(info: DatasetInfo, load: Loader, *, file: str | None = None) -> None:
@@ -646,9 +647,7 @@ def register_dataset(info: DatasetInfo, load: Loader, *, file: str | None = None
 def _register(
     info: DatasetInfo, load: Callable[[DataRequest, ShapeCheck], Dataset], files: dict[int, str]
 ) -> None:
-    if info.name in _REGISTRY:
-        raise ValueError(f"dataset {info.name!r} is already registered")
-    _REGISTRY[info.name] = _Entry(info, load, files)
+    _REGISTRY.register(info.name, _Entry(info, load, files))
 
 
 def _register_medmnist(info: MedMNISTInfo) -> None:

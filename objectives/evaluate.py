@@ -1,12 +1,14 @@
-"""Score one candidate: prune a copy of the teacher, recalibrate, fine-tune, validate.
+"""Score one candidate: compress a copy of the teacher (prune it, factorize it, or both, as
+its plan says), recalibrate, fine-tune, validate.
 
 Nothing here reads the test split; only the Pareto re-scoring does, for front members.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -32,10 +34,29 @@ from medslim.objectives.training import (
     task_loss,
     train,
 )
-from medslim.spaces.sparsity import PruningPlan, make_masks_permanent, prune_in_steps, pruned_copy
+from medslim.spaces.sparsity import make_masks_permanent, pruned_copy
 
 Screen = Callable[[nn.Module], None]
 """Looks at a pruned, not yet fine-tuned model; raises to stop spending on it."""
+
+
+class Plan(Protocol):
+    """What a trial does to a copy of the teacher, in `iterative_steps` steps (a frozen
+    dataclass: `PruningPlan`, `RankPlan`, `PrunedRankPlan`)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def iterative_steps(self) -> int: ...
+
+    def compress(
+        self,
+        model: nn.Module,
+        example: torch.Tensor,
+        sample_losses: Callable[[nn.Module], torch.Tensor],
+    ) -> Iterator[int]:
+        """Change `model` in place, yielding after each step (fine-tuned in between)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -96,7 +117,7 @@ def calibration_batch(split: Split, size: int, seed: int) -> tuple[torch.Tensor,
 
 def evaluate_pruning(
     teacher: nn.Module,
-    plan: PruningPlan,
+    plan: Plan,
     data: Dataset,
     budget: Budget,
     *,
@@ -120,7 +141,7 @@ class Screening:
 
 def evaluate_candidates(
     teacher: nn.Module,
-    plans: Sequence[PruningPlan],
+    plans: Sequence[Plan],
     data: Dataset,
     budget: Budget,
     where: ProxySlice,
@@ -144,7 +165,7 @@ def evaluate_candidates(
 
 def screen_candidates(
     teacher: nn.Module,
-    plans: Sequence[PruningPlan],
+    plans: Sequence[Plan],
     data: Dataset,
     budget: Budget,
     where: ProxySlice,
@@ -167,21 +188,21 @@ def screen_candidates(
 
 
 def recalibrated_prune(
-    teacher: nn.Module, plan: PruningPlan, data: Dataset, budget: Budget, *, seed: int = 0
+    teacher: nn.Module, plan: Plan, data: Dataset, budget: Budget, *, seed: int = 0
 ) -> nn.Module:
     """A copy of the teacher pruned by `plan` at once, batch norm recalibrated, not
     fine-tuned (unstructured masks still in place)."""
     torch.manual_seed(seed)
     model = pruned_copy(teacher)
     one_step = replace(plan, iterative_steps=1)
-    for _ in prune_in_steps(model, one_step, *_pruning_inputs(data, budget, seed)):
+    for _ in one_step.compress(model, *_pruning_inputs(data, budget, seed)):
         recalibrate_batchnorm(model, data.train, budget.bn_batches)
     return model
 
 
 def prune_model(
     teacher: nn.Module,
-    plan: PruningPlan,
+    plan: Plan,
     data: Dataset,
     budget: Budget,
     *,
@@ -194,7 +215,7 @@ def prune_model(
     there by raising."""
     torch.manual_seed(seed)
     model = pruned_copy(teacher)
-    for step in prune_in_steps(model, plan, *_pruning_inputs(data, budget, seed)):
+    for step in plan.compress(model, *_pruning_inputs(data, budget, seed)):
         recalibrate_batchnorm(model, data.train, budget.bn_batches)
         if step < plan.iterative_steps - 1:
             train(model, data.train, data.task, budget.finetune, seed=seed + step, loss=loss)

@@ -204,7 +204,8 @@ class StoredStudy:
 
     def model(self, trial: int, *, original: bool = False) -> nn.Module:
         """Trial `trial`'s model, rebuilt from its stored widths and weights (eval mode);
-        its refined model where `refine` made one, unless `original`."""
+        its refined model where `refine` made one, unless `original`; for a member that
+        deploys as int8, its quantized ONNX file run by onnxruntime (`OnnxModule`)."""
         from medslim.search.inspection.rescore import member_model
 
         return member_model(self.ref, self.ref.finished_trial(trial), not original)
@@ -232,7 +233,8 @@ def run(
     """Run (or resume) a study until it holds `trials` finished trials, and return it.
 
     Pass a `StudyConfig`, its fields as keyword arguments, or both (keywords override):
-    `medslim.run(dataset="pneumoniamnist", trials=20, method="both")`. With `workers > 1`
+    `medslim.run(dataset="pneumoniamnist", trials=20, method="all", quantize="search")`.
+    With `workers > 1`
     the trials run in that many processes. `progress`: a progress bar on stderr (None: only
     on a terminal). Ctrl-C raises KeyboardInterrupt; every finished trial is kept, and the
     same call resumes the study.

@@ -12,27 +12,34 @@ import os
 import re
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from medslim.errors import UsageError
 from medslim.kinds import (
+    CALIBRATIONS,
+    DEPLOYMENT,
     DIRECTIONS,
-    METHODS,
     OBJECTIVES,
     PRUNING_KINDS,
+    QUANTIZE,
+    QUANTIZE_MODES,
+    QUANTIZE_WEIGHTS,
     TASK_ALIASES,
     TASK_CHOICES,
     TASKS,
+    Calibration,
     Direction,
-    Method,
     Objective,
     Pruning,
+    Quantize,
+    QuantizeMode,
+    QuantizeWeights,
     Task,
 )
 from medslim.objectives.sizes import Size, check_size, size_text
 from medslim.objectives.windows import parse_window
 
-DEFAULT_OBJECTIVES: tuple[Objective, ...] = OBJECTIVES
+DEFAULT_OBJECTIVES: tuple[Objective, ...] = ("val_auc", "val_acc", "flops")
 DEFAULT_STORAGE = "sqlite:///medslim.db"
 DEFAULT_SCREEN_MARGIN = 0.02
 """`--screen` given without a margin."""
@@ -43,6 +50,9 @@ LEGACY_ALLOCATIONS: tuple[str, ...] = ("offsets",)
 """What studies made before allocations searched: a global ratio plus per-group offsets."""
 
 ConfigT = TypeVar("ConfigT", bound="StudyConfig")
+
+if TYPE_CHECKING:
+    from medslim.search.methods import Method
 
 # Settings that do not change what a trial computes, so they may differ between runs.
 # (`artifacts` is kept in the study on its own, as the study's store for good; `accept`, the
@@ -77,6 +87,16 @@ ADDED_LATER: dict[str, Any] = {
     "candidates": 1,
     "sparsity_training": None,
     "subgroups": [],
+    "quantize": "none",
+    "quantize_mode": "static",
+    "quantize_weights": "per-channel",
+    "calibration": 128,
+    "calibration_method": "minmax",
+    "latency_batch": 16,
+    "latency_rounds": 30,
+    "latency_threads": 1,
+    "max_size": None,
+    "max_latency": None,
 }
 """Settings added after studies were first stored, with the value every older study ran
 with: an older stored config is read with these filled in, and a setting at this value is
@@ -109,7 +129,7 @@ class StudyConfig:
     max_offset: float = 0.2
     iterative_steps: int = 1
     baselines: int | None = None  # None: a quarter of the trials, 2 to 9
-    method: Method = "prune"
+    method: str = "prune"  # a method, several (a,b), `all`, or `both` (prune,distill)
     kd: bool | None = None  # None: on for images (without --cv), off for tabular data
     epochs: int | None = None
     student_epochs: int | None = None
@@ -149,6 +169,16 @@ class StudyConfig:
     accept: str | None = None  # acceptance criteria, e.g. auc=-0.01,ece=+0.02 (see acceptance)
     allow_outside_paths: bool = False  # a CSV may list files outside its folder (kept with
     # the study's data source, not its config: it changes which files may be read, not what)
+    quantize: Quantize = "none"  # int8: every trial; search: each trial chooses fp32 or int8
+    quantize_mode: QuantizeMode = "static"
+    quantize_weights: QuantizeWeights = "per-channel"
+    calibration: int = 128  # training images that calibrate the activations' ranges
+    calibration_method: Calibration = "minmax"
+    latency_batch: int = 16  # measured besides batch 1
+    latency_rounds: int = 30
+    latency_threads: int = 1
+    max_size: float | None = None  # <= 1: a share of the teacher's ONNX file, else bytes
+    max_latency: float | None = None  # <= 1: a share of the teacher's latency, else ms
 
     def __post_init__(self) -> None:
         if self.task in TASK_ALIASES:  # store MedMNIST's name of the task
@@ -158,6 +188,13 @@ class StudyConfig:
         problems = _problems(self)
         if problems:
             raise UsageError(problems[0])
+
+    @property
+    def deploys(self) -> bool:
+        """Whether trials export, measure (and maybe quantize) their model in onnxruntime."""
+        deployment = set(self.objectives) & set(DEPLOYMENT)
+        constrained = self.max_size is not None or self.max_latency is not None
+        return self.quantize != "none" or bool(deployment) or constrained
 
     @property
     def directions(self) -> list[Direction]:
@@ -210,8 +247,15 @@ class StudyConfig:
         if named.get("baselines") is None:
             named["baselines"] = LEGACY_BASELINES
         digest = hashlib.sha256(json.dumps(named, sort_keys=True).encode()).hexdigest()
-        space = self.pruning if self.method == "prune" else self.method
-        return f"{stem}-{model_label(str(self.model))}-{space}-{digest[:6]}"
+        return f"{stem}-{model_label(str(self.model))}-{self.space_label()}-{digest[:6]}"
+
+    def space_label(self) -> str:
+        """What the study searches, in its default name: the pruning kind for pruning
+        alone, else the method setting."""
+        from medslim.search.methods import get_method, study_methods
+
+        names = study_methods(self.method)
+        return get_method(names[0]).study_label(self) if len(names) == 1 else self.method
 
     @classmethod
     def from_stored(cls: type[ConfigT], stored: dict[str, Any], **run_settings: Any) -> ConfigT:
@@ -270,22 +314,21 @@ def _problems(config: StudyConfig) -> list[str]:
         )
     if len(set(config.objectives)) != len(config.objectives):
         problems.append(f"--objectives lists one twice: {','.join(config.objectives)}")
-    if config.method not in METHODS:
-        problems.append(f"unknown --method {config.method!r}; use one of {', '.join(METHODS)}")
+    methods = _methods(config.method, problems)
     if config.pruning not in PRUNING_KINDS:
         problems.append(
             f"unknown --pruning {config.pruning!r}; use one of {', '.join(PRUNING_KINDS)}"
         )
     if config.cv == 1 or config.cv < 0:
         problems.append(f"--cv needs 2 or more folds (0: the single val split), got {config.cv}")
-    if config.cv and (config.method != "prune" or config.kd):
+    if config.cv and (not all(m.cross_validates for m in methods) or config.kd):
         problems.append(
             "--cv scores pruning trials only (the teacher's cached soft labels follow the "
             "fixed train split); drop --cv, or use --method prune without --kd"
         )
     if config.screen is not None and not 0.0 <= config.screen <= 1.0:
         problems.append(f"--screen margin must be in [0, 1], got {config.screen}")
-    if config.screen is not None and (config.cv or config.method == "distill"):
+    if config.screen is not None and (config.cv or not any(m.screens for m in methods)):
         problems.append(
             "--screen looks at pruned candidates on the single val split; it works "
             "with neither --cv nor --method distill"
@@ -331,6 +374,7 @@ def _problems(config: StudyConfig) -> list[str]:
             "--sparsity-training must be a positive penalty weight, got "
             f"{config.sparsity_training}"
         )
+    problems.extend(_deployment_problems(config))
     if config.refine < 0:
         problems.append(f"--refine must be 0 or more front members, got {config.refine}")
     if config.refine_epochs is not None and config.refine_epochs < 1:
@@ -349,6 +393,43 @@ def _problems(config: StudyConfig) -> list[str]:
             f'--model-args must be a JSON object ({{"name": value}}), not {config.model_args!r}'
         )
     return problems
+
+
+def _deployment_problems(config: StudyConfig) -> list[str]:
+    problems = []
+    choices: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+        ("quantize", config.quantize, QUANTIZE),
+        ("quantize-mode", config.quantize_mode, QUANTIZE_MODES),
+        ("quantize-weights", config.quantize_weights, QUANTIZE_WEIGHTS),
+        ("calibration-method", config.calibration_method, CALIBRATIONS),
+    )
+    for name, value, allowed in choices:
+        if value not in allowed:
+            problems.append(f"unknown --{name} {value!r}; use one of {', '.join(allowed)}")
+    least_values = (
+        ("calibration", config.calibration, 1),
+        ("latency-batch", config.latency_batch, 1),
+        ("latency-rounds", config.latency_rounds, 5),
+        ("latency-threads", config.latency_threads, 1),
+    )
+    for name, number, least in least_values:
+        if number < least:
+            problems.append(f"--{name} must be {least} or more, got {number}")
+    for name, limit in (("max-size", config.max_size), ("max-latency", config.max_latency)):
+        if limit is not None and limit <= 0:
+            problems.append(f"--{name} must be positive, got {limit}")
+    return problems
+
+
+def _methods(setting: str, problems: list[str]) -> list[Method]:
+    """The study's methods, or none with the problem added (an unknown name)."""
+    from medslim.search.methods import methods_of
+
+    try:
+        return methods_of(setting)
+    except UsageError as error:
+        problems.append(f"--method: {error}, all, both, or several separated by commas")
+        return []
 
 
 def _allocation_problems(allocations: tuple[str, ...]) -> list[str]:

@@ -30,6 +30,7 @@ from medslim.errors import DiskFull
 from medslim.files import is_disk_full
 from medslim.search import signals
 from medslim.search.cpu_share import running_trials_here
+from medslim.search.methods import methods_of
 from medslim.search.objective import make_objective
 from medslim.search.orphans import (
     REQUEUED_ATTR,
@@ -166,7 +167,7 @@ def _run(
         release_dead_trials(study, session.storage)
     gate = _Gate(make_objective(session), target, interrupts)
     complete, _ = _count(study)
-    stops_early = config.screen is not None or config.method != "prune"
+    stops_early = config.screen is not None or any(m.rejects for m in methods_of(config.method))
     attempts = (PRUNED_PER_TRIAL if stops_early else FAILURES_PER_TRIAL) * max(
         1, target - complete
     )

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import optuna
@@ -24,6 +24,7 @@ from medslim.objectives.crossval import cross_validate
 from medslim.objectives.data import Dataset
 from medslim.objectives.evaluate import (
     Budget,
+    Plan,
     Scores,
     Screening,
     evaluate_candidates,
@@ -212,6 +213,15 @@ def study_proxy_curves(
 Evaluate = Callable[..., tuple[nn.Module, Scores]]
 
 
+class TrialPlan(Plan, Protocol):
+    """A candidate of a trial: ratios per unit (network order), described for its record."""
+
+    @property
+    def ratios(self) -> dict[str, float]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
 class PruningTrials:
     """Sample a pruning trial, build its candidates, screen them, fine-tune and score the
     best; `choices` is what the trial's record keeps of it."""
@@ -283,7 +293,7 @@ class PruningTrials:
 
     def _candidates(
         self, trial: optuna.Trial, choice: TargetChoice, allocations: StudyAllocations
-    ) -> list[PruningPlan]:
+    ) -> list[TrialPlan]:
         """The trial's candidates; a uniform baseline prunes at its ratio exactly."""
         basis = allocations.basis
         ratio = trial.user_attrs.get(BASELINE_RATIO)
@@ -293,24 +303,25 @@ class PruningTrials:
             rng = np.random.default_rng([self.seed, trial.number])
             target = choice.target * basis.flops.dense
             found = candidates(basis, choice.allocation, target, allocations.count, rng)
-        return [
-            PruningPlan(
-                c.ratios,
-                choice.criterion,
-                self.space.pruning,
-                self.space.iterative_steps,
-                ignore=self.space.ignore_layers,
-                round_to=self.space.round_to,
-                allocation=choice.allocation,
-                target=choice.target,
-            )
-            for c in found
-        ]
+        return [self._plan(c, choice) for c in found]
+
+    def _plan(self, candidate: Candidate, choice: TargetChoice) -> TrialPlan:
+        """What the trial does with one candidate's ratios (here: prune by them)."""
+        return PruningPlan(
+            candidate.ratios,
+            choice.criterion,
+            self.space.pruning,
+            self.space.iterative_steps,
+            ignore=self.space.ignore_layers,
+            round_to=self.space.round_to,
+            allocation=choice.allocation,
+            target=choice.target,
+        )
 
     def _plan_evaluation(
         self,
         trial: optuna.Trial,
-        plan: PruningPlan,
+        plan: TrialPlan,
         screen: Callable[[nn.Module], None] | None,
     ) -> Evaluate:
         if self.folds:
@@ -326,7 +337,7 @@ class PruningTrials:
         )
 
     def _cross_validated(
-        self, trial: optuna.Trial, plan: PruningPlan, *, seed: int
+        self, trial: optuna.Trial, plan: TrialPlan, *, seed: int
     ) -> tuple[nn.Module, Scores]:
         """`--cv K`: the trial's val scores are K-fold means over train+val; each fold's AUC
         is kept on the trial."""
@@ -340,7 +351,7 @@ class PruningTrials:
 
 
 def candidate_record(
-    plans: list[PruningPlan], screening: Screening, units: list[str]
+    plans: Sequence[TrialPlan], screening: Screening, units: list[str]
 ) -> dict[str, Any]:
     """Compact: the pick, each candidate's proxy, and its ratios in network order."""
     return {

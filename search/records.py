@@ -21,21 +21,33 @@ from typing import Any
 
 import optuna
 
+from medslim.search.methods import DISTILL, LOWRANK, METHODS, PRUNE, PRUNE_LOWRANK
+from medslim.search.methods.base import METHOD_PARAM
+from medslim.search.methods.choice import KEPT_PARAM
 from medslim.spaces.sparsity import LEGACY_OFFSET_PREFIX, TARGET_PARAM
 
 METHOD = "method"
-"""`prune` or `distill`: in every record, stored only by older studies."""
+"""The trial's method (`prune`, `distill`, ...): in every record; stored only by older
+studies and for methods `trial_record` cannot tell (`TOLD_METHODS`)."""
 RESULT_ATTR = "result"
 """Older trials: the whole result in one dict."""
 RATIO_PREFIX = "ratio."
 """`ratio.<group>`: the pruning ratio a group really got (global ratio + offset, clipped)."""
+RANK_PREFIX = "rank."
+"""`rank.<layer>`: the rank ratio a layer really got (the share of its FLOPs factorization
+cut; 0: left whole)."""
 TARGET_ATTR = "target_trials"
 """Study attr: the finished trials the last `run` asked for, so joining workers know it."""
 OFFSET_PREFIX_ATTR = "offset_prefix"
 """Study attr: how the study names per-group offset parameters (`offset.` since it exists)."""
 GLOBAL_PARAM = "sparsity.global"
-DIGITS = {"val_auc": 4, "val_acc": 4}
-SIGNIFICANT = {"flops_ratio": 4, "latency_ms": 3}
+DIGITS = {"val_auc": 4, "val_acc": 4, "fp32_val_auc": 4, "fp32_val_acc": 4}
+SIGNIFICANT = {
+    "flops_ratio": 4,
+    "size_ratio": 4,
+    **dict.fromkeys(("latency_ms", "latency_ratio", "latency_batch_ms", "latency_batch_ratio"), 3),
+    **dict.fromkeys(("latency_spread", "teacher_latency_ms", "teacher_latency_spread"), 3),
+}
 DENSE = {"sparse_flops": "flops", "nonzero_params": "params"}
 """Stored only where they differ from their dense counterpart (unstructured pruning)."""
 NESTED = {"student_spec": "student.", "distill": "distill."}
@@ -43,6 +55,8 @@ NESTED = {"student_spec": "student.", "distill": "distill."}
 `8-16-32`, `distill.alpha` = 0.5): a dashboard row stays one line high. Studies from before
 stored each as one JSON dict; `trial_record` reads both."""
 _INTS = re.compile(r"\d+(-\d+)*")
+TOLD_METHODS = frozenset((PRUNE.name, DISTILL.name, LOWRANK.name, PRUNE_LOWRANK.name))
+"""Methods `trial_record` tells from a trial's parameters and fields, so not stored."""
 
 
 def record_result(trial: optuna.Trial, result: dict[str, Any]) -> None:
@@ -53,17 +67,18 @@ def record_result(trial: optuna.Trial, result: dict[str, Any]) -> None:
 
 
 def stored_attrs(result: dict[str, Any]) -> dict[str, Any]:
-    """The attrs `record_result` writes: a plan becomes `ratio.<group>` and its
-    `allocation` (its global ratio or target and criterion are trial parameters or study
+    """The attrs `record_result` writes: a plan becomes `ratio.<group>`, `rank.<layer>` and
+    its `allocation` (its global ratio or target and criterion are trial parameters or study
     settings already)."""
     attrs: dict[str, Any] = {}
     for key, value in result.items():
-        if key == METHOD:
-            continue  # `trial_record` tells it from the parameters and the student's fields
+        if key == METHOD and value in TOLD_METHODS:
+            continue  # `trial_record` tells it from the parameters and the stored fields
         if key in NESTED and isinstance(value, dict):
             attrs.update({NESTED[key] + k: _scalar(v) for k, v in value.items()})
         elif key == "plan":
-            attrs.update({RATIO_PREFIX + g: round(r, 4) for g, r in value["ratios"].items()})
+            for prefix, name in ((RATIO_PREFIX, "ratios"), (RANK_PREFIX, "ranks")):
+                attrs.update({prefix + g: round(r, 4) for g, r in value.get(name, {}).items()})
             if value.get("allocation"):
                 attrs["allocation"] = value["allocation"]
         elif key in DENSE and value == result.get(DENSE[key]):
@@ -79,34 +94,57 @@ def stored_attrs(result: dict[str, Any]) -> dict[str, Any]:
 
 def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The trial's user attrs with its result (method, plan, val_auc, flops, ...) at the top
-    level, the same for trials stored one scalar a key and for older `result` dicts."""
+    level, the same for trials stored one scalar a key and for older `result` dicts (a
+    trial that stored no method pruned: it ran before students existed)."""
     attrs = trial.user_attrs
     if RESULT_ATTR in attrs:
-        return {**attrs, **attrs[RESULT_ATTR]}
+        return {METHOD: PRUNE.name, **attrs, **attrs[RESULT_ATTR]}
     record = dict(attrs)
     for key, prefix in NESTED.items():
         fields = {k[len(prefix) :]: _unscalar(v) for k, v in attrs.items() if k.startswith(prefix)}
         if fields and key not in record:
             record[key] = fields
+    ratios, ranks = (_prefixed(attrs, prefix) for prefix in (RATIO_PREFIX, RANK_PREFIX))
     if METHOD not in record:
-        student = "student_spec" in record
-        record[METHOD] = str(trial.params.get(METHOD, "distill" if student else "prune"))
-    ratios = {k[len(RATIO_PREFIX) :]: v for k, v in attrs.items() if k.startswith(RATIO_PREFIX)}
-    if ratios:
-        record["plan"] = {
-            "method": "prune",
-            "criterion": trial.params.get("criterion"),
-            "global_ratio": trial.params.get(GLOBAL_PARAM),
-            "ratios": ratios,
-        }
+        record[METHOD] = _told_method(trial, record, bool(ratios), bool(ranks))
+    if ratios or ranks:
+        plan: dict[str, Any] = {}
+        if ratios:
+            plan = {
+                "method": PRUNE.name,
+                "criterion": trial.params.get("criterion"),
+                "global_ratio": trial.params.get(GLOBAL_PARAM),
+                "ratios": ratios,
+            }
+        if ranks:
+            plan["ranks"] = ranks
         if "allocation" in attrs:
-            record["plan"].update(
-                allocation=attrs["allocation"], target=trial.params[TARGET_PARAM]
-            )
+            plan.update(allocation=attrs["allocation"], target=trial.params.get(TARGET_PARAM))
+        record["plan"] = plan
     for sparse, dense in DENSE.items():
         if dense in record:
             record.setdefault(sparse, record[dense])
     return record
+
+
+def _told_method(
+    trial: optuna.trial.FrozenTrial, record: dict[str, Any], ratios: bool, ranks: bool
+) -> str:
+    """The method of a trial that did not store it (`TOLD_METHODS`): the one it drew where
+    its study runs several, else what it stored says: a student's fields, ranks (with
+    ratios: both), ratios (or nothing: a trial from before students existed)."""
+    drawn = trial.params.get(KEPT_PARAM, trial.params.get(METHOD_PARAM))
+    if drawn is not None:
+        return str(drawn)
+    if "student_spec" in record:
+        return DISTILL.name
+    if ranks:
+        return PRUNE_LOWRANK.name if ratios else LOWRANK.name
+    return PRUNE.name
+
+
+def _prefixed(attrs: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix) :]: v for k, v in attrs.items() if k.startswith(prefix)}
 
 
 def _scalar(value: Any) -> Any:
@@ -129,15 +167,16 @@ def stored_offset_prefix(study: optuna.Study) -> str:
 
 def flat_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """One trial as flat columns (for a DataFrame): its number and state, the scalar parts of
-    its record, and the nested plan or student spec spread into `ratio.<group>`,
-    `student.<field>` and `distill.<knob>` columns."""
+    its record, and the nested plan or student spec spread into `ratio.<group>` columns and
+    the method's own (`student.<field>`, `distill.<knob>`, ...)."""
     record = trial_record(trial)
     row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
     row.update({k: v for k, v in record.items() if not isinstance(v, dict | list)})
     plan = record.get("plan", {})
-    row.update({k: v for k, v in plan.items() if k != "ratios" and v is not None})
+    nested = ("ratios", "ranks", "method")  # columns of their own, or the trial's already
+    row.update({k: v for k, v in plan.items() if k not in nested and v is not None})
     row.update({f"ratio.{group}": r for group, r in plan.get("ratios", {}).items()})
-    for prefix in ("student", "distill"):
-        nested = record.get("student_spec" if prefix == "student" else prefix, {})
-        row.update({f"{prefix}.{k}": _scalar(v) for k, v in nested.items()})
+    method = METHODS.find(str(record[METHOD]))
+    if method is not None:
+        row.update(method.columns(record))
     return row

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 from optuna.artifacts import download_artifact, upload_artifact
@@ -24,6 +25,7 @@ from medslim.search.trial_models import ModelBundle, bundle_model, rebuild
 from medslim.spaces.blueprints import Blueprint
 
 PREFIX = "refined.trial."
+T = TypeVar("T")
 
 
 def refined_record(study: optuna.Study, number: int) -> dict[str, Any] | None:
@@ -41,45 +43,67 @@ def refined_records(study: optuna.Study) -> dict[int, dict[str, Any]]:
 
 
 def save_refined(
-    ref: StudyRef, number: int, model: nn.Module, base: Blueprint, record: dict[str, Any]
+    ref: StudyRef,
+    number: int,
+    model: nn.Module,
+    base: Blueprint,
+    record: dict[str, Any],
+    onnx: bytes | None = None,
 ) -> dict[str, Any]:
-    """Upload the refined model to the study's store and record it (a later refine of the
-    same trial replaces the record; its earlier file stays in the store)."""
+    """Upload the refined model (and the ONNX file it deploys as, where its trial deployed
+    converted: `onnx`) to the study's store and record it (a later refine of the same trial
+    replaces the record; its earlier files stay in the store)."""
     bundle = bundle_model(model, base)
+    stored = {**record, "artifact_id": _upload(ref, f"trial-{number}-refined.pt", bundle.save)}
+    if onnx is not None:
+        name = f"trial-{number}-refined.onnx"
+        stored["onnx_artifact_id"] = _upload(ref, name, lambda path: path.write_bytes(onnx))
+    ref.study.set_user_attr(f"{PREFIX}{number}", stored)
+    return stored
+
+
+def _upload(ref: StudyRef, name: str, write: Callable[[Path], object]) -> str:
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"trial-{number}-refined.pt"
-        bundle.save(path)
+        path = Path(folder) / name
+        write(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            artifact_id = upload_artifact(
+            return upload_artifact(
                 artifact_store=ref.artifacts,
                 file_path=str(path),
                 study_or_trial=ref.study,
                 mimetype=MODEL_MIME,
             )
-    stored = {**record, "artifact_id": artifact_id}
-    ref.study.set_user_attr(f"{PREFIX}{number}", stored)
-    return stored
 
 
 def load_refined_bundle(ref: StudyRef, number: int) -> ModelBundle | None:
     record = refined_record(ref.study, number)
     if record is None:
         return None
+    return _download(ref, number, record["artifact_id"], ModelBundle.load)
+
+
+def load_refined_onnx(ref: StudyRef, number: int) -> bytes | None:
+    """The ONNX file a refined member deploys as (None: it deploys as its PyTorch model)."""
+    record = refined_record(ref.study, number)
+    if record is None or "onnx_artifact_id" not in record:
+        return None
+    return _download(ref, number, record["onnx_artifact_id"], Path.read_bytes)
+
+
+def _download(ref: StudyRef, number: int, artifact_id: str, read: Callable[[Path], T]) -> T:
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "refined.pt"
+        path = Path(folder) / "refined"
         try:
             download_artifact(
-                artifact_store=ref.artifacts,
-                file_path=str(path),
-                artifact_id=record["artifact_id"],
+                artifact_store=ref.artifacts, file_path=str(path), artifact_id=artifact_id
             )
         except Exception as error:  # the store raises its own types for a missing file
             raise UsageError(
-                f"refined model of trial {number} (artifact {record['artifact_id']}) is missing "
+                f"refined model of trial {number} (artifact {artifact_id}) is missing "
                 f"from {ref.artifacts.url}: {error}"
             ) from error
-        return ModelBundle.load(path)
+        return read(path)
 
 
 def load_refined_model(ref: StudyRef, number: int) -> nn.Module | None:

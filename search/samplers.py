@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from medslim.errors import UsageError
+from medslim.registry import Registry
 
 if TYPE_CHECKING:
     import optuna
@@ -23,14 +24,12 @@ class SamplerEntry:
     summary: str
 
 
-SAMPLERS: dict[str, SamplerEntry] = {}
+SAMPLERS: Registry[SamplerEntry] = Registry("sampler", "valid samplers")
 
 
 def register_sampler(name: str, entry: SamplerEntry) -> None:
     """Add a sampler under `name` (`--sampler NAME`); names are unique."""
-    if name in SAMPLERS:
-        raise ValueError(f"sampler {name!r} is already registered")
-    SAMPLERS[name] = entry
+    SAMPLERS.register(name, entry)
 
 
 # Builders import Optuna when called, so listing the names stays quick.
@@ -107,14 +106,12 @@ register_sampler(
 
 
 def sampler_names() -> list[str]:
-    return list(SAMPLERS)
+    return SAMPLERS.names()
 
 
 def make_sampler(name: str, n_objectives: int, seed: int) -> optuna.samplers.BaseSampler:
     """Build a sampler, refusing one that cannot handle the number of objectives."""
     entry = SAMPLERS.get(name)
-    if entry is None:
-        raise UsageError(f"unknown sampler {name!r}; valid samplers: {', '.join(SAMPLERS)}")
     if n_objectives > 1 and not entry.multi_objective:
         raise UsageError(
             f"sampler {name!r} handles one objective only, but {n_objectives} were chosen; "

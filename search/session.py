@@ -21,13 +21,13 @@ from optuna.storages import BaseStorage
 from torch import nn
 
 from medslim.errors import TrainingDiverged, UsageError
-from medslim.kinds import KIND_NAMES, DataKind, Method
+from medslim.kinds import DEPLOYMENT, KIND_NAMES, DataKind
 from medslim.objectives import memory, recipes
 from medslim.objectives.checkpoints import load_weights
 from medslim.objectives.data import Dataset, ShapeCheck
 from medslim.objectives.evaluate import Budget, Scores, score_model
 from medslim.objectives.footprint import check_fits
-from medslim.objectives.metrics import count_flops
+from medslim.objectives.onnx_models import require_onnx
 from medslim.objectives.recipes import default_teacher_epochs
 from medslim.objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
 from medslim.objectives.teacher import SparsityTraining, TeacherScores
@@ -45,14 +45,10 @@ from medslim.search.config import (
 )
 from medslim.search.datasource import check_same_data, describe, load_study_data
 from medslim.search.joining import choose_sampler_seed, find_study, open_or_make, setting_up
+from medslim.search.methods import METHOD_PARAM, Seed, SeedContext, methods_of, study_methods
+from medslim.search.methods.precision import alternate
 from medslim.search.progress import teacher_progress
-from medslim.search.pruning_trials import (
-    BASELINE_RATIO,
-    StudyAllocations,
-    allocation_basis,
-    study_allocations,
-    target_bounds,
-)
+from medslim.search.pruning_trials import StudyAllocations, allocation_basis, study_allocations
 from medslim.search.records import OFFSET_PREFIX_ATTR, stored_offset_prefix
 from medslim.search.samplers import make_sampler
 from medslim.search.sensitivity import study_curves
@@ -73,24 +69,9 @@ from medslim.search.study_teacher import (
     publish_teacher,
 )
 from medslim.search.teacher_files import study_teacher_file
-from medslim.spaces.allocation import AllocationBasis
-from medslim.spaces.blueprints import Blueprint, blueprint_for, blueprint_from_spec, input_kind
+from medslim.spaces.blueprints import Blueprint, blueprint_for, input_kind
 from medslim.spaces.graphs import matching_modules
-from medslim.spaces.sparsity import (
-    OFFSET_PREFIX,
-    SparsitySpace,
-    prunable_units,
-    uniform_params,
-    uniform_ratios,
-)
-from medslim.spaces.specs import LibrarySpec, ModelSpec
-from medslim.spaces.students import (
-    DistillSettings,
-    StudentSpace,
-    scaled_teacher,
-    sized_students,
-    student_params,
-)
+from medslim.spaces.sparsity import OFFSET_PREFIX, SparsitySpace, prunable_units
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +93,6 @@ DEFAULT_MODELS: dict[DataKind, tuple[str, str]] = {
     "volume": ("resnet3d8", "resnet3d18"),
 }
 """The teacher per data kind when --model is not given: (on the CPU, on CUDA)."""
-SEED_DIVISORS = (2, 4, 8)
-"""Student seeds: the teacher with every width divided by these."""
-SEED_FLOPS = (1 / 4, 1 / 16, 1 / 64)
-"""Student seeds for a teacher medslim did not write: ResNets near these shares of its FLOPs."""
-LIBRARY_SEED = LibrarySpec("mobilenet_v3_small", 0.5)
 
 
 @dataclass
@@ -221,7 +197,8 @@ def default_kd(config: StudyConfig, kind: DataKind) -> bool:
     PneumoniaMNIST cut the smallest FLOPs ratio at teacher-level AUC from 0.17 to 0.12
     (benchmarks/front_quality.py, 40 trials). `--cv` folds cannot reuse the cached soft
     labels, and distilled students have their own loss."""
-    return kind != "tabular" and not config.cv and config.method != "distill"
+    derived = any(m.derives for m in methods_of(config.method))
+    return kind != "tabular" and not config.cv and derived
 
 
 def default_round_to(device: torch.device) -> int:
@@ -291,6 +268,8 @@ def prepare(
     teacher's training as a bar (None: on a terminal; elsewhere a log line per epoch)."""
     sampler = make_sampler(config.sampler or DEFAULT_SAMPLER, len(config.objectives), config.seed)
     sparsity_space(config)  # refuses bad pruning flags before any data is loaded
+    if config.deploys:
+        require_onnx(_deployment_flag(config))
     device = resolve_device(config.device)
     check_storage_url(config.storage)
     data = on_device(load_study_data(config, check=fits_here(config, device)), device)
@@ -335,23 +314,23 @@ def prepare(
                 prunable_units(teacher.model, example, space.pruning, space.ignore_layers)
             )
             basis = None
-            if space.targets and resolved.method != "distill":
+            if space.targets and any(m.needs_groups for m in methods_of(resolved.method)):
                 basis = allocation_basis(teacher.model, data, space, units)
             if made:
                 publish_teacher(study, artifacts, teacher)
                 _describe_new_study(study, resolved, data, teacher, reference, units, artifacts)
-                _enqueue_students(
-                    study,
-                    student_seeds(blueprint, teacher.model, reference.flops, resolved.method),
-                )
-                _enqueue_baselines(
-                    study,
+                context = SeedContext(
+                    resolved,
+                    data,
                     space,
                     units,
-                    baseline_count(resolved.baselines, resolved.trials),
-                    resolved.method,
                     basis,
+                    teacher.model,
+                    blueprint,
+                    reference.flops,
+                    baseline_count(resolved.baselines, resolved.trials),
                 )
+                _enqueue(study, study_seeds(context))
                 fix_criteria(study, config.accept)  # before any member meets the test split
                 study.set_user_attr("config", resolved.stored())  # last: racing runs wait for it
     if not made:  # an older study keeps the parameter names its trials already have
@@ -405,6 +384,16 @@ def prepare(
         sampler_seed=seed,
         allocations=allocations,
     )
+
+
+def _deployment_flag(config: StudyConfig) -> str:
+    """The setting that makes a study measure in onnxruntime, as the user wrote it."""
+    if config.quantize != "none":
+        return f"--quantize {config.quantize}"
+    asked = [o for o in config.objectives if o in DEPLOYMENT]
+    if asked:
+        return f"objective {asked[0]}"
+    return "--max-size" if config.max_size is not None else "--max-latency"
 
 
 TEACHER_MODEL_KEYS = ("model", "model_args", "teacher")
@@ -500,32 +489,6 @@ def baseline_count(baselines: int | None, trials: int) -> int:
     return min(baselines, trials)
 
 
-def _enqueue_baselines(
-    study: optuna.Study,
-    space: SparsitySpace,
-    units: list[str],
-    count: int,
-    method: Method,
-    basis: AllocationBasis | None,
-) -> None:
-    """Uniform ratios first, so the front always shows what the search gained over them
-    (in a target space: the FLOPs shares those ratios have, within the targets' bounds)."""
-    if count <= 0 or method == "distill":
-        return
-    prefix = {"method": "prune"} if method == "both" else {}
-    for ratio in uniform_ratios(space, count):
-        target = 0.0
-        marks: dict[str, Any] = {"baseline": "uniform"}
-        if basis is not None:  # the target its ratio has; the trial prunes at the ratio
-            low, high = target_bounds(basis.flops, space.max_ratio)
-            share = basis.flops.flops(dict.fromkeys(units, ratio)) / basis.flops.dense
-            target = min(max(share, low), high)
-            marks[BASELINE_RATIO] = ratio
-        study.enqueue_trial(
-            {**prefix, **uniform_params(space, units, ratio, target)}, user_attrs=marks
-        )
-
-
 def _check_model(
     blueprint: Blueprint,
     teacher_file: Path | None,
@@ -591,34 +554,22 @@ def fitting_batch(
     return config
 
 
-def student_seeds(
-    teacher: Blueprint, model: nn.Module, teacher_flops: int, method: Method
-) -> list[dict[str, Any]]:
-    """Trial parameters of students enqueued so the front has some from the start: the
-    teacher scaled down by its widths (a built-in teacher), else ResNets (3-D for volumes)
-    at a quarter, a 16th and a 64th of its FLOPs and, for images, a half-width
-    MobileNetV3-Small."""
-    if method == "prune":
-        return []
-    space = StudentSpace.for_blueprint(teacher, model)
-    specs: list[ModelSpec]
-    if teacher.builtin:
-        spec = teacher.spec()
-        specs = list(dict.fromkeys(scaled_teacher(spec, d, space) for d in SEED_DIVISORS))
-    else:
-
-        def flops(spec: ModelSpec) -> int:
-            student = blueprint_from_spec(spec, teacher.input_shape, teacher.n_outputs).build()
-            return count_flops(student, teacher.input_shape)
-
-        targets = [teacher_flops * share for share in SEED_FLOPS]
-        library = [LIBRARY_SEED] if space.library else []  # torchvision's are 2-D only
-        specs = [*sized_students(space, flops, targets), *library]
-    prefix = {"method": "distill"} if method == "both" else {}
-    return [{**prefix, **student_params(spec, DistillSettings())} for spec in specs]
+def study_seeds(context: SeedContext) -> list[Seed]:
+    """Every method's seeds, each with its `method` parameter where the study runs several
+    (students first, so the front holds them from the start), and under `quantize=search`
+    the precisions in turn."""
+    setting = context.config.method
+    names = study_methods(setting)
+    seeds = []
+    for method in sorted(methods_of(setting), key=lambda m: m.seed_rank):
+        prefix = {METHOD_PARAM: method.name} if len(names) > 1 else {}
+        seeds += [Seed({**prefix, **s.params}, s.attrs) for s in method.seeds(context)]
+    if context.config.quantize == "search":
+        params = alternate([seed.params for seed in seeds])
+        seeds = [Seed(p, seed.attrs) for p, seed in zip(params, seeds, strict=True)]
+    return seeds
 
 
-def _enqueue_students(study: optuna.Study, seeds: list[dict[str, Any]]) -> None:
-    """Seed students first, so the front holds students from the start."""
-    for params in seeds:
-        study.enqueue_trial(params, user_attrs={"baseline": "scaled"})
+def _enqueue(study: optuna.Study, seeds: list[Seed]) -> None:
+    for seed in seeds:
+        study.enqueue_trial(seed.params, user_attrs=seed.attrs)

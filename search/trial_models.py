@@ -2,21 +2,24 @@
 architecture that rebuilds it exactly (never a pickled module).
 
 A structurally pruned model no longer matches its blueprint, so the bundle stores the
-blueprint and the module attributes pruning changed (channel counts, groups, head counts;
-`spaces.shapes`); `rebuild` builds the blueprint, applies those and the state dict's
-shapes, and loads the weights strictly, so any mismatch fails loudly. Bundles written
-before blueprints existed (a built-in spec and each layer's widths) rebuild too.
+blueprint, its factorized layers (scheme and rank; `spaces.lowrank`) and the module
+attributes pruning changed (channel counts, groups, head counts; `spaces.shapes`);
+`rebuild` builds the blueprint, factorizes those layers' shapes, applies the attributes and
+the state dict's shapes, and loads the weights strictly, so any mismatch fails loudly.
+Bundles written before blueprints existed (a built-in spec and each layer's widths)
+rebuild too.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import optuna
 import torch
@@ -27,13 +30,17 @@ from torch import nn
 from medslim.errors import UsageError
 from medslim.objectives.checkpoints import save_tensors
 from medslim.search.artifacts import MODEL_MIME, Artifacts
+from medslim.search.methods import get_method
 from medslim.search.records import trial_record
-from medslim.spaces.blueprints import Blueprint, blueprint_for, blueprint_from_spec
+from medslim.spaces.blueprints import Blueprint, blueprint_from_spec
 from medslim.spaces.families import spec_from_dict
+from medslim.spaces.lowrank import factor_record, shape_factors
 from medslim.spaces.shapes import Changes, changed_attributes, reshape
 
 if TYPE_CHECKING:
     from medslim.search.stored import StudyRef
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -67,8 +74,16 @@ class ModelBundle:
 
 
 def bundle_model(model: nn.Module, base: Blueprint) -> ModelBundle:
-    """A CPU copy of `model`'s weights with what tells it apart from `base`'s model."""
-    spec = {"blueprint": base.as_dict(), "changes": changed_attributes(model, _reference(base))}
+    """A CPU copy of `model`'s weights with what tells it apart from `base`'s model: its
+    factorized layers (`spaces.lowrank`), then the attributes pruning changed."""
+    factors = factor_record(model)
+    reference = _reference(base)
+    if factors:
+        reference = shape_factors(copy.deepcopy(reference), factors)
+    spec: dict[str, Any] = {"blueprint": base.as_dict()}
+    if factors:
+        spec["factors"] = factors
+    spec["changes"] = changed_attributes(model, reference)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return ModelBundle(state, json.loads(json.dumps(spec)))  # plain JSON data only
 
@@ -89,7 +104,7 @@ def _reference(base: Blueprint) -> nn.Module:
 
 def rebuild(bundle: ModelBundle) -> nn.Module:
     """The bundle's model in eval mode, with exactly the stored shapes and weights."""
-    model = bundle.blueprint().build()
+    model = shape_factors(bundle.blueprint().build(), bundle.spec.get("factors", {}))
     changes = bundle.spec.get("changes")
     if changes is None:
         changes = _legacy_changes(model, bundle.spec["layers"])
@@ -109,30 +124,12 @@ def _legacy_changes(model: nn.Module, layers: dict[str, list[int]]) -> Changes:
     return changes
 
 
-# How each method's trials say which model they started from (branch point by
-# user_attrs["method"]): pruned trials start from the study's teacher, distilled students
-# from their own spec. Each gets the bundle's input shape and outputs.
-BaseFn = Callable[[optuna.Study, optuna.trial.FrozenTrial, Blueprint], Blueprint]
-BASES: dict[str, BaseFn] = {
-    "prune": lambda study, trial, stored: blueprint_for(
-        study.user_attrs["config"]["model"],
-        study.user_attrs["config"].get("model_args"),
-        stored.input_shape,
-        stored.n_outputs,
-    ),
-    "distill": lambda study, trial, stored: blueprint_from_spec(
-        spec_from_dict(trial_record(trial)["student_spec"]), stored.input_shape, stored.n_outputs
-    ),
-}
-
-
 def base_blueprint(
     study: optuna.Study, trial: optuna.trial.FrozenTrial, stored: Blueprint
 ) -> Blueprint:
-    method = str(trial_record(trial).get("method", "prune"))
-    if method not in BASES:
-        raise UsageError(f"trial {trial.number} has method {method!r}; known: {list(BASES)}")
-    return BASES[method](study, trial, stored)
+    """The blueprint trial `trial`'s model started from, as its method says."""
+    method = get_method(str(trial_record(trial)["method"]))
+    return method.base(study.user_attrs["config"], trial, stored)
 
 
 def save_trial_model(
@@ -142,6 +139,24 @@ def save_trial_model(
     bundle = bundle_model(model, base)
     # a guess from `.pt` says "SNES page table"
     return upload_trial_file(trial, store, _bundle_name(trial.number), bundle.save, MODEL_MIME)
+
+
+def save_trial_onnx(trial: optuna.Trial, data: bytes, store: Artifacts) -> str:
+    """Upload the ONNX file the trial was measured (and, converted, scored) as."""
+
+    def write(path: Path) -> None:
+        path.write_bytes(data)
+
+    return upload_trial_file(trial, store, onnx_name(trial.number), write, MODEL_MIME)
+
+
+def load_trial_onnx(ref: StudyRef, trial: optuna.trial.FrozenTrial) -> bytes | None:
+    """The ONNX file the trial was measured as (None: the study did not deploy)."""
+    return _load_trial_file(ref, trial, onnx_name(trial.number), Path.read_bytes)
+
+
+def onnx_name(number: int) -> str:
+    return f"trial-{number}.onnx"
 
 
 def save_screening(trial: optuna.Trial, record: dict[str, Any], store: Artifacts) -> str:
@@ -174,7 +189,17 @@ def upload_trial_file(
 
 def load_screening(ref: StudyRef, trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
     """The trial's screening record (None: it screened no candidates)."""
-    name = _screening_name(trial.number)
+
+    def read(path: Path) -> dict[str, Any]:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+
+    return _load_trial_file(ref, trial, _screening_name(trial.number), read)
+
+
+def _load_trial_file(
+    ref: StudyRef, trial: optuna.trial.FrozenTrial, name: str, read: Callable[[Path], T]
+) -> T | None:
+    """The trial's artifact `name`, downloaded and read (None: the trial has none)."""
     metas = get_all_artifact_meta(trial, storage=ref.storage)
     artifact_id = next((m.artifact_id for m in metas if m.filename == name), None)
     if artifact_id is None:
@@ -184,7 +209,7 @@ def load_screening(ref: StudyRef, trial: optuna.trial.FrozenTrial) -> dict[str, 
         download_artifact(
             artifact_store=ref.artifacts, file_path=str(path), artifact_id=artifact_id
         )
-        return dict(json.loads(path.read_text(encoding="utf-8")))
+        return read(path)
 
 
 def _screening_name(number: int) -> str:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medslim.errors import UsageError
+from medslim.registry import Registry
 from medslim.spaces.flops_model import FlopsModel, ratio_keeping
 
 if TYPE_CHECKING:
@@ -87,26 +88,20 @@ class Candidate:
     flops: float
 
 
-ALLOCATIONS: dict[str, Allocation] = {}
+ALLOCATIONS: Registry[Allocation] = Registry("allocation")
 
 
 def register_allocation(allocation: Allocation) -> None:
     """Add an allocation a pruning trial may choose (`--allocations NAME,...`)."""
-    if allocation.name in ALLOCATIONS:
-        raise ValueError(f"allocation {allocation.name!r} is already registered")
-    ALLOCATIONS[allocation.name] = allocation
+    ALLOCATIONS.register(allocation.name, allocation)
 
 
 def get_allocation(name: str) -> Allocation:
-    if name not in ALLOCATIONS:
-        raise UsageError(
-            f"unknown allocation {name!r}; choose from {', '.join(allocation_names())}"
-        )
-    return ALLOCATIONS[name]
+    return ALLOCATIONS.get(name)
 
 
 def allocation_names() -> list[str]:
-    return list(ALLOCATIONS)
+    return ALLOCATIONS.names()
 
 
 def check_fits(name: str, basis: AllocationBasis, curves_measurable: bool = False) -> None:

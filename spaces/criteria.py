@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from medslim.errors import UsageError
 from medslim.kinds import Pruning
+from medslim.registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -76,15 +76,13 @@ def _random_score(weight: torch.Tensor, *_: torch.Tensor | None) -> torch.Tensor
     return weight.new_empty(weight.shape).uniform_()
 
 
-CRITERIA: dict[str, Criterion] = {}
+CRITERIA: Registry[Criterion] = Registry("criterion", "valid criteria")
 
 
 def register_criterion(criterion: Criterion) -> None:
     """Add an importance criterion; `--criterion search` searches every registered one that
     fits the pruning kind."""
-    if criterion.name in CRITERIA:
-        raise ValueError(f"criterion {criterion.name!r} is already registered")
-    CRITERIA[criterion.name] = criterion
+    CRITERIA.register(criterion.name, criterion)
 
 
 register_criterion(
@@ -148,16 +146,11 @@ register_criterion(
 
 
 def criterion_names() -> list[str]:
-    return list(CRITERIA)
+    return CRITERIA.names()
 
 
 def get_criterion(name: str) -> Criterion:
-    try:
-        return CRITERIA[name]
-    except KeyError as error:
-        raise UsageError(
-            f"unknown criterion {name!r}; valid criteria: {', '.join(CRITERIA)}"
-        ) from error
+    return CRITERIA.get(name)
 
 
 def searchable_criteria(pruning: Pruning) -> list[str]:

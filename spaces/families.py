@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from medslim.errors import UsageError
 from medslim.kinds import DataKind
+from medslim.registry import Registry
 from medslim.spaces.specs import (
     FIRST_STAGE_MIN,
     ConvSpec,
@@ -63,32 +63,23 @@ class Family:
     student: StudentUse | None = None
 
 
-FAMILIES: dict[str, Family] = {}
-PRESETS: dict[str, ModelSpec] = {}
+FAMILIES: Registry[Family] = Registry("model family", "registered")
+PRESETS: Registry[ModelSpec] = Registry("model", "valid models", ordered=True)
 
 
 def register_family(name: str, family: Family) -> None:
     """Add a model family under `name` (the `family` field of its specs); names are unique."""
-    if name in FAMILIES:
-        raise ValueError(f"model family {name!r} is already registered")
-    FAMILIES[name] = family
+    FAMILIES.register(name, family)
 
 
 def register_preset(name: str, spec: ModelSpec) -> None:
     """Add a named teacher preset (`--model NAME`); its family must be registered."""
-    if name in PRESETS:
-        raise ValueError(f"model preset {name!r} is already registered")
     get_family(spec.family)
-    PRESETS[name] = spec
+    PRESETS.register(name, spec)
 
 
 def get_family(name: str) -> Family:
-    try:
-        return FAMILIES[name]
-    except KeyError as error:
-        raise UsageError(
-            f"unknown model family {name!r}; registered: {', '.join(FAMILIES)}"
-        ) from error
+    return FAMILIES.get(name)
 
 
 def student_family_names(kind: DataKind, *, foreign_teacher: bool = True) -> list[str]:
@@ -104,16 +95,11 @@ def student_family_names(kind: DataKind, *, foreign_teacher: bool = True) -> lis
 
 
 def preset_names() -> list[str]:
-    return sorted(PRESETS)
+    return PRESETS.names()
 
 
 def get_preset(name: str) -> ModelSpec:
-    try:
-        return PRESETS[name]
-    except KeyError as error:
-        raise UsageError(
-            f"unknown model {name!r}; valid models: {', '.join(preset_names())}"
-        ) from error
+    return PRESETS.get(name)
 
 
 def input_kind(spec: ModelSpec) -> DataKind:

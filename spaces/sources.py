@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medslim.errors import UsageError
+from medslim.registry import Registry
 
 if TYPE_CHECKING:
     from torch import nn
@@ -60,23 +61,16 @@ class ModelSource:
             object.__setattr__(self, "syntax", f"{self.prefix}:NAME")
 
 
-SOURCES: dict[str, ModelSource] = {}
+SOURCES: Registry[ModelSource] = Registry("model source", "sources")
 
 
 def register_source(source: ModelSource) -> None:
     """Add a model source under its prefix (`--model PREFIX:NAME`); prefixes are unique."""
-    if source.prefix in SOURCES:
-        raise ValueError(f"model source {source.prefix!r} is already registered")
-    SOURCES[source.prefix] = source
+    SOURCES.register(source.prefix, source)
 
 
 def get_source(prefix: str) -> ModelSource:
-    try:
-        return SOURCES[prefix]
-    except KeyError as error:
-        raise UsageError(
-            f"unknown model source {prefix!r}; sources: {', '.join(source_syntax())}"
-        ) from error
+    return SOURCES.get(prefix)
 
 
 def source_syntax() -> list[str]:

@@ -95,6 +95,12 @@ class PruningPlan:
     target: float | None = None
     """The FLOPs share the ratios were solved for."""
 
+    def compress(
+        self, model: nn.Module, example: torch.Tensor, sample_losses: SampleLosses
+    ) -> Iterator[int]:
+        """Prune `model` in place (`prune_in_steps`)."""
+        return prune_in_steps(model, self, example, sample_losses)
+
     def describe(self) -> dict[str, Any]:
         described: dict[str, Any] = {
             "method": "prune",

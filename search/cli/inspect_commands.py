@@ -274,8 +274,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     which = f"refined for {refined['epochs']} epochs" if refined else "as the trial left it"
     print(f"wrote trial {args.trial}'s model ({which}) to {out} ({args.format})")
     if check is not None:
+        if check.measured:
+            print(f"it is the {check.precision} ONNX file the trial was measured and scored as")
+        against = "the fp32 PyTorch model" if check.precision != "fp32" else "PyTorch"
         print(
-            f"onnxruntime vs PyTorch on validation inputs: max abs diff {check.max_abs_diff:.3g}"
+            f"onnxruntime vs {against} on validation inputs: max abs diff {check.max_abs_diff:.3g}"
         )
         print(
             f"batch-1 latency: PyTorch {check.torch_latency_ms:.3f} ms, "

@@ -22,6 +22,7 @@ def add_listing_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from medslim.search.methods import METHODS
     from medslim.search.samplers import SAMPLERS
     from medslim.spaces.criteria import CRITERIA
     from medslim.spaces.families import FAMILIES, PRESETS, preset_names, spec_to_dict
@@ -43,6 +44,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         if family.student is not None:
             student = "student" if family.student.any_teacher else "student of foreign teachers"
         print(f"  {name:<11} {family.input_kind} data, {student}")
+    print("methods (--method NAME[,NAME...], all):")
+    for name, method in METHODS.items():
+        print(f"  {name:<14} {method.summary}")
     print("samplers (--sampler):")
     for name, sampler in SAMPLERS.items():
         print(f"  {name:<10} {sampler.summary}")

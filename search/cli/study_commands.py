@@ -10,7 +10,15 @@ import logging
 from typing import Any
 
 from medslim.errors import UsageError
-from medslim.kinds import METHODS, OBJECTIVES, PRUNING_KINDS, TASK_CHOICES
+from medslim.kinds import (
+    CALIBRATIONS,
+    OBJECTIVES,
+    PRUNING_KINDS,
+    QUANTIZE,
+    QUANTIZE_MODES,
+    QUANTIZE_WEIGHTS,
+    TASK_CHOICES,
+)
 from medslim.objectives.sizes import split_size
 from medslim.objectives.windows import PRESETS
 from medslim.search import signals
@@ -23,6 +31,7 @@ from medslim.search.config import (
     STORAGE_ENV,
     StudyConfig,
 )
+from medslim.search.methods import METHODS
 from medslim.spaces.allocation import allocation_names
 from medslim.spaces.criteria import criterion_names
 from medslim.spaces.families import preset_names
@@ -223,9 +232,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--method",
         default=DEFAULTS.method,
-        choices=METHODS,
-        help="prune the teacher, distill searched students, or both on one front "
-        "(default: %(default)s)",
+        metavar="METHOD[,METHOD...]",
+        help="what a trial does: "
+        + "; ".join(f"{m.name}: {m.summary}" for m in METHODS.values())
+        + "; several on one front (prune,lowrank), `all` of them, or `both` (prune and "
+        "distill); see `medslim list` (default: %(default)s)",
     )
     parser.add_argument(
         "--student-epochs",
@@ -273,7 +284,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--objectives",
         default=",".join(DEFAULT_OBJECTIVES),
-        help=f"comma-separated subset of {', '.join(OBJECTIVES)} (default: %(default)s)",
+        help=f"comma-separated subset of {', '.join(OBJECTIVES)}; size_bytes (the ONNX "
+        "file) and latency_ms (onnxruntime, batch 1) are measured on this machine (default: "
+        "%(default)s)",
     )
     parser.add_argument(
         "--max-flops",
@@ -282,6 +295,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "above 1 an absolute FLOPs count",
     )
     parser.add_argument("--min-auc", type=float, help="constraint: smallest acceptable val AUC")
+    add_deployment_arguments(parser)
     parser.add_argument(
         "--accept",
         metavar="CRITERIA",
@@ -329,6 +343,78 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "credentials from the AWS environment variables); chosen when the study is made "
         "(default: .medslim/artifacts beside a SQLite or journal file, else this machine's "
         "cache)",
+    )
+
+
+def add_deployment_arguments(parser: argparse.ArgumentParser) -> None:
+    """Quantization and the measured objectives (onnxruntime, the onnx extra)."""
+    parser.add_argument(
+        "--quantize",
+        default=DEFAULTS.quantize,
+        choices=QUANTIZE,
+        help="after fine-tuning, quantize each trial's ONNX model to INT8 with onnxruntime "
+        "(static QDQ, calibrated on a seeded sample of train) and score it as that file on "
+        "val; `search`: each trial chooses fp32 or int8 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--quantize-mode",
+        default=DEFAULTS.quantize_mode,
+        choices=QUANTIZE_MODES,
+        help="static (weights and activations int8) or dynamic (activations quantized at "
+        "run time; for MLPs) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--quantize-weights",
+        default=DEFAULTS.quantize_weights,
+        choices=QUANTIZE_WEIGHTS,
+        help="int8 weights with a scale per output channel or one per tensor; per-tensor "
+        "keeps accuracy on some CNNs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--calibration",
+        type=int,
+        default=DEFAULTS.calibration,
+        metavar="N",
+        help="training images that calibrate the activations' int8 ranges (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--calibration-method",
+        default=DEFAULTS.calibration_method,
+        choices=CALIBRATIONS,
+        help="how the ranges are calibrated (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-size",
+        type=float,
+        help="constraint: a number <= 1 is a share of the teacher's ONNX file, above 1 bytes",
+    )
+    parser.add_argument(
+        "--max-latency",
+        type=float,
+        help="constraint: a number <= 1 is a share of the teacher's latency (measured beside "
+        "each trial), above 1 milliseconds (batch 1, onnxruntime)",
+    )
+    parser.add_argument(
+        "--latency-batch",
+        type=int,
+        default=DEFAULTS.latency_batch,
+        metavar="N",
+        help="the batch measured besides batch 1 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--latency-rounds",
+        type=int,
+        default=DEFAULTS.latency_rounds,
+        metavar="N",
+        help="timed runs of the teacher and the trial's model in turns, after warm-up; the "
+        "median after outlier rejection is kept (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--latency-threads",
+        type=int,
+        default=DEFAULTS.latency_threads,
+        metavar="N",
+        help="onnxruntime threads latency is measured on (default: %(default)s)",
     )
 
 
@@ -402,6 +488,16 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         subgroups=args.subgroups,
         accept=args.accept,
         allow_outside_paths=args.allow_outside_paths,
+        quantize=args.quantize,
+        quantize_mode=args.quantize_mode,
+        quantize_weights=args.quantize_weights,
+        calibration=args.calibration,
+        calibration_method=args.calibration_method,
+        latency_batch=args.latency_batch,
+        latency_rounds=args.latency_rounds,
+        latency_threads=args.latency_threads,
+        max_size=args.max_size,
+        max_latency=args.max_latency,
     )
 
 

@@ -1,12 +1,11 @@
 """`medslim export`: a trial's model as a `.pt` bundle (state dict + JSON-able spec, loads
-with `torch.load(weights_only=True)`) or as ONNX checked against PyTorch by onnxruntime."""
+with `torch.load(weights_only=True)`) or as ONNX checked against PyTorch by onnxruntime;
+where the study deployed, the ONNX file the trial was measured and scored as (quantized for
+an int8 member)."""
 
 from __future__ import annotations
 
-import importlib.util
-import statistics
-import time
-import warnings
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +15,20 @@ from torch import nn
 
 from medslim.errors import ExportMismatch, UsageError
 from medslim.objectives.metrics import measure_latency_ms
-from medslim.search.refined import load_refined_bundle
+from medslim.objectives.onnx_latency import side_by_side
+from medslim.objectives.onnx_models import INPUT, onnx_session, require_onnx, to_onnx
+from medslim.search.methods import FP32, precision_of
+from medslim.search.records import trial_record
+from medslim.search.refined import load_refined_bundle, load_refined_onnx, refined_record
 from medslim.search.stored import StudyRef
-from medslim.search.trial_models import ModelBundle, load_trial_bundle, rebuild
+from medslim.search.trial_models import (
+    ModelBundle,
+    load_trial_bundle,
+    load_trial_onnx,
+    rebuild,
+)
+
+logger = logging.getLogger(__name__)
 
 FORMATS = ("pt", "onnx")
 ONNX_TOLERANCE = 1e-4
@@ -31,6 +41,9 @@ class OnnxCheck:
     max_abs_diff: float
     torch_latency_ms: float
     onnx_latency_ms: float
+    precision: str = "fp32"
+    measured: bool = False
+    """Whether the file written is the one the trial was measured (and scored) as."""
 
 
 def export_trial(
@@ -43,21 +56,36 @@ def export_trial(
     original: bool = False,
 ) -> OnnxCheck | None:
     """Write trial `number`'s model to `out` (its refined model where `medslim refine` made
-    one, unless `original`); for ONNX, return the onnxruntime check."""
+    one, unless `original`); for ONNX, the file the trial was measured and scored as where
+    the study deployed (a quantized one for an int8 member), and the onnxruntime check."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
-        raise UsageError("ONNX export needs onnxruntime: pip install 'medslim[onnx]'")
+    if fmt == "onnx":
+        require_onnx("ONNX export")
     trial = ref.finished_trial(number)
-    bundle = None if original else load_refined_bundle(ref, number)
+    refined = None if original else refined_record(ref.study, number)
+    bundle = load_refined_bundle(ref, number) if refined else None
     if bundle is None:
         bundle = load_trial_bundle(ref, trial)
+    precision = precision_of(refined or trial_record(trial))
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "pt":
+        if precision is not FP32:
+            logger.warning(
+                "trial %d deploys as %s: the .pt file holds its fp32 weights before conversion; "
+                "--format onnx writes the %s file it was scored as",
+                number,
+                precision.name,
+                precision.name,
+            )
         bundle.save(out)
         return None
     inputs = validation_inputs(ref, bundle, data_dir)
-    return export_onnx(rebuild(bundle), inputs, out)
+    measured = load_refined_onnx(ref, number) if refined else load_trial_onnx(ref, trial)
+    if measured is None:
+        return export_onnx(rebuild(bundle), inputs, out)
+    out.write_bytes(measured)  # exactly the file that was measured and scored
+    return check_onnx(rebuild(bundle), measured, inputs, out, precision=precision.name)
 
 
 def validation_inputs(ref: StudyRef, bundle: ModelBundle, data_dir: Path | None) -> torch.Tensor:
@@ -76,43 +104,41 @@ def export_onnx(
 ) -> OnnxCheck:
     """Export with a dynamic batch axis, then compare onnxruntime with PyTorch (and time
     both at batch 1, median of `repeats`)."""
-    import onnxruntime
+    data = to_onnx(model, inputs)
+    out.write_bytes(data)
+    return check_onnx(model, data, inputs, out, repeats=repeats, measured=False)
 
+
+def check_onnx(
+    model: nn.Module,
+    data: bytes,
+    inputs: torch.Tensor,
+    out: Path,
+    *,
+    precision: str = FP32.name,
+    repeats: int = 30,
+    measured: bool = True,
+) -> OnnxCheck:
+    """onnxruntime's outputs of `data` (written to `out`) against PyTorch's on `inputs`, both
+    timed at batch 1; an fp32 file that differs is refused (`ExportMismatch`), a converted
+    one (int8) differs by design and is reported."""
     model = model.cpu().eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (inputs[:1],),
-            str(out),
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            dynamo=False,
-        )
-    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    session = onnx_session(data)
     with torch.inference_mode():
         expected = model(inputs).numpy()
-    actual = session.run(None, {"input": inputs.numpy()})[0]
+    actual = session.run(None, {INPUT: inputs.numpy()})[0]
     diff = float(np.max(np.abs(actual - expected)))
+    (timing,) = side_by_side([session], tuple(inputs.shape[1:]), rounds=repeats)
     check = OnnxCheck(
         max_abs_diff=diff,
         torch_latency_ms=measure_latency_ms(model, tuple(inputs.shape[1:]), repeats=repeats),
-        onnx_latency_ms=_onnx_latency_ms(session, inputs[:1].numpy(), repeats),
+        onnx_latency_ms=timing.median_ms,
+        precision=precision,
+        measured=measured,
     )
-    if not diff <= ONNX_TOLERANCE:
+    if precision == FP32.name and not diff <= ONNX_TOLERANCE:
         raise ExportMismatch(
             f"ONNX outputs differ from PyTorch by {diff:.3g} (> {ONNX_TOLERANCE:g}) on "
             f"{len(inputs)} validation inputs; {out} is not trustworthy"
         )
     return check
-
-
-def _onnx_latency_ms(session: object, x: np.ndarray, repeats: int = 30, warmup: int = 5) -> float:
-    timings = []
-    for i in range(warmup + repeats):
-        start = time.perf_counter()
-        session.run(None, {"input": x})  # type: ignore[attr-defined]
-        if i >= warmup:
-            timings.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(timings)

@@ -66,6 +66,12 @@ class Row:
     corrupted images (`gaussian_noise@3`); None: robustness not scored."""
     corrupted_of: int = 0
     """How many corruption × severity sets were scored."""
+    precision: str = "fp32"
+    size_bytes: int | None = None
+    """The ONNX file's size, where the study measured it."""
+    size_ratio: float | None = None
+    trial_latency_ratio: float | None = None
+    """Latency ÷ the teacher's, measured beside it while the trial ran (onnxruntime)."""
 
     @property
     def latency(self) -> Latency | None:
@@ -90,6 +96,8 @@ class FrontTable:
     judging: Judging | None = None
     robustness: Robustness | None = None
     ece_worse: float = ECE_WORSE
+    deployed: bool = False
+    """Whether the study measured its members as ONNX files (precision and size shown)."""
 
     @property
     def ece_flagged(self) -> bool:
@@ -129,6 +137,8 @@ def front_table(
             val_acc=float(teacher.get("val_acc", float("nan"))),
             trial_latency_ms=teacher.get("latency_ms"),
             test=rescored.teacher if rescored else None,
+            size_bytes=front.measured.get("teacher_size_bytes"),
+            size_ratio=1.0 if front.measured else None,
         )
     ]
     for m in front.members:
@@ -158,6 +168,10 @@ def front_table(
                     else None
                 ),
                 corrupted_of=len(robust.get("results", [])) if robust else 0,
+                precision=m.precision,
+                size_bytes=m.extra.get("size_bytes"),
+                size_ratio=m.extra.get("size_ratio"),
+                trial_latency_ratio=m.extra.get("latency_ratio"),
             )
         )
     binary = rescored is not None and rescored.teacher.sensitivity is not None
@@ -176,8 +190,10 @@ def front_table(
         judging=judging,
         robustness=robustness,
         ece_worse=ece_bound,
+        deployed=bool(front.measured),
     )
-    return replace(table, notes=_notes(table, rescored) + _refined_note(front))
+    notes = _notes(table, rescored) + _deployed_note(front) + _refined_note(front)
+    return replace(table, notes=notes)
 
 
 PICKED = 3
@@ -196,6 +212,18 @@ def picked_rows(table: FrontTable) -> list[Row]:
 
 def _test_auc(row: Row) -> float:
     return row.test.test_auc if row.test is not None else float("-inf")
+
+
+def _deployed_note(front: Front) -> list[str]:
+    if not front.measured:
+        return []
+    threads = _threads(int(front.measured.get("threads", 1)))
+    return [
+        "prec: what a member deploys as; an int8 member is its quantized ONNX file, scored "
+        "on val (and test) in onnxruntime as that file, and exported as it; size× = its "
+        "ONNX file ÷ the teacher's fp32 one; trial lat× = its batch-1 latency ÷ the "
+        f"teacher's, measured beside it in onnxruntime on {threads}"
+    ]
 
 
 def _refined_note(front: Front) -> list[str]:
@@ -250,9 +278,11 @@ def _notes(table: FrontTable, rescored: Rescored | None) -> list[str]:
         notes += _robustness_notes(table)
     latency = teacher.latency_measured()
     if latency is not None:
+        runtime = " in onnxruntime" if latency.runtime == "onnxruntime" else ""
         notes.append(
-            f"lat× = batch-1 latency on {_threads(latency.threads)} ÷ the teacher's, both "
-            "measured in the same turns after warm-up (median; --wide: ms with the quartiles)"
+            f"lat× = batch-1 latency{runtime} on {_threads(latency.threads)} ÷ the teacher's, "
+            "both measured in the same turns after warm-up (median; --wide: ms with the "
+            "quartiles)"
         )
         if latency.noisy:
             notes.append(
@@ -359,6 +389,16 @@ def _trial(row: Row) -> str:
     return "" if row.trial is None else str(row.trial)
 
 
+def _size(count: int | None) -> str:
+    """`1.23MB`, `340kB`, `912B`."""
+    if count is None:
+        return "—"
+    for size, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if count >= size:
+            return f"{count / size:.3g}{unit}"
+    return f"{count}B"
+
+
 def _verdict(row: Row) -> str:
     """The verdict; `*` marks a member that predicts one class on val (see flags)."""
     if row.trial is None:
@@ -423,7 +463,8 @@ class Column(NamedTuple):
     (dashboard note), h (the report's table head: trial, kind, FLOPs×, test AUC, verdict)."""
     needs: str = ""
     """`test`, `binary`, `nonbinary`, `ordinal`, `ece` (a member's ECE is worse than the
-    teacher's), `robust` (robustness scored) or `val` (only without test scores)."""
+    teacher's), `robust` (robustness scored), `deploy` (a study that measured ONNX files),
+    `plain` (one that did not) or `val` (only without test scores)."""
     align: str = ">"
     flexible: bool = False
     """Shortened with … when the narrow table would pass 100 columns."""
@@ -446,7 +487,10 @@ COLUMNS = [
     Column("trial", _trial, "nwmh"),
     Column("method", _text("kind"), "nwmh", align="<"),
     Column("FLOPs×", lambda r: f"{r.flops_ratio:.3f}", "nwmh"),
-    Column("params", lambda r: _count(r.params), "nwm"),
+    Column("prec", _text("precision"), "nwm", needs="deploy", align="<"),
+    Column("size×", lambda r: _num(r.size_ratio), "nwm", needs="deploy"),
+    Column("params", lambda r: _count(r.params), "wm"),
+    Column("params", lambda r: _count(r.params), "n", needs="plain"),
     Column("lat×", _latency_ratio, "nwm", needs="test", drop=1),
     Column("val AUC", lambda r: _num(r.val_auc), "wm"),
     Column("val AUC", lambda r: _num(r.val_auc), "nh", needs="val"),
@@ -475,6 +519,8 @@ COLUMNS = [
     Column("what", _text("summary"), "nh", needs="val", align="<", flexible=True),
     # the details (--wide and the report)
     Column("FLOPs", lambda r: _count(r.flops), "w"),
+    Column("size", lambda r: _size(r.size_bytes), "w", needs="deploy"),
+    Column("trial lat×", lambda r: _num(r.trial_latency_ratio, 2), "w", needs="deploy"),
     Column("ms [quartiles]", _latency_ms, "w", needs="test"),
     Column("trial ms", lambda r: _num(r.trial_latency_ms, 2), "w", needs="val"),
     Column("test ACC [95% CI]", _scores("test_acc"), "w", needs="test"),
@@ -508,6 +554,8 @@ def columns(table: FrontTable, mode: str) -> list[Column]:
             "ordinal": table.tested and table.task == ORDINAL,
             "ece": table.tested and table.ece_flagged,
             "robust": table.robustness is not None,
+            "deploy": table.deployed,
+            "plain": not table.deployed,
         }
         return needs.get(column.needs, True)
 

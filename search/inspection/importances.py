@@ -1,9 +1,10 @@
 """Which choices mattered for val AUC, asked within each method.
 
-With `--method both` a single importance over all trials is dominated by `method` itself
+With several methods a single importance over all trials is dominated by `method` itself
 (pruned and distilled trials have disjoint parameters), which says nothing a reader can
-use. So pruned trials are asked about their ratios (and criterion), distilled trials about
-their student and distillation knobs, each with fANOVA over that method's finished trials.
+use. So each method's trials are asked about their own parameters (pruned trials about
+their target and allocation, distilled trials about their student and distillation
+knobs), each with fANOVA over that method's finished trials.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import optuna
 from optuna.trial import TrialState
 
 from medslim.search.inspection.names import param_label
+from medslim.search.methods import METHOD_PARAM, get_method
+from medslim.search.methods.choice import KEPT_PARAM
 from medslim.search.records import trial_record
 
 MIN_TRIALS = 4
 """Fewer finished trials of a method make its importances meaningless (or fail)."""
-METHOD_PARAM = "method"
-TITLES = {"prune": "pruned trials", "distill": "distilled trials"}
 
 
 @dataclass(frozen=True)
@@ -34,14 +35,14 @@ class MethodImportances:
 
     @property
     def title(self) -> str:
-        return TITLES.get(self.method, self.method)
+        return get_method(self.method).title
 
 
 def importances_by_method(study: optuna.Study) -> list[MethodImportances]:
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     by_method: dict[str, list[optuna.trial.FrozenTrial]] = {}
     for trial in trials:
-        by_method.setdefault(str(trial_record(trial).get("method", "prune")), []).append(trial)
+        by_method.setdefault(str(trial_record(trial)["method"]), []).append(trial)
     return [_importances(study, m, by_method[m]) for m in sorted(by_method, reverse=True)]
 
 
@@ -52,7 +53,7 @@ def _importances(
         return MethodImportances(
             method, len(trials), reason=f"needs at least {MIN_TRIALS} finished trials"
         )
-    shared = set.intersection(*(set(t.params) for t in trials)) - {METHOD_PARAM}
+    shared = set.intersection(*(set(t.params) for t in trials)) - {METHOD_PARAM, KEPT_PARAM}
     varied = sorted(p for p in shared if len({t.params[p] for t in trials}) > 1)
     if not varied:
         return MethodImportances(method, len(trials), reason="no parameter varied")

@@ -1,4 +1,4 @@
-"""Readable names for what a study stores: prunable groups, trial parameters, methods.
+"""Readable names for what a study stores: prunable groups, trial parameters, members.
 
 One name per layer: a group is named by the module path of its first layer
 (`layers.1.0.shortcut.0`), which is what a user's own model has and what the trial
@@ -11,9 +11,6 @@ shown beside the path (`layers.1.0.shortcut.0 (s2.b1.shortcut)`), never instead 
 from __future__ import annotations
 
 import re
-from typing import Any
-
-from medslim.spaces.students import describe_student
 
 _STAGE_BLOCK = re.compile(r"^layers\.(\d+)\.(\d+)\.(.+?)(?:\.0)?$")
 LEGACY_OFFSET = "sparsity."
@@ -53,38 +50,3 @@ def param_label(name: str) -> str:
     if name.startswith(LEGACY_OFFSET) and name != GLOBAL:
         return OFFSET + name[len(LEGACY_OFFSET) :]
     return name
-
-
-def kind(record: dict[str, Any]) -> str:
-    """`pruned`, `uniform` (a pruned uniform-ratio baseline) or `distilled`."""
-    if record.get("method") == "distill":
-        return "distilled"
-    return "uniform" if record.get("baseline") == "uniform" else "pruned"
-
-
-def describe(choices: dict[str, Any], *, groups: bool = False) -> str:
-    """What a member is, in one line. Pruned: `g=0.42 l1 conv1 .30 layers.0.0.conv1 .51 ...`
-    (global ratio or allocation, criterion, each group's real ratio by its module path;
-    without `groups`, the ratios alone in network order: `[.30 .51 ...]`). Distilled:
-    `resnet 8-16-32 ×1-1-1 k3 T=4.0 α=0.50`."""
-    if "student" in choices:
-        knobs = choices.get("distill", {})
-        text = describe_student(choices["student"]) if choices["student"] else "student"
-        if knobs:
-            text += f" T={knobs['temperature']:.1f} α={knobs['alpha']:.2f}"
-            if knobs.get("feature_weight"):
-                text += f" feat={knobs['feature_weight']:g}"
-        return text
-    ratios: dict[str, float] = choices.get("ratios", {})
-    if choices.get("allocation"):
-        head = f"{choices['allocation']} {choices.get('criterion', '')}".rstrip()
-    else:
-        head = f"g={choices.get('global_ratio', 0):.2f} {choices.get('criterion', '')}".rstrip()
-    if not groups:
-        return f"{head} [{' '.join(_short(r) for r in ratios.values())}]"
-    return f"{head} " + " ".join(f"{g} {_short(r)}" for g, r in ratios.items())
-
-
-def _short(ratio: float) -> str:
-    """`.30`, `.00`: a ratio without its leading zero."""
-    return f"{ratio:.2f}".lstrip("0") or "0"

@@ -7,10 +7,17 @@ from typing import Any
 
 import optuna
 
-from medslim.search.config import OBJECTIVES
-from medslim.search.inspection.names import describe, kind
+from medslim.search.config import DEFAULT_OBJECTIVES
+from medslim.search.deployment import ATTR as DEPLOYMENT_ATTR
+from medslim.search.methods import get_method, precision_of
 from medslim.search.records import trial_record
 from medslim.search.refined import refined_records
+
+EXTRA = (
+    *("sparse_flops", "nonzero_params", "latency_ms", "latency_ratio", "latency_spread"),
+    *("latency_batch_ms", "size_bytes", "size_ratio", "fp32_val_auc", "fp32_ops"),
+)
+"""Record keys a member carries besides its scores, where its trial has them."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,8 @@ class FrontMember:
     """The same in fewer characters (ratios without names)."""
     refined: int = 0
     """Epochs of `medslim refine` behind the scores shown (0: the trial's own model)."""
+    precision: str = "fp32"
+    """What the member deploys as (`int8`: its quantized ONNX file, scored as that)."""
 
     def as_json(self) -> dict[str, Any]:
         data = {
@@ -48,6 +57,7 @@ class FrontMember:
             "description": self.description,
             "choices": self.choices,
             "refined_epochs": self.refined,
+            "precision": self.precision,
         }
         data.update(self.extra)
         return data
@@ -63,6 +73,8 @@ class Front:
     failed: int
     units: list[str] = field(default_factory=list)
     """Prunable groups in network order."""
+    measured: dict[str, Any] = field(default_factory=dict)
+    """The study's `deployment` attr: the teacher's ONNX size, runtime, threads, ..."""
 
     def smallest_within(self, auc_drop: float = 0.01) -> FrontMember | None:
         """The member with the fewest FLOPs whose val AUC is at most `auc_drop` below the
@@ -79,6 +91,7 @@ class Front:
             "finished_trials": self.finished,
             "failed_trials": self.failed,
             "teacher": self.teacher,
+            **({"deployment": self.measured} if self.measured else {}),
             "front": [m.as_json() for m in self.members],
         }
 
@@ -98,12 +111,13 @@ def compute_front(study: optuna.Study) -> Front:
     members.sort(key=lambda m: (m.flops, -m.val_auc))
     return Front(
         study=study.study_name,
-        objectives=list(config.get("objectives", OBJECTIVES)),
+        objectives=list(config.get("objectives", DEFAULT_OBJECTIVES)),
         teacher=dict(study.user_attrs.get("teacher", {})),
         members=members,
         finished=states.count(optuna.trial.TrialState.COMPLETE),
         failed=states.count(optuna.trial.TrialState.FAIL),
         units=units,
+        measured=dict(study.user_attrs.get(DEPLOYMENT_ATTR, {})),
     )
 
 
@@ -128,11 +142,8 @@ def member_of(
     """A finished trial as plain data; a plan's study-wide settings (criterion, pruning
     kind) come from the study's config, its ratios in network order."""
     attrs = trial_record(trial)
-    plan = attrs.get("plan")
-    if plan is None:
-        plan = {"student": attrs.get("student_spec", {}), "distill": attrs.get("distill", {})}
-    else:
-        plan = _complete_plan(plan, config, units)
+    method = get_method(str(attrs["method"]))
+    plan = method.choices(attrs, config, units)
     return FrontMember(
         trial=trial.number,
         val_auc=float(attrs["val_auc"]),
@@ -140,15 +151,14 @@ def member_of(
         flops=int(attrs["flops"]),
         flops_ratio=float(attrs["flops_ratio"]),
         params=int(attrs["params"]),
-        method=str(attrs.get("method", "prune")),
+        method=method.name,
         baseline=attrs.get("baseline") == "uniform",
         choices=plan,
-        extra={
-            k: attrs[k] for k in ("sparse_flops", "nonzero_params", "latency_ms") if k in attrs
-        },
-        kind=kind(attrs),
-        description=describe(plan, groups=True),
-        summary=describe(plan),
+        extra={k: attrs[k] for k in EXTRA if k in attrs},
+        kind=method.kind(attrs),
+        description=method.describe(plan, groups=True),
+        summary=method.describe(plan),
+        precision=precision_of(attrs).name,
     )
 
 
@@ -164,18 +174,3 @@ def with_refined(member: FrontMember, record: dict[str, Any]) -> FrontMember:
         description=member.description + said,
         summary=member.summary + said,
     )
-
-
-def _complete_plan(
-    plan: dict[str, Any], config: dict[str, Any], units: list[str]
-) -> dict[str, Any]:
-    ratios = plan.get("ratios", {})
-    ordered = {u: ratios[u] for u in units if u in ratios}
-    ordered.update({u: r for u, r in ratios.items() if u not in ordered})
-    settings = {
-        "pruning": config.get("pruning", "structured"),
-        "criterion": config.get("criterion"),
-        "iterative_steps": config.get("iterative_steps", 1),
-    }
-    known = {k: v for k, v in plan.items() if v is not None}
-    return {**settings, **known, "ratios": ordered}

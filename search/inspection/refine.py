@@ -11,8 +11,10 @@ from typing import Any
 
 from medslim.errors import UsageError
 from medslim.objectives.refine import REFINE_EPOCHS, refine_model
+from medslim.search.deployment import convert, study_calibration
 from medslim.search.inspection.pareto import Front
 from medslim.search.inspection.reopen import reopen
+from medslim.search.methods import FP32, precision_of
 from medslim.search.records import trial_record
 from medslim.search.refined import save_refined
 from medslim.search.session import on_device, resolve_device
@@ -66,15 +68,23 @@ def refine_trial(
         lr=config.lr / 2,
         seed=config.seed + number,
     )
-    refined = {
+    refined: dict[str, Any] = {
         "epochs": epochs,
         "best_epoch": best,
         "val_auc": round(scores.val_auc, 6),
         "val_acc": round(scores.val_acc, 6),
-        "seconds": round(time.perf_counter() - start, 1),
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    stored = save_refined(ref, number, model.cpu(), bundle.blueprint(), refined)
+    onnx = None
+    precision = precision_of(scored)
+    if precision is not FP32:  # deployed converted: converted again, and scored as that
+        converted, record = convert(model, precision, study_calibration(config, data), data)
+        if converted.changed:
+            onnx = converted.data
+            refined.update(fp32_val_auc=refined["val_auc"], fp32_val_acc=refined["val_acc"])
+        refined.update({k: round(v, 6) if isinstance(v, float) else v for k, v in record.items()})
+    refined["seconds"] = round(time.perf_counter() - start, 1)
+    refined["when"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stored = save_refined(ref, number, model.cpu(), bundle.blueprint(), refined, onnx)
     return Refined(number, epochs, best, before, stored)
 
 

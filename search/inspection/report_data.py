@@ -17,13 +17,13 @@ from medslim.search.inspection.front_table import FrontTable, picked_rows
 from medslim.search.inspection.hypervolume import HypervolumeHistory, hypervolume_history
 from medslim.search.inspection.importances import MethodImportances, importances_by_method
 from medslim.search.inspection.layer_profile import LayerProfile, layer_profile
-from medslim.search.inspection.pareto import Front, compute_front, member_of
+from medslim.search.inspection.pareto import Front, FrontMember, compute_front, member_of
+from medslim.search.methods import get_method
 from medslim.search.records import trial_record
 from medslim.search.sensitivity import stored_curves
 from medslim.search.stored import StudyRef
 
 METRIC_NAMES = {"val_auc": "val AUC", "val_acc": "val ACC", "flops": "FLOPs"}
-KINDS = ("pruned", "uniform", "distilled")
 
 
 class Point(NamedTuple):
@@ -36,6 +36,7 @@ class Point(NamedTuple):
     """On the study's front (all objectives, validation split)."""
     label: str
     """Hover text."""
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -98,17 +99,12 @@ def report_data(ref: StudyRef, table: FrontTable) -> ReportData:
     study = ref.study
     front = compute_front(study)
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    students = [
-        {
-            "trial": m.trial,
-            "val_auc": round(m.val_auc, 4),
-            "flops": m.flops,
-            **m.choices.get("student", {}),
-            **m.choices.get("distill", {}),
-        }
-        for m in front.members
-        if m.kind == "distilled"
-    ]
+    students = []
+    for m in front.members:
+        row = get_method(m.method).spec_row(m.choices)
+        if row is not None:
+            scores = {"trial": m.trial, "val_auc": round(m.val_auc, 4), "flops": m.flops}
+            students.append({**scores, **row})
     return ReportData(
         study=study.study_name,
         dataset=str(study.user_attrs.get("dataset", {}).get("name", "?")),
@@ -195,13 +191,25 @@ def _point(
         f"trial {trial.number} · {member.kind}" + (" · on the front" if on_front else ""),
         f"val AUC {member.val_auc:.4f} · val ACC {member.val_acc:.4f}",
         f"FLOPs {member.flops:,} ({member.flops_ratio:.1%} of the teacher) · "
-        f"params {member.params:,}",
+        f"params {member.params:,}" + _deployed(member),
         member.description,
     ]
     value = float(record[metric])
     return Point(
-        trial.number, float(member.flops), value, member.kind, on_front, "<br>".join(lines)
+        trial.number,
+        float(member.flops),
+        value,
+        member.kind,
+        on_front,
+        "<br>".join(lines),
+        member.precision,
     )
+
+
+def _deployed(member: FrontMember) -> str:
+    """` · int8, 34.1 kB` where the study measured ONNX files."""
+    size = member.extra.get("size_bytes")
+    return "" if size is None else f" · {member.precision}, {size / 1e3:.1f} kB ONNX"
 
 
 def _teacher_label(teacher: dict[str, Any], table: FrontTable) -> str:

@@ -1,5 +1,7 @@
 """The report's sections, drawn from `ReportData`: the front table, then plotly figures
-with one colour and marker per method (pruned, uniform baseline, distilled, teacher)."""
+with one colour and marker per kind of member (as each method draws its own: pruned,
+uniform baseline, distilled, factorized, ...) and the teacher; open markers for members
+that deploy converted (int8)."""
 
 from __future__ import annotations
 
@@ -15,27 +17,20 @@ from medslim.search.inspection.hypervolume import HypervolumeHistory
 from medslim.search.inspection.importances import MethodImportances
 from medslim.search.inspection.layer_profile import LayerProfile
 from medslim.search.inspection.report_data import (
-    KINDS,
     METRIC_NAMES,
     CalibrationCurve,
     ProxyCheck,
     ReportData,
     TradeOff,
 )
-
-
-class Style(NamedTuple):
-    name: str
-    colour: str
-    symbol: str
-
+from medslim.search.methods import METHODS, PRECISIONS, Style, get_method
 
 STYLES = {
-    "pruned": Style("pruned", "#1f77b4", "circle"),
-    "uniform": Style("uniform baseline", "#ff7f0e", "square"),
-    "distilled": Style("distilled", "#2ca02c", "diamond"),
+    **{kind: style for method in METHODS.values() for kind, style in method.styles.items()},
     "teacher": Style("teacher", "#d62728", "star"),
 }
+"""Each member kind's style, as its method draws it, and the teacher's."""
+KINDS = [kind for kind in STYLES if kind != "teacher"]
 FRONT_LINE = "#444"
 HEIGHT = 460
 LEGEND = {"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0}
@@ -123,11 +118,11 @@ def trade_off_figure(t: TradeOff) -> go.Figure:
                     x=[p.flops for p in points],
                     y=[p.value for p in points],
                     mode="markers+text" if on_front else "markers",
-                    name=f"{style.name} · {'front' if on_front else 'other'}",
+                    name=f"{style.label} · {'front' if on_front else 'other'}",
                     legendgroup=kind,
                     marker={
                         "color": style.colour,
-                        "symbol": style.symbol,
+                        "symbol": [_symbol(style, p.precision) for p in points],
                         "size": 12 if on_front else 8,
                         "opacity": 1.0 if on_front else 0.35,
                         "line": {"width": 1.5 if on_front else 0, "color": "#222"},
@@ -209,8 +204,12 @@ def test_figure(rows: list[Row]) -> go.Figure:
                     "arrayminus": [_test(r).test_auc - _test(r).test_auc_ci[0] for r in members],
                 },
                 mode="markers+text",
-                name=style.name,
-                marker={"color": style.colour, "symbol": style.symbol, "size": 11},
+                name=style.label,
+                marker={
+                    "color": style.colour,
+                    "symbol": [_symbol(style, r.precision) for r in members],
+                    "size": 11,
+                },
                 text=trial_labels([(r.trial, r.flops, _test(r).test_auc) for r in members]),
                 textposition="middle right",
                 textfont={"size": 10},
@@ -242,6 +241,11 @@ def trial_labels(points: list[tuple[int | None, float, float]]) -> list[str]:
         first = bool(same) and same[0] == trial
         labels.append(", ".join(str(t) for t in same) if first else "")
     return labels
+
+
+def _symbol(style: Style, precision: str) -> str:
+    """The kind's marker, open for a member that deploys converted (int8)."""
+    return style.symbol + PRECISIONS.get(precision).marker
 
 
 def _test(row: Row) -> Any:
@@ -490,9 +494,7 @@ def importance_drawn(result: MethodImportances) -> Drawn:
             x=[result.importances[n] for n in names],
             y=names,
             orientation="h",
-            marker={
-                "color": STYLES["distilled" if result.method == "distill" else "pruned"].colour
-            },
+            marker={"color": next(iter(get_method(result.method).styles.values())).colour},
             hovertemplate="%{y}: %{x:.3f}<extra></extra>",
         )
     )

@@ -27,6 +27,7 @@ from torch import nn
 
 from medslim.errors import UsageError
 from medslim.objectives.bootstrap import stratified_indices
+from medslim.objectives.onnx_models import OnnxModule
 from medslim.search.acceptance import mark_test_read
 from medslim.search.inspection.latency import Latency, side_by_side
 from medslim.search.inspection.pareto import Front, FrontMember
@@ -40,9 +41,11 @@ from medslim.search.inspection.scoring import (
     model_predictions,
     score_predictions,
 )
-from medslim.search.refined import load_refined_model
+from medslim.search.methods import FP32, precision_of
+from medslim.search.records import trial_record
+from medslim.search.refined import load_refined_model, load_refined_onnx
 from medslim.search.stored import StudyRef
-from medslim.search.trial_models import load_trial_model, model_artifact_id
+from medslim.search.trial_models import load_trial_model, load_trial_onnx, model_artifact_id
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +171,13 @@ def _rescore(
 
 
 def member_model(ref: StudyRef, trial: optuna.trial.FrozenTrial, refined: bool) -> nn.Module:
-    """The model a member's scores are of: its refined one where it was refined."""
+    """The model a member's scores are of: its refined one where it was refined, and where
+    it deploys converted (int8), the ONNX file it was scored as, run by onnxruntime."""
+    precision = precision_of(trial_record(trial))
+    if precision is not FP32:
+        data = load_refined_onnx(ref, trial.number) if refined else load_trial_onnx(ref, trial)
+        if data is not None:
+            return OnnxModule(data, precision=precision.name)
     model = load_refined_model(ref, trial.number) if refined else None
     return model if model is not None else load_trial_model(ref, trial)
 

@@ -97,8 +97,10 @@ def test_kd_fine_tunes_pruned_models_on_soft_labels(
 
 
 def test_unknown_method_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="prune, distill, both"):
+    with pytest.raises(UsageError, match="unknown method 'quantize'.*prune, distill.*all, both"):
         StudyConfig(method="quantize")
+    with pytest.raises(UsageError, match=r"unknown method 'distil' \(did you mean 'distill'\?\)"):
+        StudyConfig(method="prune,distil")
 
 
 def test_students_stop_being_proposed_once_enough_never_reach_the_front() -> None:

@@ -9,7 +9,8 @@ from torch import nn
 
 from medslim.objectives.metrics import count_flops
 from medslim.search.config import ResolvedConfig, StudyConfig, config_differences
-from medslim.search.session import baseline_count, student_seeds
+from medslim.search.methods.distill import student_seeds
+from medslim.search.session import baseline_count
 from medslim.search.trial_models import ModelBundle, rebuild
 from medslim.spaces.blueprints import blueprint_for, blueprint_from_spec
 from medslim.spaces.families import spec_from_dict, spec_to_dict
@@ -77,8 +78,7 @@ def test_students_of_a_foreign_teacher_are_sized_from_its_flops() -> None:
     teacher = blueprint_for("torchvision:resnet18", None, (1, 28, 28), 2)
     model = teacher.build()
     flops = count_flops(model, (1, 28, 28))
-    seeds = student_seeds(teacher, model, flops, "both")
-    assert all(seed["method"] == "distill" for seed in seeds)
+    seeds = student_seeds(teacher, model, flops)
     specs = [s for s in seeds if s["student.family"] == "resnet"]
     costs = []
     for seed in specs:
@@ -90,7 +90,6 @@ def test_students_of_a_foreign_teacher_are_sized_from_its_flops() -> None:
     library = [s for s in seeds if s["student.family"] == "torchvision"]
     assert library == [
         {
-            "method": "distill",
             "student.family": "torchvision",
             "student.arch": LibrarySpec().arch,
             "student.width": 0.5,

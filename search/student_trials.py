@@ -1,21 +1,21 @@
-"""Which method a trial runs: prune the teacher or distill a student, on one front.
+"""The distillation side of a study (`methods.distill`), and the teacher's soft labels
+that students and the fine-tuning of teacher-derived models (`kd`) learn from.
 
-With `--method both` the trial's first choice is `method`, and the rest of its space is
-conditional on it. Student trials that cannot be built, or would cost more FLOPs than
-allowed, are pruned (`optuna.TrialPruned`) before any training, with the reason in the
-user attr `rejected`: a pruned trial has no values, so it never enters a front, NSGA-II
-and CMA-ES skip it, and TPE counts it among the bad trials and steers away from it.
+Student trials that cannot be built, or would cost more FLOPs than allowed, are pruned
+(`optuna.TrialPruned`) before any training, with the reason in the user attr `rejected`: a
+pruned trial has no values, so it never enters a front, NSGA-II and CMA-ES skip it, and
+TPE counts it among the bad trials and steers away from it.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from functools import partial
 
 import optuna
 from torch import nn
 
-from medslim.kinds import TRIAL_METHODS, Method, TrialMethod
 from medslim.objectives.distill import (
     Distiller,
     TeacherSignal,
@@ -26,7 +26,8 @@ from medslim.objectives.distill import (
 from medslim.objectives.evaluate import Budget, Scores
 from medslim.objectives.metrics import count_flops
 from medslim.objectives.training import Recipe
-from medslim.search.records import record_result, trial_record
+from medslim.search.methods.base import Prepared
+from medslim.search.records import record_result
 from medslim.search.session import Session
 from medslim.search.study_files import fetch_study_file, publish_study_file
 from medslim.spaces.blueprints import Blueprint, blueprint_from_spec
@@ -43,48 +44,6 @@ logger = logging.getLogger(__name__)
 
 KD_FINETUNE = DistillSettings(temperature=4.0, alpha=0.5)
 """The soft-label term `--kd` adds to the fine-tuning of pruned models."""
-
-
-STUDENT_CHANCES = 6
-"""Finished distilled trials (seeds included) after which students must have reached the
-front for `--method both` to go on paying for them."""
-
-
-def sample_method(trial: optuna.Trial, method: Method) -> TrialMethod:
-    """The study's method, or the trial's first choice when the study runs both; once
-    `STUDENT_CHANCES` students have finished and none is on the front, the trial prunes
-    without asking (students trained from scratch on a few hundred images can cost half a
-    study's budget and never compete: none reached the front on BreastMNIST in three runs)."""
-    if method != "both":
-        return method
-    seeded = trial.user_attrs.get("baseline") is not None  # its method is fixed already
-    if not seeded and students_lost(trial.study):
-        return "prune"
-    chosen = trial.suggest_categorical("method", TRIAL_METHODS)
-    return "distill" if chosen == "distill" else "prune"
-
-
-def students_lost(study: optuna.Study) -> bool:
-    """Whether enough students finished and none of them is on the study's front."""
-    finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    students = [t for t in finished if trial_record(t).get("method") == "distill"]
-    if len(students) < STUDENT_CHANCES:
-        return False
-    front = {t.number for t in study.best_trials}
-    if any(t.number in front for t in students):
-        return False
-    if not study.user_attrs.get(STUDENTS_STOPPED_ATTR):
-        logger.info(
-            "no distilled student reached the front in %d trials: the rest of the budget "
-            "goes to pruning",
-            len(students),
-        )
-        study.set_user_attr(STUDENTS_STOPPED_ATTR, len(finished))
-    return True
-
-
-STUDENTS_STOPPED_ATTR = "students_stopped_after"
-"""Study attr: finished trials when `--method both` stopped proposing students."""
 
 
 def teacher_signal(session: Session) -> TeacherSignal:
@@ -107,7 +66,7 @@ def kd_finetune_loss(session: Session) -> nn.Module:
 
 
 class StudentTrials:
-    """The distillation side of a study: sample a student, reject it early, train, score."""
+    """Sample a student, reject it early, train and score it."""
 
     def __init__(self, session: Session, budget: Budget, max_flops: float | None) -> None:
         config = session.config
@@ -127,6 +86,11 @@ class StudentTrials:
         if max_flops is not None:
             self.limits["--max-flops"] = max_flops
         self._signal: TeacherSignal | None = None
+
+    def prepare(self, trial: optuna.Trial, screen: object = None) -> Prepared:
+        """The trial's student (pruned here, untrained, if unusable) and its training."""
+        blueprint, settings = self.sample(trial)
+        return Prepared(partial(self.evaluate, blueprint, settings), {}, blueprint)
 
     def sample(self, trial: optuna.Trial) -> tuple[Blueprint, DistillSettings]:
         """The trial's student and knobs, stored on the trial; pruned if it cannot be used."""
