@@ -46,9 +46,9 @@ table.specs tr.flagged td { color: #a33; }
 h3 { font-size: 1em; margin: 1.2em 0 0.4em; overflow-wrap: anywhere; }
 pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f6f6f6; padding: 6px; }
 .thumbs { display: flex; flex-wrap: wrap; gap: 8px; }
-.thumbs figure { margin: 0; width: 170px; font-size: 11px; }
+.thumbs figure { margin: 0; min-width: 170px; max-width: 270px; font-size: 11px; }
 .thumbs figure.lost figcaption { color: #a33; }
-.thumbs img { width: 84px; height: 84px; image-rendering: pixelated; border: 1px solid #ccc; }
+.thumbs img { height: 84px; width: auto; image-rendering: pixelated; border: 1px solid #ccc; }
 .plotly-graph-div { max-width: 100%; }
 """
 

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
+from medslim.objectives import preview
 from medslim.search.inspection.classes import class_names
 from medslim.search.inspection.commands import export_command
 from medslim.search.inspection.front_table import FrontTable, Row
@@ -54,7 +55,7 @@ def validation_data(ref: StudyRef, table: FrontTable, data_dir: Path | None) -> 
     thumbnails: dict[int, list[Thumbnail]] = {}
     missing = None
     flipped = [r for r in members if r.test and r.test.flips]
-    if flipped and len(dataset.get("input_shape", ())) == 3:
+    if flipped and len(dataset.get("input_shape", ())) in (3, 4):  # images or volumes
         try:
             from medslim.search.inspection.reopen import study_data
 
@@ -72,9 +73,13 @@ def validation_data(ref: StudyRef, table: FrontTable, data_dir: Path | None) -> 
     return ValidationData(members, names, thumbnails, missing)
 
 
-def _thumbnail(image: np.ndarray, flip: dict[str, Any], names: tuple[str, ...]) -> Thumbnail:
+def _thumbnail(sample: np.ndarray, flip: dict[str, Any], names: tuple[str, ...]) -> Thumbnail:
+    """A flipped case: an image as it is, a volume as its three orthogonal middle slices."""
+    image = preview.picture(sample)
     picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-    picture = picture.resize((THUMB_PIXELS, THUMB_PIXELS), Image.Resampling.NEAREST)
+    height, width = image.shape[:2]
+    size = (THUMB_PIXELS * width // height, THUMB_PIXELS)
+    picture = picture.resize(size, Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, "PNG")
     caption = (

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 
@@ -210,3 +211,28 @@ def test_report_sections_and_the_model_card(
     capsys.readouterr()
     assert main([*export[:-2], "--out", str(tmp_path / "x.pt"), "--trial", "999", "--card"]) == 2
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_flipped_volume_is_shown_as_its_three_middle_slices_and_an_image_as_it_is() -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    from medslim.search.inspection.report_validation import _thumbnail
+
+    flip = {"index": 3, "label": 1, "outcome": "lost", "teacher_decision": 1}
+    flip |= {"teacher_score": 0.9, "member_decision": 0, "member_score": 0.2}
+    volume = np.zeros((16, 20, 24, 1), np.uint8)
+    volume[8] = 200  # the axial middle slice is bright, the others dark at their middles
+    image = np.full((28, 28, 1), 90, np.uint8)
+    shown = {}
+    for name, sample in (("volume", volume), ("image", image)):
+        thumb = _thumbnail(sample, flip, ("normal", "pneumonia"))
+        shown[name] = np.asarray(Image.open(io.BytesIO(base64.b64decode(thumb.png))))
+        assert "teacher pneumonia (0.90) → member normal (0.20)" in thumb.caption
+    height, width = shown["volume"].shape[:2]
+    assert width > 3 * height * 0.95, "three square views side by side"
+    assert shown["volume"][:, : width // 4].mean() > 150  # the bright axial slice first
+    assert shown["image"].shape[0] == shown["image"].shape[1]
+    assert np.all(shown["image"] == 90)
