@@ -38,6 +38,7 @@ candidates at 1/4, 1/10 and 1/30 fine-tuned (mean over the three targets).
     python benchmarks/search_quality.py [--models resnet8] [--datasets pneumoniamnist
         breastmnist] [--seeds 0 1 2 3 4] [--trials 20] [--arms ugmaftos] [--cv 5]
         [--cv-datasets breastmnist] [--refine-epochs 3] [--out search_quality.json]
+    python benchmarks/search_quality.py --combine run1.json run2.json   # seeds of two runs
 """
 
 from __future__ import annotations
@@ -545,6 +546,33 @@ def benchmark(
     return report
 
 
+def combine(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Reports of one model and dataset from several runs (other seeds, other machines) as
+    one: each arm's per-seed figures joined, for the arms every run has, and the ratios'
+    intervals from resampling seeds alone (the runs' test-image predictions are not kept)."""
+    first = reports[0]
+    if any((r["model"], r["dataset"]) != (first["model"], first["dataset"]) for r in reports):
+        raise SystemExit("--combine takes reports of one model and dataset")
+    arms = [a for a in first["arms"] if all(a in r["arms"] for r in reports)]
+    joined = {
+        a: {key: [v for r in reports for v in r["arms"][a][key]] for key in first["arms"][a]}
+        for a in arms
+    }
+    seeds = [s for r in reports for s in r["seeds"]]
+    rng = np.random.default_rng(0)
+    draws = rng.integers(0, len(seeds), (RESAMPLES, len(seeds)))
+    for a in arms:
+        hv = np.array(joined[a]["test_hv"])
+        for ref in ("u", "g"):
+            joined[a].pop(f"hv_ratio_to_{ref}", None)
+            if ref in arms and a != ref:
+                base = np.array(joined[ref]["test_hv"])
+                ratio = hv[draws].mean(axis=1) / base[draws].mean(axis=1)
+                low, high = np.percentile(ratio, [2.5, 97.5])
+                joined[a][f"hv_ratio_to_{ref}"] = [hv.mean() / base.mean(), low, high]
+    return {**first, "seeds": seeds, "arms": joined, "combined_from": len(reports)}
+
+
 def render(report: dict[str, Any]) -> str:
     def mean(values: list[float]) -> str:
         finite = [v for v in values if not math.isnan(v)]
@@ -611,8 +639,19 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path("search_quality.json"))
+    parser.add_argument(
+        "--combine",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="print one table from these --out files of one model and dataset (seed intervals)",
+    )
     add_cache_argument(parser)
     args = parser.parse_args()
+    if args.combine:
+        combined = combine([r for f in args.combine for r in json.loads(f.read_text())])
+        print(render(combined))
+        return
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.threads:
         torch.set_num_threads(args.threads)
