@@ -288,7 +288,7 @@ def official_64(
             entry,
             load=lambda request, check: loader(medmnist.DATASETS["breastmnist"], request, check),
         )
-        monkeypatch.setitem(data._REGISTRY, "breastmnist", new)
+        monkeypatch.setitem(data._REGISTRY._entries, "breastmnist", new)  # type: ignore[attr-defined]
         return path
 
     return make

@@ -13,7 +13,9 @@ from medslim.search.inspection.layer_profile import layer_profile
 from medslim.search.inspection.names import group_labels, with_alias
 
 
-def test_every_view_names_groups_by_their_module_path(tiny_study_dir: Path) -> None:
+def test_every_view_names_groups_by_their_module_path(
+    tiny_study_dir: Path, tiny_offsets_dir: Path
+) -> None:
     study = load_study(f"sqlite:///{tiny_study_dir / 'm.db'}")
     units = study.study.user_attrs["units"]
     aliases = {a for g, a in group_labels(units).items() if a != g}
@@ -33,5 +35,6 @@ def test_every_view_names_groups_by_their_module_path(tiny_study_dir: Path) -> N
     assert profile.labels == [with_alias(u, group_labels(units)) for u in units]
     assert profile.labels[0] == "body.0 (fc1)"
     trial = study.study.trials[pruned[0].trial]
-    assert {f"offset.{u}" for u in units} <= set(trial.params)
     assert {f"ratio.{u}" for u in units} <= set(trial.user_attrs)
+    offsets = load_study(f"sqlite:///{tiny_offsets_dir / 'm.db'}").study.trials[-1]
+    assert {f"offset.{u}" for u in units} <= set(offsets.params), "the space before targets"

@@ -207,7 +207,10 @@ def test_report_in_a_browser_shows_methods_apart_and_never_scrolls_sideways(
             "return document.querySelectorAll('.js-plotly-plot')[0].data.map("
             "t => [t.name, t.marker ? t.marker.symbol : null, t.marker ? t.marker.color : null])"
         )
-        styles = {name.split(" · ")[0]: (symbol, colour) for name, symbol, colour in traces}
+        styles = {
+            name.split(" · ")[0]: (symbol[0] if isinstance(symbol, list) else symbol, colour)
+            for name, symbol, colour in traces
+        }  # a trace's symbol may be one per point (an int8 member's is open)
         assert styles["pruned"] != styles["distilled"] != styles["teacher"]
         assert styles["distilled"] == ("diamond", "#2ca02c")
         labels = driver.execute_script(
