@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from medslim.errors import UsageError
@@ -560,9 +560,3 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     """The flags as a `StudyConfig`: every study setting is one of its fields."""
     values = {s.name: s.value(args) for s in study_settings() if s.in_config}
     return StudyConfig(**values)
-
-
-def unflagged_fields() -> set[str]:
-    """`StudyConfig` fields without a flag (none: a new field needs its `Setting`)."""
-    flagged = {s.name for s in study_settings() if s.in_config}
-    return {f.name for f in fields(StudyConfig)} - flagged
