@@ -42,6 +42,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    return _parser_and_commands()[0]
+
+
+def command_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Each command's parser by name, in the order `medslim --help` lists them."""
+    return dict(_parser_and_commands()[1].choices)
+
+
+def _parser_and_commands() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     parser = _Parser(
         prog="medslim",
         description="Search pruned and distilled medical-imaging classifiers with Optuna, "
@@ -63,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_worker_arguments(worker)
     worker.set_defaults(handler=cmd_worker)
-    return parser
+    return parser, commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
