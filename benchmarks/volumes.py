@@ -14,7 +14,8 @@
 Teachers and the study live in `--cache`, so a rerun only re-scores.
 
     nice -n 10 python benchmarks/volumes.py [--sizes 28,64] [--trials 16] [--seed 0]
-        [--parts teacher,study,pipeline] [--threads 2] [--out volumes.json]
+        [--parts teacher,study,pipeline] [--models resnet3d8,resnet3d18] [--threads 2]
+        [--batch 16] [--out volumes.json]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from teacher_quality import measure
 
 import medslim
 from medslim.objectives.data import load_dataset
+from medslim.search.storage import storage_dir
 
 FILE = "adrenalmnist3d_64.npz"
 PAPER = {"model": "ResNet-50 + 3D (28³)", "test_auc": 0.828, "test_acc": 0.745}
@@ -43,6 +45,15 @@ MODELS = ("resnet3d8", "resnet3d18")
 MARGIN = 0.01
 
 
+def storage(cache: Path) -> str:
+    return f"sqlite:///{cache / 'volumes.db'}"
+
+
+def teacher_dir(cache: Path) -> Path:
+    """The study's own teacher folder, so the study reuses the teachers measured here."""
+    return storage_dir(storage(cache)) / "teachers"
+
+
 def teachers(path: Path, sizes: list[int], seed: int, cache: Path) -> list[dict[str, Any]]:
     rows = []
     print(
@@ -50,7 +61,7 @@ def teachers(path: Path, sizes: list[int], seed: int, cache: Path) -> list[dict[
         f"{'test ACC':>10}  paper {PAPER['model']} test AUC/ACC   train s"
     )
     for size in sizes:
-        row = measure(path, None, None, seed, cache / "teachers", size, cache / "data")
+        row = measure(path, None, None, seed, teacher_dir(cache), size, cache / "data")
         rows.append(row)
         took = "cached" if row["seconds"] is None else f"{row['seconds']:.0f}"
         print(
@@ -70,7 +81,7 @@ def study(path: Path, size: int, trials: int, seed: int, cache: Path) -> dict[st
         size=size,
         trials=trials,
         seed=seed,
-        storage=f"sqlite:///{cache / 'volumes.db'}",
+        storage=storage(cache),
         data_dir=str(cache / "data"),
         progress=False,
     )
@@ -126,17 +137,19 @@ def study(path: Path, size: int, trials: int, seed: int, cache: Path) -> dict[st
     }
 
 
-def pipeline(path: Path, sizes: list[int], batch: int, cache: Path) -> list[dict[str, Any]]:
+def pipeline(
+    path: Path, sizes: list[int], batch: int, cache: Path, models: list[str]
+) -> list[dict[str, Any]]:
     rows = []
     for size in sizes:
         data = load_dataset(str(path), size=size, data_dir=cache / "data")
         made = pipeline_rate(data.train, batch, batches=20)
         row: dict[str, Any] = {"size": size, "pipeline_vol_s": made}
-        for model in MODELS:
+        for model in models:
             row[f"{model}_vol_s"] = training_rate(data.input_shape, batch, 2, model)
         rows.append(row)
-        steps = "  ".join(f"{m} step {row[f'{m}_vol_s']:>7.1f} vol/s" for m in MODELS)
-        print(f"{size:>4}³ pipeline {made:>8.0f} vol/s  {steps}", flush=True)
+        steps = "  ".join(f"{m} step {row[f'{m}_vol_s']:>7.2f} vol/s" for m in models)
+        print(f"{size:>4}³ pipeline {made:>8.1f} vol/s  {steps}", flush=True)
     return rows
 
 
@@ -148,6 +161,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=16, help="pipeline and step batch")
     parser.add_argument("--parts", default="teacher,study,pipeline")
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help="models whose training step is timed"
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=Path("volumes.json"))
     add_cache_argument(parser, "teachers, the resized volumes and the study")
@@ -170,7 +186,7 @@ def main() -> int:
     if "study" in parts:
         result["study"] = study(path, sizes[0], args.trials, args.seed, cache)
     if "pipeline" in parts:
-        result["pipeline"] = pipeline(path, sizes, args.batch, cache)
+        result["pipeline"] = pipeline(path, sizes, args.batch, cache, args.models.split(","))
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     result["load_average"] = load
