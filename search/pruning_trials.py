@@ -167,7 +167,11 @@ def default_candidates(
 ) -> int:
     """Candidates whose screening costs about one fine-tune epoch: a training step costs
     about three forward passes per image, a candidate one per recalibration and slice
-    image (within `CANDIDATE_RANGE`)."""
+    image (within `CANDIDATE_RANGE`). Tabular data screens one: on a few hundred rows the
+    pruning itself (copy, dependency graph) outweighs the forward passes, and the default
+    breast-cancer study took 61 s with the count this rule gives against 24 s with one."""
+    if data.kind == "tabular":
+        return 1
     per_candidate = min(len(data.train), bn_batches * batch_size) + len(where.images)
     count = round(3 * len(data.train) * max(epochs, 1) / per_candidate)
     low, high = CANDIDATE_RANGE

@@ -280,7 +280,8 @@ def study_settings() -> tuple[Setting, ...]:
             space,
             "candidates a pruning trial draws at its target, prunes and scores by the "
             "proxy (batch norm recalibrated, no fine-tuning) before fine-tuning the best; 1: "
-            "no screening (default: as many as cost about one fine-tune epoch, 2 to 16)",
+            "no screening (default: as many as cost about one fine-tune epoch, 2 to 16; "
+            "1 for tabular data)",
             {"type": int, "metavar": "N"},
         ),
         Setting(

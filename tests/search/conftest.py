@@ -78,7 +78,8 @@ def tiny_study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny-study")
     url = f"sqlite:///{folder / 'm.db'}"
-    assert main(["run", "--storage", url, "--trials", "5", *Medslim.TINY]) == 0
+    screened = ("--candidates", "3")  # tabular data screens one by default: show screening
+    assert main(["run", "--storage", url, "--trials", "5", *Medslim.TINY, *screened]) == 0
     return folder
 
 
