@@ -4,12 +4,17 @@ older study stored up to that shape.
 
 Optuna keeps each change of its stored format as one file under
 `storages/_rdb/alembic/versions/`; here each change a reader must know of is one step of
-`UPGRADES`, oldest first, and the accessors read through all of them, so no reader asks
-how old a study is. A step fills in what an older study lacks with what it ran with;
-nothing is written back, so an older medslim still reads the study. (Writers that must see
-what is really stored, such as `acceptance.mark_test_read`, read `study.user_attrs`.)
-A trial's own attrs (its result) are read by `records.trial_record`, which reads the older
-one-dict `result` shape too.
+`UPGRADES`, oldest first; `study_attrs` and the accessors of attrs that changed shape read
+through them, so no reader asks how old a study is. A step fills in what an older study
+lacks with what it ran with; nothing is written back, so an older medslim still reads the
+study. (Writers that must see what is really stored, such as `acceptance.mark_test_read`,
+read `study.user_attrs`.)
+
+What older studies need beyond their attrs lives beside the code that needs it: a trial's
+result in one `result` dict (`records.trial_record`), model bundles from before blueprints
+(`trial_models`), a teacher record without a fingerprint (`session` adds it on resume), a
+teacher file found by its val AUC (`teacher_files`), and the values settings added later
+had (`config.ADDED_LATER`, which `_settings_added_later` fills in).
 """
 
 from __future__ import annotations
