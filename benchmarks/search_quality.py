@@ -86,10 +86,10 @@ from medslim.objectives.training import (
 from medslim.search.config import StudyConfig
 from medslim.search.loop import quiet_optuna, run_trials
 from medslim.search.methods import kd_finetune_loss
-from medslim.search.pruning_trials import CURVES_COST_ATTR
 from medslim.search.records import trial_record
 from medslim.search.session import Session, budget_for, prepare
 from medslim.search.stored import StudyRef
+from medslim.search.study_format import PROXY_CURVES_COST_ATTR
 from medslim.search.trial_models import load_trial_model
 from medslim.spaces.allocation import candidates
 from medslim.spaces.sparsity import PruningPlan, protected_layers
@@ -271,7 +271,7 @@ def run_medslim(
     with quiet_optuna():
         first = trials if budget_s is None else 1
         session = prepare(setting.config(seed, first, tag, **settings))
-        cost = session.study.user_attrs.get(CURVES_COST_ATTR, {"cpu_s": 0.0, "wall_s": 0.0})
+        cost = session.study.user_attrs.get(PROXY_CURVES_COST_ATTR, {"cpu_s": 0.0, "wall_s": 0.0})
         start_cpu = time.process_time() - cost["cpu_s"]
         start_wall = time.perf_counter() - cost["wall_s"]
         run_trials(session, progress=False)

@@ -16,11 +16,7 @@ import optuna
 
 from medslim.errors import UsageError
 from medslim.objectives.acceptance import AcceptanceCriteria
-
-ATTR = "acceptance"
-FIRST_READ_ATTR = "test_first_read"
-TEST_PREFIX = "test."
-"""User attrs that hold test scores (`test.teacher`, `test.trial.N`)."""
+from medslim.search.study_format import ACCEPTANCE_ATTR, TEST_FIRST_READ_ATTR, study_attrs
 
 
 def now() -> str:
@@ -29,26 +25,23 @@ def now() -> str:
 
 def fixed_criteria(attrs: dict[str, Any]) -> tuple[AcceptanceCriteria, str] | None:
     """The criteria the study was made with, and when they were fixed (None: none were)."""
-    stored = attrs.get(ATTR)
+    stored = attrs.get(ACCEPTANCE_ATTR)
     if not isinstance(stored, dict) or not stored.get("criteria"):
         return None
     return AcceptanceCriteria.parse(str(stored["criteria"])), str(stored.get("fixed_at", "?"))
 
 
 def test_first_read(attrs: dict[str, Any]) -> str | None:
-    """When the test split was first read for the front (an older study that cached test
-    scores before this was recorded: `before <medslim recorded it>`; None: never)."""
-    if FIRST_READ_ATTR in attrs:
-        return str(attrs[FIRST_READ_ATTR])
-    if any(key.startswith(TEST_PREFIX) for key in attrs):
-        return "at a time not recorded (test scores cached by an older medslim)"
-    return None
+    """When the test split was first read for the front, from attrs in today's shape
+    (`study_format.study_attrs`; None: never)."""
+    read = attrs.get(TEST_FIRST_READ_ATTR)
+    return None if read is None else str(read)
 
 
 def mark_test_read(study: optuna.Study) -> None:
     """Record the first reading of the test split; later readings leave it as it is."""
-    if FIRST_READ_ATTR not in study.user_attrs:
-        study.set_user_attr(FIRST_READ_ATTR, now())
+    if TEST_FIRST_READ_ATTR not in study.user_attrs:  # as stored, not as upgraded
+        study.set_user_attr(TEST_FIRST_READ_ATTR, now())
 
 
 def check_accept(text: str | None, task: str | None) -> None:
@@ -65,7 +58,8 @@ def check_criteria(study: optuna.Study, text: str | None) -> bool:
     if text is None:
         return False
     criteria = AcceptanceCriteria.parse(text)
-    stored = fixed_criteria(study.user_attrs)
+    attrs = study_attrs(study)
+    stored = fixed_criteria(attrs)
     if stored is not None:
         if not criteria.same_as(stored[0]):
             raise UsageError(
@@ -74,7 +68,7 @@ def check_criteria(study: optuna.Study, text: str | None) -> bool:
                 f"post hoc with: medslim pareto --accept {criteria.text()}"
             )
         return False
-    read = test_first_read(study.user_attrs)
+    read = test_first_read(attrs)
     if read is not None:
         raise UsageError(
             f"study {study.study_name!r} has had its test split read ({read}), so criteria "
@@ -89,4 +83,4 @@ def fix_criteria(study: optuna.Study, text: str | None) -> None:
     the same criteria again change nothing."""
     if check_criteria(study, text) and text is not None:
         criteria = AcceptanceCriteria.parse(text)
-        study.set_user_attr(ATTR, {"criteria": criteria.text(), "fixed_at": now()})
+        study.set_user_attr(ACCEPTANCE_ATTR, {"criteria": criteria.text(), "fixed_at": now()})

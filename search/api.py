@@ -22,6 +22,7 @@ from medslim.errors import MedslimError, StudyInterrupted, UsageError
 from medslim.search.config import StudyConfig
 from medslim.search.storage import display_url
 from medslim.search.stored import StudyRef, open_study
+from medslim.search.study_format import stored_dataset
 
 if TYPE_CHECKING:
     import optuna
@@ -95,7 +96,7 @@ class StoredStudy:
         from medslim.search.inspection.rescore import rescore_front
         from medslim.search.inspection.scoring import Bootstrap, RescoreSettings
 
-        positive = resolve(self.study.user_attrs.get("dataset", {}), positive_class)
+        positive = resolve(stored_dataset(self.study), positive_class)
         settings = RescoreSettings(Bootstrap(resamples), positive.index if positive else 1)
         folder = Path(data_dir) if data_dir is not None else None
         return rescore_front(self.ref, self.front(), settings, data_dir=folder)

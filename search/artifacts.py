@@ -24,14 +24,13 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from medslim.errors import DiskFull, UsageError
 from medslim.files import write_atomically
 from medslim.search.storage import is_server_url, storage_dir
+from medslim.search.study_format import stored_artifacts
 
 MODEL_MIME = "application/octet-stream"
 """How models and other study files are uploaded (a guess from `.pt` says "SNES page table")."""
 
 logger = logging.getLogger(__name__)
 
-ARTIFACTS_ATTR = "artifacts"
-"""Study user attr: the URL of the study's artifact store, when `--artifacts` chose one."""
 S3_SCHEME = "s3://"
 
 
@@ -140,7 +139,7 @@ def default_url(storage: str) -> str:
 
 def study_artifacts(study: optuna.Study, storage: str) -> Artifacts:
     """The store a study keeps its files in, for reading (nothing is created)."""
-    return open_artifacts(study.user_attrs.get(ARTIFACTS_ATTR), storage, create=False)
+    return open_artifacts(stored_artifacts(study), storage, create=False)
 
 
 def chosen_artifacts(requested: str | None, study: optuna.Study | None, storage: str) -> Artifacts:
@@ -149,7 +148,7 @@ def chosen_artifacts(requested: str | None, study: optuna.Study | None, storage:
     writable before anything is written."""
     wanted = normalize_url(requested) if requested else None
     if study is not None:
-        kept = study.user_attrs.get(ARTIFACTS_ATTR)
+        kept = stored_artifacts(study)
         if wanted is not None and wanted != kept:
             where = kept or f"{default_url(storage)} (the default)"
             raise UsageError(

@@ -17,7 +17,6 @@ from medslim.objectives.data import DataRequest, Dataset, ShapeCheck, load_reque
 from medslim.search.config import StudyConfig
 from medslim.spaces.blueprints import model_kind
 
-ATTR = "dataset"
 OUTSIDE_PATHS = "allow_outside_paths"
 """Kept in the `dataset` attr of a study whose CSV lists files outside its folder, so its
 workers and readers may read them too."""

@@ -33,10 +33,10 @@ from medslim.search.methods.precision import (
     Precision,
 )
 from medslim.search.session import Session
+from medslim.search.study_format import DEPLOYMENT_ATTR
 
 logger = logging.getLogger(__name__)
 
-ATTR = "deployment"
 """Study attr: the teacher's ONNX size and how the study measures (kept by the first run)."""
 
 
@@ -59,8 +59,8 @@ class Deployment:
         self.teacher_size = len(teacher)
         self.teacher_session = onnx_session(teacher, config.latency_threads)
         study = session.study
-        if ATTR not in study.user_attrs:
-            study.set_user_attr(ATTR, self.describe())
+        if DEPLOYMENT_ATTR not in study.user_attrs:
+            study.set_user_attr(DEPLOYMENT_ATTR, self.describe())
 
     def describe(self) -> dict[str, Any]:
         config = self.session.config

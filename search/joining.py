@@ -25,14 +25,11 @@ from optuna.trial import TrialState
 from medslim.errors import StorageError
 from medslim.search.config import ResolvedConfig
 from medslim.search.orphans import process_alive, worker_name
+from medslim.search.study_format import CLAIM_ATTR, CONFIG_ATTR
 
 logger = logging.getLogger(__name__)
 
 POLL_S = 0.5
-CONFIG_ATTR = "config"
-CLAIM_ATTR = "made_by"
-"""Study user attr of a study being set up: `{"worker": host:pid, "at": time}`, the time
-refreshed every `CLAIM_BEAT_S` until the study's config is written."""
 CLAIM_BEAT_S = 15.0
 CLAIM_STALE_S = 120.0
 """A claim not refreshed for this long is a setup that stopped (its process died)."""

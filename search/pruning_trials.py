@@ -35,6 +35,7 @@ from medslim.objectives.metrics import flops_by_module
 from medslim.objectives.proxy import ProxySlice, fidelity, proxy_slice
 from medslim.objectives.sensitivity import sensitivity_curves
 from medslim.objectives.training import BatchLoss
+from medslim.search.study_format import PROXY_CURVES_ATTR, PROXY_CURVES_COST_ATTR
 from medslim.spaces.allocation import (
     ALLOCATIONS,
     AllocationBasis,
@@ -57,8 +58,6 @@ from medslim.spaces.sparsity import (
 
 logger = logging.getLogger(__name__)
 
-CURVES_ATTR = "proxy_curves"
-"""Study attr: each group's proxy drop (KL to the teacher) when pruned alone."""
 SCREENING_KEY = "screening"
 """In a trial's result: every screened candidate's proxy and ratios (network order) and the
 pick; kept as the trial's JSON file, while the record keeps `fidelity` (the pick's proxy)
@@ -68,8 +67,6 @@ BASELINE_RATIO = "baseline_ratio"
 CANDIDATE_RANGE = (2, 16)
 """Fewest and most candidates a trial screens by default."""
 MIX_CURVE_GROUPS = 48
-CURVES_COST_ATTR = "proxy_curves_cost"
-"""Study attr: the CPU and wall seconds measuring the proxy curves took."""
 RANKING_CRITERION = "l2"
 """The importance `global` ranks channels by: Torch-Pruning's global-pruning default
 (squared magnitude, normalised within each group)."""
@@ -189,7 +186,7 @@ def study_proxy_curves(
 ) -> dict[str, Curve]:
     """The study's stored proxy curves, or measured now (each group pruned alone, batch
     norm recalibrated, KL to the teacher on the slice) and stored."""
-    stored = study.user_attrs.get(CURVES_ATTR)
+    stored = study.user_attrs.get(PROXY_CURVES_ATTR)
     if stored:
         return {c["unit"]: (tuple(c["ratios"]), tuple(c["kl"])) for c in stored}
     logger.info("proxy sensitivity: %d groups, each pruned alone at 4 ratios ...", len(units))
@@ -206,11 +203,11 @@ def study_proxy_curves(
     )
     kl = {c.unit: (c.ratios, tuple(round(d, 6) for d in c.auc_drop)) for c in curves}
     study.set_user_attr(
-        CURVES_ATTR,
+        PROXY_CURVES_ATTR,
         [{"unit": u, "ratios": list(r), "kl": list(d)} for u, (r, d) in kl.items()],
     )
     cost = {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}
-    study.set_user_attr(CURVES_COST_ATTR, {k: round(v, 2) for k, v in cost.items()})
+    study.set_user_attr(PROXY_CURVES_COST_ATTR, {k: round(v, 2) for k, v in cost.items()})
     return kl
 
 

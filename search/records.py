@@ -24,7 +24,7 @@ import optuna
 from medslim.search.methods import DISTILL, LOWRANK, METHODS, PRUNE, PRUNE_LOWRANK
 from medslim.search.methods.base import METHOD_PARAM
 from medslim.search.methods.choice import KEPT_PARAM
-from medslim.spaces.sparsity import LEGACY_OFFSET_PREFIX, TARGET_PARAM
+from medslim.spaces.sparsity import TARGET_PARAM
 
 METHOD = "method"
 """The trial's method (`prune`, `distill`, ...): in every record; stored only by older
@@ -36,10 +36,6 @@ RATIO_PREFIX = "ratio."
 RANK_PREFIX = "rank."
 """`rank.<layer>`: the rank ratio a layer really got (the share of its FLOPs factorization
 cut; 0: left whole)."""
-TARGET_ATTR = "target_trials"
-"""Study attr: the finished trials the last `run` asked for, so joining workers know it."""
-OFFSET_PREFIX_ATTR = "offset_prefix"
-"""Study attr: how the study names per-group offset parameters (`offset.` since it exists)."""
 GLOBAL_PARAM = "sparsity.global"
 DIGITS = {"val_auc": 4, "val_acc": 4, "fp32_val_auc": 4, "fp32_val_acc": 4}
 SIGNIFICANT = {
@@ -157,12 +153,6 @@ def _unscalar(value: Any) -> Any:
     if isinstance(value, str) and _INTS.fullmatch(value):
         return [int(v) for v in value.split("-")]
     return value
-
-
-def stored_offset_prefix(study: optuna.Study) -> str:
-    """How this study names per-group offsets (`sparsity.` in studies older than the
-    name `offset.`)."""
-    return str(study.user_attrs.get(OFFSET_PREFIX_ATTR, LEGACY_OFFSET_PREFIX))
 
 
 def flat_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:

@@ -21,24 +21,24 @@ from torch import nn
 from medslim.errors import UsageError
 from medslim.search.artifacts import MODEL_MIME
 from medslim.search.stored import StudyRef
+from medslim.search.study_format import REFINED_PREFIX
 from medslim.search.trial_models import ModelBundle, bundle_model, rebuild
 from medslim.spaces.blueprints import Blueprint
 
-PREFIX = "refined.trial."
 T = TypeVar("T")
 
 
 def refined_record(study: optuna.Study, number: int) -> dict[str, Any] | None:
     """Trial `number`'s refined record, or None when it was never refined."""
-    record = study.user_attrs.get(f"{PREFIX}{number}")
+    record = study.user_attrs.get(f"{REFINED_PREFIX}{number}")
     return dict(record) if isinstance(record, dict) else None
 
 
 def refined_records(study: optuna.Study) -> dict[int, dict[str, Any]]:
     return {
-        int(key[len(PREFIX) :]): dict(value)
+        int(key[len(REFINED_PREFIX) :]): dict(value)
         for key, value in study.user_attrs.items()
-        if key.startswith(PREFIX) and isinstance(value, dict)
+        if key.startswith(REFINED_PREFIX) and isinstance(value, dict)
     }
 
 
@@ -58,7 +58,7 @@ def save_refined(
     if onnx is not None:
         name = f"trial-{number}-refined.onnx"
         stored["onnx_artifact_id"] = _upload(ref, name, lambda path: path.write_bytes(onnx))
-    ref.study.set_user_attr(f"{PREFIX}{number}", stored)
+    ref.study.set_user_attr(f"{REFINED_PREFIX}{number}", stored)
     return stored
 
 

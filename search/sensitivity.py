@@ -12,8 +12,8 @@ from torch import nn
 from medslim.kinds import Pruning
 from medslim.objectives.data import Dataset
 from medslim.objectives.sensitivity import DEFAULT_RATIOS, SensitivityCurve, sensitivity_curves
+from medslim.search.study_format import SENSITIVITY_ATTR
 
-ATTR = "sensitivity"
 logger = logging.getLogger(__name__)
 
 
@@ -45,13 +45,13 @@ def study_curves(
         pruning=pruning,
         seed=seed,
     )
-    study.set_user_attr(ATTR, [asdict(c) for c in curves])
+    study.set_user_attr(SENSITIVITY_ATTR, [asdict(c) for c in curves])
     return curves
 
 
 def stored_curves(study: optuna.Study) -> list[SensitivityCurve]:
     """The curves kept in the study (empty when no sensitivity analysis ran)."""
-    stored = study.user_attrs.get(ATTR, [])
+    stored = study.user_attrs.get(SENSITIVITY_ATTR, [])
     return [
         SensitivityCurve(
             unit=str(c["unit"]),

@@ -33,7 +33,7 @@ from medslim.objectives.sensitivity import DEFAULT_RATIOS, ceilings_from_curves
 from medslim.objectives.teacher import SparsityTraining, TeacherScores
 from medslim.objectives.training import Recipe
 from medslim.search.acceptance import check_accept, check_criteria, fix_criteria
-from medslim.search.artifacts import ARTIFACTS_ATTR, Artifacts, chosen_artifacts
+from medslim.search.artifacts import Artifacts, chosen_artifacts
 from medslim.search.config import (
     DEFAULT_ALLOCATIONS,
     DEFAULT_SAMPLER,
@@ -49,7 +49,6 @@ from medslim.search.methods import METHOD_PARAM, Seed, SeedContext, methods_of, 
 from medslim.search.methods.precision import alternate
 from medslim.search.progress import teacher_progress
 from medslim.search.pruning_trials import StudyAllocations, allocation_basis, study_allocations
-from medslim.search.records import OFFSET_PREFIX_ATTR, stored_offset_prefix
 from medslim.search.samplers import make_sampler
 from medslim.search.sensitivity import study_curves
 from medslim.search.storage import (
@@ -59,9 +58,21 @@ from medslim.search.storage import (
     removed_if_refused,
     storage_dir,
 )
+from medslim.search.study_format import (
+    ARTIFACTS_ATTR,
+    CONFIG_ATTR,
+    DATASET_ATTR,
+    OFFSET_PREFIX_ATTR,
+    TEACHER_ATTR,
+    UNITS_ATTR,
+    stored_config,
+    stored_dataset,
+    stored_offset_prefix,
+    stored_teacher,
+    study_attrs,
+)
 from medslim.search.study_teacher import (
     FINGERPRINT,
-    TEACHER_ATTR,
     StudyTeacher,
     TeacherSource,
     describe_teacher,
@@ -285,7 +296,7 @@ def prepare(
     with removed_if_refused(resolved.storage):  # a refused run leaves no file behind
         storage = open_storage(resolved.storage, heartbeat=resolved.heartbeat)
         found = find_study(storage, resolved.study)
-        existing = None if found is None else found.user_attrs.get("config")
+        existing = None if found is None else stored_config(found)
         resolved = follow_study(config, resolved, existing)
         _check_same_config(existing, resolved)
         space = sparsity_space(resolved)
@@ -295,16 +306,16 @@ def prepare(
                 "choose the sensitivity allocation (--allocations sensitivity) instead"
             )
         if found is not None:
-            check_same_data(data, found.user_attrs.get("dataset"))
+            check_same_data(data, stored_dataset(found))
             check_criteria(found, config.accept)
         artifacts = chosen_artifacts(resolved.artifacts, found, resolved.storage)
-        attrs = found.user_attrs if found is not None else None
+        attrs = study_attrs(found) if found is not None else None
         source = teacher_source(resolved, data, blueprint, storage_dir(resolved.storage), attrs)
         opened = open_or_make(storage, resolved, sampler, found)  # claimed before the teacher
         study, made, raced = opened
         with setting_up(opened, storage):
             if raced:  # made by another run a moment ago: the same config, its teacher
-                _check_same_config(study.user_attrs.get("config"), resolved)
+                _check_same_config(stored_config(study), resolved)
             logger.info("teacher: %s on %s (%s) ...", resolved.model, data.name, device.type)
             teacher = _study_teacher(source, study, artifacts, device, resolved, progress)
             logger.info(describe_teacher(teacher))
@@ -332,7 +343,7 @@ def prepare(
                 )
                 _enqueue(study, study_seeds(context))
                 fix_criteria(study, config.accept)  # before any member meets the test split
-                study.set_user_attr("config", resolved.stored())  # last: racing runs wait for it
+                study.set_user_attr(CONFIG_ATTR, resolved.stored())  # last: racing runs wait
     if not made:  # an older study keeps the parameter names its trials already have
         space = replace(space, offset_prefix=stored_offset_prefix(study))
         _keep_teacher(study, artifacts, teacher)
@@ -445,7 +456,7 @@ def _study_teacher(
 def _keep_teacher(study: optuna.Study, artifacts: Artifacts, teacher: StudyTeacher) -> None:
     """A study made before teachers had fingerprints gets its teacher's (the scores agreed),
     and its store the weights, so that other machines can check and fetch it."""
-    record = study.user_attrs.get(TEACHER_ATTR, {})
+    record = stored_teacher(study) or {}
     if FINGERPRINT not in record:
         study.set_user_attr(TEACHER_ATTR, {**record, FINGERPRINT: teacher.fingerprint})
     publish_teacher(study, artifacts, teacher)
@@ -468,7 +479,7 @@ def _describe_new_study(
         study.set_metric_names(list(config.objectives))
     if config.artifacts is not None:  # the default is found from the storage URL
         study.set_user_attr(ARTIFACTS_ATTR, artifacts.url)
-    study.set_user_attr("dataset", describe(data, config))
+    study.set_user_attr(DATASET_ATTR, describe(data, config))
     sizes = {
         "flops": reference.flops,
         "sparse_flops": reference.sparse_flops,
@@ -476,7 +487,7 @@ def _describe_new_study(
         "latency_ms": reference.latency_ms,
     }
     study.set_user_attr(TEACHER_ATTR, teacher.record(sizes))
-    study.set_user_attr("units", units)
+    study.set_user_attr(UNITS_ATTR, units)
     study.set_user_attr(OFFSET_PREFIX_ATTR, OFFSET_PREFIX)
 
 

@@ -14,8 +14,8 @@ from optuna.trial import FrozenTrial, TrialState
 from medslim.errors import StorageError, UsageError
 from medslim.search.artifacts import Artifacts, study_artifacts
 from medslim.search.config import ResolvedConfig
-from medslim.search.records import TARGET_ATTR
 from medslim.search.storage import display_url, open_storage, storage_dir, study_names
+from medslim.search.study_format import stored_config, target_trials
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,10 @@ class StudyRef:
     def config(self) -> ResolvedConfig:
         """The config the study was run with (an older study's missing settings default);
         its target is the last run's, else the trials it holds."""
-        stored = self.study.user_attrs.get("config")
+        stored = stored_config(self.study)
         if stored is None:
             raise UsageError(f"study {self.name!r} stores no medslim config; was it made by run?")
-        target = self.study.user_attrs.get(TARGET_ATTR) or max(1, len(self.study.trials))
+        target = target_trials(self.study) or max(1, len(self.study.trials))
         return ResolvedConfig.from_stored(stored, storage=self.url, study=self.name, trials=target)
 
     def finished_trial(self, number: int) -> FrozenTrial:

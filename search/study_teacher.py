@@ -30,11 +30,11 @@ from medslim.objectives.teacher import (
 from medslim.objectives.training import Recipe
 from medslim.search.artifacts import Artifacts
 from medslim.search.study_files import fetch_study_file, publish_study_file
+from medslim.search.study_format import stored_teacher
 from medslim.spaces.blueprints import Blueprint
 
 logger = logging.getLogger(__name__)
 
-TEACHER_ATTR = "teacher"
 TEACHER_FILE = "teacher.pt"
 FINGERPRINT = "fingerprint"
 SCORE_TOLERANCE = 1e-6
@@ -194,8 +194,7 @@ def recorded_teacher(study: optuna.Study | None) -> dict[str, Any] | None:
     """What the study recorded of its teacher, once it is set up."""
     if study is None:
         return None
-    record: dict[str, Any] | None = study.user_attrs.get(TEACHER_ATTR)
-    return record
+    return stored_teacher(study)
 
 
 def teacher_difference(

@@ -19,6 +19,7 @@ from torch import nn
 
 from medslim.objectives.data import Dataset
 from medslim.objectives.evaluate import split_scores
+from medslim.search.study_format import TEACHER_ATTR
 from medslim.spaces.blueprints import Blueprint
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def study_teacher_file(
     cache_dir: Path, attrs: dict[str, Any], data: Dataset, blueprint: Blueprint
 ) -> Path | None:
     """The study's cached teacher file, or None when no cached file is the study's."""
-    teacher = attrs.get("teacher", {})
+    teacher = attrs.get(TEACHER_ATTR, {})
     stored = teacher.get("cache_file")
     if stored is not None:
         path = cache_dir / stored

@@ -32,6 +32,7 @@ from medslim.objectives.checkpoints import save_tensors
 from medslim.search.artifacts import MODEL_MIME, Artifacts
 from medslim.search.methods import get_method
 from medslim.search.records import trial_record
+from medslim.search.study_format import stored_config
 from medslim.spaces.blueprints import Blueprint, blueprint_from_spec
 from medslim.spaces.families import spec_from_dict
 from medslim.spaces.lowrank import factor_record, shape_factors
@@ -129,7 +130,7 @@ def base_blueprint(
 ) -> Blueprint:
     """The blueprint trial `trial`'s model started from, as its method says."""
     method = get_method(str(trial_record(trial)["method"]))
-    return method.base(study.user_attrs["config"], trial, stored)
+    return method.base(stored_config(study) or {}, trial, stored)
 
 
 def save_trial_model(

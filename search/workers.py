@@ -26,9 +26,9 @@ from medslim.search.config import STORAGE_ENV, StudyConfig
 from medslim.search.cpu_share import fair_threads, share_cores
 from medslim.search.loop import finished_count, quiet_optuna, run_trials
 from medslim.search.progress import TrialProgress
-from medslim.search.records import TARGET_ATTR
 from medslim.search.session import Session, prepare
 from medslim.search.stored import open_study
+from medslim.search.study_format import TARGET_ATTR, stored_config, stored_dataset, target_trials
 
 logger = logging.getLogger(__name__)
 
@@ -177,14 +177,14 @@ def join_study(
 ) -> Session:
     """A session that optimises exactly what the study stores: its config and its teacher
     (`prepare` checks the teacher against the study's fingerprint, or fetches it)."""
-    stored = study.user_attrs.get("config")
+    stored = stored_config(study)
     if stored is None:
         raise UsageError(f"study {study.study_name!r} has no medslim config; was it made by run?")
-    target = trials if trials is not None else study.user_attrs.get(TARGET_ATTR)
+    target = trials if trials is not None else target_trials(study)
     if target is None:
         raise UsageError(f"study {study.study_name!r} stores no target; pass --trials")
     if run_settings.get("data_dir") is None:  # the study's own data dir, unless given
-        run_settings["data_dir"] = study.user_attrs.get("dataset", {}).get("data_dir")
+        run_settings["data_dir"] = stored_dataset(study).get("data_dir")
     config = StudyConfig.from_stored(
         stored, storage=storage, study=study.study_name, trials=target, **run_settings
     )

@@ -29,9 +29,6 @@ SampleLosses = Callable[[nn.Module], torch.Tensor]
 
 OFFSET_PREFIX = "offset."
 """Trial parameter of a group's offset from the global ratio: `offset.<group>`."""
-LEGACY_OFFSET_PREFIX = "sparsity."
-"""What studies made before medslim named offsets `offset.<group>` call them; they keep it,
-so a resumed study's sampler sees the same parameters."""
 TARGET_PARAM = "flops.target"
 """Trial parameter: the FLOPs the pruned model aims at, as a share of the teacher's."""
 ALLOCATION_PARAM = "allocation"

@@ -43,6 +43,7 @@ from medslim.search.inspection.scoring import SPECIFICITY_TARGETS, RescoreSettin
 from medslim.search.inspection.verdict import judging
 from medslim.search.sensitivity import stored_curves
 from medslim.search.stored import StudyRef
+from medslim.search.study_format import DATASET_ATTR, stored_dataset, study_attrs
 
 FIGURE_ORDER = (
     "auc-vs-flops",
@@ -87,8 +88,8 @@ def publish_cached(ref: StudyRef) -> None:
     """Publish with the default verdict and whatever test scores are cached (what `run`
     and `sensitivity` leave for the dashboard; they never read the test split)."""
     front = compute_front(ref.study)
-    attrs = ref.study.user_attrs
-    dataset = attrs.get("dataset", {})
+    attrs = study_attrs(ref.study)
+    dataset = attrs.get(DATASET_ATTR, {})
     positive = positive_class(dataset)
     found = judging(fixed_criteria(attrs), test_first_read(attrs))
     targets = found.rule.criteria
@@ -122,7 +123,7 @@ def summary_note(study: optuna.Study, table: FrontTable) -> str:
     """Markdown: dataset, the front table (with test scores once `pareto` or `report` has
     computed them), what the columns mean, and how to export a member."""
     front = compute_front(study)
-    dataset = study.user_attrs.get("dataset", {})
+    dataset = stored_dataset(study)
     lines = [
         f"# {study.study_name}",
         f"Dataset **{dataset.get('name', '?')}** ({dataset.get('task', '?')}); "

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from medslim.kinds import DIRECTIONS
 from medslim.search.records import trial_record
+from medslim.search.study_format import stored_teacher
 
 REFERENCE = "val AUC 0, val ACC 0, the teacher's FLOPs (each objective ÷ the teacher's)"
 
@@ -73,7 +74,7 @@ def reference_point(objectives: list[str]) -> np.ndarray:
 
 def hypervolume_history(study: optuna.Study, objectives: list[str]) -> HypervolumeHistory | None:
     """None with a single objective, or without the teacher's scores to normalise by."""
-    teacher = study.user_attrs.get("teacher", {})
+    teacher = stored_teacher(study) or {}
     if len(objectives) < 2 or not all(teacher.get(n) for n in objectives):
         return None
     trials = [

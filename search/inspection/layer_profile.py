@@ -17,6 +17,7 @@ from medslim.errors import UsageError
 from medslim.search.inspection.names import group_labels, with_alias
 from medslim.search.inspection.pareto import Front, FrontMember
 from medslim.search.stored import StudyRef
+from medslim.search.study_format import stored_config
 from medslim.search.trial_models import ModelBundle, load_trial_bundle
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class LayerProfile:
 
 def layer_profile(ref: StudyRef, front: Front) -> LayerProfile:
     """The profile of the front's pruned members, in the front's order (by FLOPs)."""
-    config = ref.study.user_attrs.get("config", {})
+    config = stored_config(ref.study) or {}
     unit = "weights" if config.get("pruning") == "unstructured" else "channels"
     groups = list(front.units)
     labels = group_labels(groups)

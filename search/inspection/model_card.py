@@ -33,6 +33,7 @@ from medslim.search.inspection.reopen import reopen
 from medslim.search.inspection.rescore import member_model
 from medslim.search.refined import refined_record
 from medslim.search.stored import StudyRef
+from medslim.search.study_format import CONFIG_ATTR, DATASET_ATTR, study_attrs
 
 CARD_VERSION = 1
 MISSING = "MISSING: state it with `medslim export --card --intended-use '...'`"
@@ -114,11 +115,11 @@ def card_data(
             "test scores, which medslim computes for front members only"
         )
     teacher_row = table.rows[0]
-    attrs = ref.study.user_attrs
+    attrs = study_attrs(ref.study)
     context = reopen(ref, data_dir)
     model = member_model(ref, ref.finished_trial(trial), row_refined(ref, trial) > 0)
-    config = attrs.get("config", {})
-    dataset = attrs.get("dataset", {})
+    config = attrs.get(CONFIG_ATTR, {})
+    dataset = attrs.get(DATASET_ATTR, {})
     data = context.data
     return {
         "card_version": CARD_VERSION,

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 
+from medslim.search.study_format import LEGACY_OFFSET_PREFIX
+
 _STAGE_BLOCK = re.compile(r"^layers\.(\d+)\.(\d+)\.(.+?)(?:\.0)?$")
-LEGACY_OFFSET = "sparsity."
 OFFSET = "offset."
 GLOBAL = "sparsity.global"
 
@@ -47,6 +48,6 @@ def with_alias(group: str, labels: dict[str, str]) -> str:
 def param_label(name: str) -> str:
     """A trial parameter's meaning: per-group offsets of older studies were stored as
     `sparsity.<group>` and are shown as `offset.<group>`, beside `sparsity.global`."""
-    if name.startswith(LEGACY_OFFSET) and name != GLOBAL:
-        return OFFSET + name[len(LEGACY_OFFSET) :]
+    if name.startswith(LEGACY_OFFSET_PREFIX) and name != GLOBAL:
+        return OFFSET + name[len(LEGACY_OFFSET_PREFIX) :]
     return name

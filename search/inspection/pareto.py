@@ -8,10 +8,16 @@ from typing import Any
 import optuna
 
 from medslim.search.config import DEFAULT_OBJECTIVES
-from medslim.search.deployment import ATTR as DEPLOYMENT_ATTR
 from medslim.search.methods import get_method, precision_of
 from medslim.search.records import trial_record
 from medslim.search.refined import refined_records
+from medslim.search.study_format import (
+    CONFIG_ATTR,
+    DEPLOYMENT_ATTR,
+    TEACHER_ATTR,
+    UNITS_ATTR,
+    study_attrs,
+)
 
 EXTRA = (
     *("sparse_flops", "nonzero_params", "latency_ms", "latency_ratio", "latency_spread"),
@@ -100,8 +106,9 @@ def compute_front(study: optuna.Study) -> Front:
     """Front members sorted by FLOPs; chosen on validation scores only (and constraints)."""
     trials = study.get_trials(deepcopy=False)
     states = [t.state for t in trials]
-    config = study.user_attrs.get("config", {})
-    units = list(study.user_attrs.get("units", []))
+    attrs = study_attrs(study)
+    config = attrs.get(CONFIG_ATTR, {})
+    units = list(attrs.get(UNITS_ATTR, []))
     best = sorted(study.best_trials, key=lambda t: t.number)
     refined = refined_records(study)
     members = [
@@ -112,12 +119,12 @@ def compute_front(study: optuna.Study) -> Front:
     return Front(
         study=study.study_name,
         objectives=list(config.get("objectives", DEFAULT_OBJECTIVES)),
-        teacher=dict(study.user_attrs.get("teacher", {})),
+        teacher=dict(attrs.get(TEACHER_ATTR, {})),
         members=members,
         finished=states.count(optuna.trial.TrialState.COMPLETE),
         failed=states.count(optuna.trial.TrialState.FAIL),
         units=units,
-        measured=dict(study.user_attrs.get(DEPLOYMENT_ATTR, {})),
+        measured=dict(attrs.get(DEPLOYMENT_ATTR, {})),
     )
 
 

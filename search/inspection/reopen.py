@@ -15,9 +15,10 @@ from torch import nn
 
 from medslim.objectives.data import Dataset
 from medslim.search.config import ResolvedConfig
-from medslim.search.datasource import ATTR, load_study_data
+from medslim.search.datasource import load_study_data
 from medslim.search.session import teacher_source
 from medslim.search.stored import StudyRef
+from medslim.search.study_format import stored_dataset, study_attrs
 from medslim.search.study_teacher import obtain_study_teacher
 from medslim.spaces.blueprints import Blueprint, blueprint_for
 
@@ -27,7 +28,7 @@ def study_data(ref: StudyRef, data_dir: Path | None = None) -> Dataset:
     config = ref.config()
     if data_dir is not None:
         config = config.with_overrides(data_dir=str(data_dir))
-    return load_study_data(config, ref.study.user_attrs.get(ATTR))
+    return load_study_data(config, stored_dataset(ref.study))
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def reopen(ref: StudyRef, data_dir: Path | None = None) -> Reopened:
     blueprint = blueprint_for(
         str(config.model), config.model_args, data.input_shape, data.n_outputs
     )
-    source = teacher_source(config, data, blueprint, ref.files_dir, ref.study.user_attrs)
+    source = teacher_source(config, data, blueprint, ref.files_dir, study_attrs(ref.study))
     teacher = obtain_study_teacher(
         source, ref.study, ref.artifacts, torch.device("cpu"), may_train=False
     )

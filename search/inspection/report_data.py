@@ -22,6 +22,7 @@ from medslim.search.methods import get_method
 from medslim.search.records import trial_record
 from medslim.search.sensitivity import stored_curves
 from medslim.search.stored import StudyRef
+from medslim.search.study_format import stored_config, stored_dataset
 
 METRIC_NAMES = {"val_auc": "val AUC", "val_acc": "val ACC", "flops": "FLOPs"}
 
@@ -107,7 +108,7 @@ def report_data(ref: StudyRef, table: FrontTable) -> ReportData:
             students.append({**scores, **row})
     return ReportData(
         study=study.study_name,
-        dataset=str(study.user_attrs.get("dataset", {}).get("name", "?")),
+        dataset=str(stored_dataset(study).get("name", "?")),
         objectives=front.objectives,
         finished=len(trials),
         table=table,
@@ -152,7 +153,7 @@ def trade_offs(study: optuna.Study, front: Front, table: FrontTable) -> list[Tra
     """val AUC and val ACC against FLOPs, every finished trial drawn once."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     on_front = {m.trial for m in front.members}
-    config = study.user_attrs.get("config", {})
+    config = stored_config(study) or {}
     result = []
     for metric in ("val_auc", "val_acc"):
         points = [_point(t, metric, t.number in on_front, config, front.units) for t in trials]
@@ -258,7 +259,7 @@ def calibration_curves(table: FrontTable) -> list[CalibrationCurve]:
 
 def calibration_subject(study: optuna.Study, table: FrontTable) -> str:
     """What the reliability curves plot, in words."""
-    task = study.user_attrs.get("dataset", {}).get("task")
+    task = stored_dataset(study).get("task")
     if table.positive is not None:
         return f"probability of {table.positive.describe()}"
     if task == "multi-label, binary-class":

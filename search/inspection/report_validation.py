@@ -24,6 +24,7 @@ from medslim.search.inspection.commands import export_command
 from medslim.search.inspection.front_table import FrontTable, Row
 from medslim.search.inspection.verdict import subgroup_verdict
 from medslim.search.stored import StudyRef
+from medslim.search.study_format import stored_dataset
 
 THUMBNAILS = 12
 """Flipped test images shown per member (the most confident flips)."""
@@ -49,7 +50,7 @@ class ValidationData:
 
 def validation_data(ref: StudyRef, table: FrontTable, data_dir: Path | None) -> ValidationData:
     members = [r for r in table.rows[1:] if r.test is not None]
-    dataset = ref.study.user_attrs.get("dataset", {})
+    dataset = stored_dataset(ref.study)
     count = len(dataset.get("class_names") or ()) or 2
     names = class_names(dataset, count)
     thumbnails: dict[int, list[Thumbnail]] = {}

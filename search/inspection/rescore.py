@@ -45,6 +45,7 @@ from medslim.search.methods import FP32, precision_of
 from medslim.search.records import trial_record
 from medslim.search.refined import load_refined_model, load_refined_onnx
 from medslim.search.stored import StudyRef
+from medslim.search.study_format import DATASET_ATTR, study_attrs
 from medslim.search.trial_models import load_trial_model, load_trial_onnx, model_artifact_id
 
 logger = logging.getLogger(__name__)
@@ -115,8 +116,8 @@ def _rescore(
     ref: StudyRef, front: Front, settings: RescoreSettings, data_dir: Path | None, *, compute: bool
 ) -> Rescored | None:
     study = ref.study
-    attrs = study.user_attrs
-    wanted = settings.key(attrs.get("dataset", {}).get("task"))
+    attrs = study_attrs(study)
+    wanted = settings.key(attrs.get(DATASET_ATTR, {}).get("task"))
     teacher = _cached(attrs, TEACHER_KEY, wanted)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     members: dict[int, TestScores] = {}

@@ -41,6 +41,7 @@ from medslim.search.inspection.reopen import reopen
 from medslim.search.inspection.rescore import member_model
 from medslim.search.inspection.scoring import Bootstrap
 from medslim.search.stored import StudyRef
+from medslim.search.study_format import DATASET_ATTR, study_attrs
 from medslim.search.trial_models import model_artifact_id
 
 logger = logging.getLogger(__name__)
@@ -101,8 +102,8 @@ def robustness_front(
     """The teacher's and every front member's scores on the corrupted test split, computed
     once per settings and cached in the study."""
     study = ref.study
-    attrs = study.user_attrs
-    dataset = attrs.get("dataset", {})
+    attrs = study_attrs(study)
+    dataset = attrs.get(DATASET_ATTR, {})
     chosen = choose_set(str(dataset.get("name", "")), settings.corruptions)
     wanted = _key(chosen, bootstrap, settings)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}

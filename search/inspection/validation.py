@@ -27,6 +27,7 @@ from medslim.search.inspection.robustness import (
 from medslim.search.inspection.scoring import SPECIFICITY_TARGETS, Bootstrap, RescoreSettings
 from medslim.search.inspection.verdict import Judging, judging
 from medslim.search.stored import StudyRef
+from medslim.search.study_format import DATASET_ATTR, stored_dataset, study_attrs
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class ValidationSettings:
 
 def criteria_for(ref: StudyRef, settings: ValidationSettings) -> Judging:
     """The criteria this command judges by, checked against the study's task."""
-    attrs = ref.study.user_attrs
+    attrs = study_attrs(ref.study)
     found = judging(
         fixed_criteria(attrs),
         test_first_read(attrs),
@@ -61,13 +62,13 @@ def criteria_for(ref: StudyRef, settings: ValidationSettings) -> Judging:
         on=settings.non_inferior_on,
         margin=settings.margin,
     )
-    found.rule.check_task(attrs.get("dataset", {}).get("task"))
+    found.rule.check_task(attrs.get(DATASET_ATTR, {}).get("task"))
     return found
 
 
 def validate(ref: StudyRef, settings: ValidationSettings = ValidationSettings()) -> FrontTable:  # noqa: B008
     """The front table with everything `settings` asks for."""
-    dataset = ref.study.user_attrs.get("dataset", {})
+    dataset = stored_dataset(ref.study)
     rule = criteria_for(ref, settings).rule
     severities = tuple(sorted(set(settings.severities) | set(rule.criteria.severities)))
     images = len(dataset.get("input_shape", ())) == 3

@@ -14,8 +14,8 @@ from optuna.artifacts import get_all_artifact_meta
 
 import medslim
 from medslim.objectives.teacher import TeacherScores
-from medslim.search.artifacts import ARTIFACTS_ATTR
 from medslim.search.cli import main
+from medslim.search.study_format import ARTIFACTS_ATTR
 from medslim.search.study_teacher import FINGERPRINT, TEACHER_FILE, teacher_difference
 
 pytestmark = pytest.mark.e2e

@@ -179,7 +179,7 @@ def test_a_run_without_trials_publishes_the_data_kinds_default_target(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import medslim.search.pruning_trials as study_module
-    from medslim.search.records import TARGET_ATTR
+    from medslim.search.study_format import TARGET_ATTR
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt

@@ -15,15 +15,10 @@ from optuna.trial import TrialState
 
 from medslim.search.cli import main
 from medslim.search.config import ADDED_LATER
-from medslim.search.records import (
-    OFFSET_PREFIX_ATTR,
-    RESULT_ATTR,
-    flat_record,
-    stored_attrs,
-    trial_record,
-)
+from medslim.search.records import RESULT_ATTR, flat_record, stored_attrs, trial_record
 from medslim.search.stored import open_study
-from medslim.spaces.sparsity import LEGACY_OFFSET_PREFIX, OFFSET_PREFIX, TARGET_PARAM
+from medslim.search.study_format import LEGACY_OFFSET_PREFIX, OFFSET_PREFIX_ATTR
+from medslim.spaces.sparsity import OFFSET_PREFIX, TARGET_PARAM
 
 
 def test_stored_attrs_are_rounded_scalars_without_dense_duplicates() -> None:
