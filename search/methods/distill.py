@@ -51,10 +51,11 @@ class Distill(Method):
 
     def base(self, config: dict[str, Any], trial: Any, stored: Blueprint) -> Blueprint:
         """A student is rebuilt from its own spec."""
+        from medslim.search.records import trial_record
         from medslim.spaces.blueprints import blueprint_from_spec
         from medslim.spaces.families import spec_from_dict
 
-        spec = spec_from_dict(trial.user_attrs["student_spec"])
+        spec = spec_from_dict(trial_record(trial)["student_spec"])  # stored one field a key
         return blueprint_from_spec(spec, stored.input_shape, stored.n_outputs)
 
     def choices(
