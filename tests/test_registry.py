@@ -61,7 +61,11 @@ def test_aliases_resolve_but_are_not_listed() -> None:
 OLD_SHAPES: dict[str, tuple[Callable[[str], object], str, str]] = {
     "criterion": (get_criterion, "l11", "valid criteria"),
     "family": (get_family, "resnett", "registered"),
-    "preset": (get_preset, "resnet9", "valid models: mlp, resnet18, resnet3d18, resnet3d8, resnet8"),
+    "preset": (
+        get_preset,
+        "resnet9",
+        "valid models: mlp, resnet18, resnet3d18, resnet3d8, resnet8",
+    ),
     "source": (get_source, "timmm", "sources"),
     "allocation": (get_allocation, "globall", "choose from"),
     "method": (get_method, "distil", "choose from"),
