@@ -235,6 +235,7 @@ def one_seed(folder: Path, seed: int, trials: int, cheaper: dict[str, Any]) -> d
         "trials": trials,
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in cheaper.items()},
         "wall_s": round(wall, 1),
+        "teacher_test_auc": auc_score(context.y_test, context.teacher_test, context.data.task),
         "int8": variants,
         "int8_summary": {
             "members": len(variants),
@@ -267,6 +268,7 @@ def show(result: dict[str, Any]) -> None:
         f"\nseed {result['seed']}: {result['trials']} trials an arm, {result['wall_s']} s, "
         f"settings {result['settings'] or 'the defaults'}"
     )
+    print(f"teacher test AUC {result['teacher_test_auc']:.4f}")
     print("1. int8 variants of P's front (onnxruntime static QDQ):")
     print(
         f"  {'trial':>5} {'FLOPs×':>7} {'fp32 kB':>8} {'int8 kB':>8} {'smaller':>7} "
