@@ -2,7 +2,8 @@
 
 Per seed, four studies of the same number of trials on one teacher (PneumoniaMNIST from the
 shared file; the default image model, resnet8 on the CPU), each run by `medslim.run` and
-kept in one SQLite file beside --out, so that a second run resumes instead of repeating:
+kept in one SQLite file under --cache (the teachers of the other benchmarks cached beside
+it are reused), so that a second run resumes instead of repeating:
   P  pruning with medslim's defaults (objectives val_auc, val_acc, flops; fp32);
   L  low-rank factorization alone (--method lowrank);
   B  pruning and low rank on one trial (--method prune+lowrank);
@@ -22,6 +23,7 @@ Reported per seed (and over seeds):
      val and test AUC, and L ÷ P, B ÷ P, whichever way they go.
 
     nice -n 10 python benchmarks/deploy.py [--trials 20] [--seeds 0 1 2] [--out deploy.json]
+        [--cache DIR] [--candidates 1] [--allocations uniform]
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import SHARED_DATA, show_progress
+from common import SHARED_DATA, add_cache_argument, show_progress
 from front_quality import hypervolume
 from torch import nn
 
@@ -95,15 +97,23 @@ class Context:
     example: torch.Tensor
 
 
-def run_arm(folder: Path, arm: str, seed: int, trials: int) -> StoredStudy:
+def run_arm(
+    folder: Path, arm: str, seed: int, trials: int, cheaper: dict[str, Any]
+) -> StoredStudy:
+    """One arm's study; `cheaper`: settings every arm shares instead of the defaults
+    (`--candidates`, `--allocations`), named in the study so the defaults' study is apart."""
+    suffix = "".join(
+        f"-{k}-{'+'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in cheaper.items()
+    )
     return medslim.run(
         dataset=str(DATASET),
         storage=f"sqlite:///{folder / 'deploy.db'}",
-        study=f"deploy-{arm}-seed{seed}",
+        study=f"deploy-{arm}-seed{seed}{suffix}",
         seed=seed,
         trials=trials,
         progress=False,
         **ARMS[arm],
+        **cheaper,
     )
 
 
@@ -209,9 +219,9 @@ def volumes(front: list[Member], x: str) -> dict[str, float]:
     }
 
 
-def one_seed(folder: Path, seed: int, trials: int) -> dict[str, Any]:
+def one_seed(folder: Path, seed: int, trials: int, cheaper: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
-    studies = {arm: run_arm(folder, arm, seed, trials) for arm in ARMS}
+    studies = {arm: run_arm(folder, arm, seed, trials, cheaper) for arm in ARMS}
     wall = time.perf_counter() - start
     context = context_of(studies["P"])
     fronts = {arm: members(stored, context) for arm, stored in studies.items()}
@@ -223,7 +233,9 @@ def one_seed(folder: Path, seed: int, trials: int) -> dict[str, Any]:
     return {
         "seed": seed,
         "trials": trials,
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in cheaper.items()},
         "wall_s": round(wall, 1),
+        "teacher_test_auc": auc_score(context.y_test, context.teacher_test, context.data.task),
         "int8": variants,
         "int8_summary": {
             "members": len(variants),
@@ -252,7 +264,11 @@ def _ratios(mine: dict[str, float], theirs: dict[str, float]) -> dict[str, float
 
 
 def show(result: dict[str, Any]) -> None:
-    print(f"\nseed {result['seed']}: {result['trials']} trials an arm, {result['wall_s']} s")
+    print(
+        f"\nseed {result['seed']}: {result['trials']} trials an arm, {result['wall_s']} s, "
+        f"settings {result['settings'] or 'the defaults'}"
+    )
+    print(f"teacher test AUC {result['teacher_test_auc']:.4f}")
     print("1. int8 variants of P's front (onnxruntime static QDQ):")
     print(
         f"  {'trial':>5} {'FLOPs×':>7} {'fp32 kB':>8} {'int8 kB':>8} {'smaller':>7} "
@@ -316,15 +332,31 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, help="torch threads (default: all)")
     parser.add_argument("--out", type=Path, default=Path("deploy.json"))
+    add_cache_argument(parser, "the studies and teachers")
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        help="candidates screened per trial in every arm (default: medslim's; 1 is cheapest)",
+    )
+    parser.add_argument(
+        "--allocations",
+        help="allocations of every arm, comma-separated (default: medslim's, screened; "
+        "uniform needs no proxy curves, the cheapest on a busy machine)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     show_progress()
-    folder = args.out.resolve().parent / f"{args.out.stem}-studies"
+    folder = args.cache
     folder.mkdir(parents=True, exist_ok=True)
+    cheaper: dict[str, Any] = {}
+    if args.candidates is not None:
+        cheaper["candidates"] = args.candidates
+    if args.allocations:
+        cheaper["allocations"] = tuple(args.allocations.split(","))
     results = []
     for seed in args.seeds:
-        results.append(one_seed(folder, seed, args.trials))
+        results.append(one_seed(folder, seed, args.trials, cheaper))
         show(results[-1])
         report = {
             "machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()}",

@@ -251,6 +251,7 @@ def _run(settings: StudyConfig, progress: bool | None) -> StoredStudy:
     from medslim.search.cpu_share import share_cores
     from medslim.search.inspection.dashboard import publish_cached
     from medslim.search.loop import finished_count, run_trials
+    from medslim.search.methods import DISTILL, study_methods
     from medslim.search.screening import screened_out
     from medslim.search.session import prepare
     from medslim.search.workers import publish_target, run_workers
@@ -285,7 +286,7 @@ def _run(settings: StudyConfig, progress: bool | None) -> StoredStudy:
         )
     if not front.members:
         raise StudyFailed(f"no trial of study {study.study_name!r} finished; {_failures(study)}")
-    if config.method != "prune":
+    if DISTILL.name in study_methods(config.method):
         _say_if_no_student(study, front)
     done = finished_count(study)
     if done < target:  # too many trials failed, or the rest run where no heartbeat tells

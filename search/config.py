@@ -365,6 +365,8 @@ def _problems(config: StudyConfig) -> list[str]:
         problems.append(f"--round-to must be 1 or more, got {config.round_to}")
     if config.allocations is not None:
         problems.extend(_allocation_problems(config.allocations))
+        if LEGACY_ALLOCATIONS[0] in config.allocations:
+            problems.extend(_target_problems(methods))
     if config.candidates is not None and config.candidates < 1:
         problems.append(
             f"--candidates must be 1 or more (1: no screening), got {config.candidates}"
@@ -430,6 +432,17 @@ def _methods(setting: str, problems: list[str]) -> list[Method]:
     except UsageError as error:
         problems.append(f"--method: {error}, all, both, or several separated by commas")
         return []
+
+
+def _target_problems(methods: list[Method]) -> list[str]:
+    """Methods whose trials choose a FLOPs target, which a study of offsets has not."""
+    needing = [m.name for m in methods if m.needs_targets]
+    if not needing:
+        return []
+    return [
+        f"--method {','.join(needing)} trials choose a FLOPs target, which --allocations "
+        "offsets has not: choose other allocations"
+    ]
 
 
 def _allocation_problems(allocations: tuple[str, ...]) -> list[str]:

@@ -43,7 +43,7 @@ from medslim.search.inspection.scoring import (
 )
 from medslim.search.methods import FP32, precision_of
 from medslim.search.records import trial_record
-from medslim.search.refined import load_refined_model, load_refined_onnx
+from medslim.search.refined import load_refined_model, load_refined_onnx, refined_record
 from medslim.search.stored import StudyRef
 from medslim.search.study_format import DATASET_ATTR, study_attrs
 from medslim.search.trial_models import load_trial_model, load_trial_onnx, model_artifact_id
@@ -174,12 +174,13 @@ def _rescore(
 def member_model(ref: StudyRef, trial: optuna.trial.FrozenTrial, refined: bool) -> nn.Module:
     """The model a member's scores are of: its refined one where it was refined, and where
     it deploys converted (int8), the ONNX file it was scored as, run by onnxruntime."""
-    precision = precision_of(trial_record(trial))
+    record = refined_record(ref.study, trial.number) if refined else None  # None: not refined
+    precision = precision_of(record or trial_record(trial))
     if precision is not FP32:
-        data = load_refined_onnx(ref, trial.number) if refined else load_trial_onnx(ref, trial)
+        data = load_refined_onnx(ref, trial.number) if record else load_trial_onnx(ref, trial)
         if data is not None:
             return OnnxModule(data, precision=precision.name)
-    model = load_refined_model(ref, trial.number) if refined else None
+    model = load_refined_model(ref, trial.number) if record else None
     return model if model is not None else load_trial_model(ref, trial)
 
 

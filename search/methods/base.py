@@ -118,6 +118,8 @@ class Method(ABC):
     """Whether its models start from the teacher's weights (the `kd` default applies)."""
     needs_groups: ClassVar[bool] = False
     """Whether it needs the pruning allocations' basis (the teacher's channel groups)."""
+    needs_targets: ClassVar[bool] = False
+    """Whether its trials choose a FLOPs target (a study of `offsets` has none)."""
     rejects: ClassVar[bool] = False
     """Whether its trials may stop before training (pruned by Optuna on purpose)."""
     drops_out: ClassVar[bool] = False

@@ -23,6 +23,7 @@ class LowRank(Method):
     name = "lowrank"
     summary = "factorize the teacher's layers by truncated SVD at a FLOPs target, fine-tuned"
     title = "factorized trials"
+    needs_targets = True
     styles: ClassVar[dict[str, Style]] = {
         "factorized": Style("factorized", "#9467bd", "triangle-up"),
         "uniform-rank": Style("uniform rank sweep", "#8c564b", "triangle-down"),

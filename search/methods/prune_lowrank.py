@@ -24,6 +24,7 @@ class PruneLowRank(Prune):
         "pruned+factorized": Style("pruned and factorized", "#e377c2", "hexagon")
     }
     cross_validates = False
+    needs_targets = True
 
     def trials(self, shared: TrialShared) -> MethodTrials:
         from medslim.search.lowrank_trials import pruned_rank_trials

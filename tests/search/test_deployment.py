@@ -65,6 +65,7 @@ def test_a_quantize_search_study_deploys_both_precisions_as_measured(tmp_path: P
             assert record["val_auc"] == round(auc, 4) and "fp32_val_auc" in record
             assert len(data) < record["size_ratio"] * teacher_size + 1
             assert isinstance(member_model(ref, trial, refined=False), OnnxModule)
+            assert isinstance(StoredStudy(ref).model(trial.number), OnnxModule)  # not refined
     int8 = next(n for n, r in records.items() if r["precision"] == "int8")
     out = tmp_path / "int8.onnx"
     check = StoredStudy(ref).export(int8, out, format="onnx")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from optuna.trial import TrialState
 
+from medslim.errors import UsageError
 from medslim.objectives.data import load_dataset
 from medslim.objectives.evaluate import split_scores
 from medslim.search.config import StudyConfig
@@ -81,3 +82,12 @@ def test_each_method_stores_rebuilds_describes_and_draws_its_trials(
         assert flat_record(trial)["method"] == name
     if name in ("lowrank", "prune+lowrank"):  # the rank ratio each layer really got
         assert all(any(k.startswith("rank.") for k in t.user_attrs) for t in trials)
+
+
+@pytest.mark.parametrize("method", ["lowrank", "prune+lowrank", "all"])
+def test_methods_that_choose_a_flops_target_are_refused_in_a_space_of_offsets(
+    method: str,
+) -> None:
+    with pytest.raises(UsageError, match=r"choose a FLOPs target, which --allocations offsets"):
+        StudyConfig(method=method, allocations=("offsets",))
+    StudyConfig(method="prune", allocations=("offsets",))  # pruning searches offsets
