@@ -21,7 +21,7 @@ from typing import Any
 
 import optuna
 
-from medslim.search.methods import DISTILL, LOWRANK, METHODS, PRUNE, PRUNE_LOWRANK
+from medslim.search.methods import DISTILL, METHODS, PRUNE
 from medslim.search.methods.base import METHOD_PARAM
 from medslim.search.methods.choice import KEPT_PARAM
 from medslim.spaces.sparsity import TARGET_PARAM
@@ -51,8 +51,9 @@ NESTED = {"student_spec": "student.", "distill": "distill."}
 `8-16-32`, `distill.alpha` = 0.5): a dashboard row stays one line high. Studies from before
 stored each as one JSON dict; `trial_record` reads both."""
 _INTS = re.compile(r"\d+(-\d+)*")
-TOLD_METHODS = frozenset((PRUNE.name, DISTILL.name, LOWRANK.name, PRUNE_LOWRANK.name))
-"""Methods `trial_record` tells from a trial's parameters and fields, so not stored."""
+TOLD_METHODS = frozenset((PRUNE.name, DISTILL.name))
+"""Methods `trial_record` tells from a trial's parameters and fields, so not stored (a
+low-rank trial that factorized no layer would look pruned: its method is stored)."""
 
 
 def record_result(trial: optuna.Trial, result: dict[str, Any]) -> None:
@@ -102,7 +103,7 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
             record[key] = fields
     ratios, ranks = (_prefixed(attrs, prefix) for prefix in (RATIO_PREFIX, RANK_PREFIX))
     if METHOD not in record:
-        record[METHOD] = _told_method(trial, record, bool(ratios), bool(ranks))
+        record[METHOD] = _told_method(trial, record)
     if ratios or ranks:
         plan: dict[str, Any] = {}
         if ratios:
@@ -123,20 +124,14 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     return record
 
 
-def _told_method(
-    trial: optuna.trial.FrozenTrial, record: dict[str, Any], ratios: bool, ranks: bool
-) -> str:
+def _told_method(trial: optuna.trial.FrozenTrial, record: dict[str, Any]) -> str:
     """The method of a trial that did not store it (`TOLD_METHODS`): the one it drew where
-    its study runs several, else what it stored says: a student's fields, ranks (with
-    ratios: both), ratios (or nothing: a trial from before students existed)."""
+    its study runs several, else a student's fields say distill, and anything else pruned
+    (a trial from before students existed, too)."""
     drawn = trial.params.get(KEPT_PARAM, trial.params.get(METHOD_PARAM))
     if drawn is not None:
         return str(drawn)
-    if "student_spec" in record:
-        return DISTILL.name
-    if ranks:
-        return PRUNE_LOWRANK.name if ratios else LOWRANK.name
-    return PRUNE.name
+    return DISTILL.name if "student_spec" in record else PRUNE.name
 
 
 def _prefixed(attrs: dict[str, Any], prefix: str) -> dict[str, Any]:
