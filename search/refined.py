@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
-from optuna.artifacts import download_artifact, upload_artifact
+from optuna.artifacts import upload_artifact
 from torch import nn
 
-from medslim.errors import UsageError
 from medslim.search.artifacts import MODEL_MIME
 from medslim.search.stored import StudyRef
 from medslim.search.study_format import REFINED_PREFIX
-from medslim.search.trial_models import ModelBundle, bundle_model, rebuild
+from medslim.search.trial_models import ModelBundle, bundle_model, read_artifact, rebuild
 from medslim.spaces.blueprints import Blueprint
 
 T = TypeVar("T")
@@ -92,18 +91,7 @@ def load_refined_onnx(ref: StudyRef, number: int) -> bytes | None:
 
 
 def _download(ref: StudyRef, number: int, artifact_id: str, read: Callable[[Path], T]) -> T:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "refined"
-        try:
-            download_artifact(
-                artifact_store=ref.artifacts, file_path=str(path), artifact_id=artifact_id
-            )
-        except Exception as error:  # the store raises its own types for a missing file
-            raise UsageError(
-                f"refined model of trial {number} (artifact {artifact_id}) is missing "
-                f"from {ref.artifacts.url}: {error}"
-            ) from error
-        return read(path)
+    return read_artifact(ref, artifact_id, f"refined model of trial {number}", read)
 
 
 def load_refined_model(ref: StudyRef, number: int) -> nn.Module | None:

@@ -205,11 +205,25 @@ def _load_trial_file(
     artifact_id = next((m.artifact_id for m in metas if m.filename == name), None)
     if artifact_id is None:
         return None
+    return read_artifact(ref, artifact_id, f"{name} of trial {trial.number}", read)
+
+
+def read_artifact(
+    ref: StudyRef, artifact_id: str, what: str, read: Callable[[Path], T], hint: str = ""
+) -> T:
+    """The study's artifact `artifact_id`, downloaded to a temporary file and `read`; a file
+    missing from the store is a one-line `UsageError` naming `what` it is."""
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / name
-        download_artifact(
-            artifact_store=ref.artifacts, file_path=str(path), artifact_id=artifact_id
-        )
+        path = Path(folder) / "artifact"
+        try:
+            download_artifact(
+                artifact_store=ref.artifacts, file_path=str(path), artifact_id=artifact_id
+            )
+        except Exception as error:  # the store raises its own types for a missing file
+            raise UsageError(
+                f"{what} (artifact {artifact_id}) is missing from {ref.artifacts.url}: "
+                f"{error}{hint}"
+            ) from error
         return read(path)
 
 
@@ -247,18 +261,8 @@ def load_trial_bundle(ref: StudyRef, trial: optuna.trial.FrozenTrial) -> ModelBu
             f"trial {trial.number} of study {ref.name!r} stored no model; "
             "only trials run by this version of medslim can be re-scored or exported"
         )
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.pt"
-        try:
-            download_artifact(
-                artifact_store=ref.artifacts, file_path=str(path), artifact_id=artifact_id
-            )
-        except Exception as error:  # the store raises its own types for a missing file
-            raise UsageError(
-                f"model of trial {trial.number} (artifact {artifact_id}) is missing from "
-                f"{ref.artifacts.url}: {error}" + _local_hint(ref)
-            ) from error
-        bundle = ModelBundle.load(path)
+    what = f"model of trial {trial.number}"
+    bundle = read_artifact(ref, artifact_id, what, ModelBundle.load, _local_hint(ref))
     stored = bundle.blueprint()
     expected = base_blueprint(ref.study, trial, stored)
     if expected.as_dict() != stored.as_dict():
