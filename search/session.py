@@ -320,7 +320,6 @@ def prepare(
             teacher = _study_teacher(source, study, artifacts, device, resolved, progress)
             logger.info(describe_teacher(teacher))
             reference = score_model(teacher.model, data, budget_for(resolved))
-            example = data.train.batch(slice(0, 2))
             units = list(
                 prunable_units(teacher.model, example, space.pruning, space.ignore_layers)
             )
