@@ -27,7 +27,10 @@ TINY = ["--teacher-epochs", "5", "--epochs", "1", "--baselines", "3", "--no-prog
 @pytest.mark.e2e
 def test_two_first_runs_on_a_new_sqlite_file_both_succeed(medslim, tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'race.db'}"
-    command = ("run", "--storage", storage, "--study", "s", "--trials", "8", *TINY[:-1])
+    # A teacher that trains for a second or so, so that the second run meets the first still
+    # setting the study up, however the two processes' start-up times fall.
+    slow_teacher = ("--teacher-epochs", "200", *TINY[2:-1])
+    command = ("run", "--storage", storage, "--study", "s", "--trials", "8", *slow_teacher)
     first, second = medslim.start(*command), medslim.start(*command)
     (_, err1), (_, err2) = first.communicate(timeout=180), second.communicate(timeout=180)
     assert (first.returncode, second.returncode) == (0, 0), err1 + err2
