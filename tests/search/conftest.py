@@ -30,6 +30,9 @@ class Medslim:
 
     # The smallest real study: breast-cancer, a 5-epoch teacher, one fine-tune epoch a trial.
     TINY = ("--teacher-epochs", "5", "--epochs", "1", "--baselines", "2", "--no-progress")
+    # After TINY: tabular trials of half a second or more (30 epochs take a tenth), long
+    # enough to be caught running, interrupted or killed mid-search on a fast idle machine.
+    SLOW = ("--epochs", "300")
 
     def __init__(self, cwd: Path, env: dict[str, str] | None = None) -> None:
         self.cwd = cwd

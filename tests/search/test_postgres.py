@@ -47,7 +47,7 @@ def test_a_worker_killed_mid_trial_is_retried_and_the_count_is_met(
     run = medslim.start(
         *("run", "--storage", database, "--study", "k", "--trials", str(target)),
         *("--workers", "3", "--heartbeat", "1", *medslim.TINY),
-        *("--epochs", "40"),  # trials long enough (about a second) to be caught running
+        *medslim.SLOW,
     )
     victim = freeze_mid_trial(database, "k", run)
     os.kill(victim.pid, signal.SIGKILL)

@@ -47,7 +47,7 @@ def test_a_stopped_trial_is_queued_again_before_it_is_marked_failed(
     with closing(sqlite3.connect(path)) as db:
         db.executescript(WATCH)
     command = ("run", "--storage", storage, "--study", "q", "--trials", "3", *medslim.TINY)
-    command += ("--baselines", "1", "--epochs", "40")  # the one baseline runs first, ~1 s
+    command += ("--baselines", "1", *medslim.SLOW)  # the one baseline runs first
     run = medslim.start(*command)
     deadline = time.monotonic() + 180
     while not _running_with_worker(path):

@@ -23,7 +23,6 @@ pytestmark = pytest.mark.e2e
 
 BASELINES = ("--baselines", "3")
 UNIFORM = [0.3, 0.6, 0.9]  # the global ratios of those three uniform baselines
-SLOW = ("--epochs", "30")  # trials of about a second, long enough to be caught running
 
 
 def _query(path: Path, sql: str) -> list[tuple]:
@@ -72,7 +71,7 @@ def test_sigterm_stops_like_ctrl_c_and_its_trial_runs_on_resume(medslim, tmp_pat
     path = tmp_path / "t.db"
     storage = f"sqlite:///{path}"
     command = ("run", "--storage", storage, "--study", "s", "--trials", "4", *medslim.TINY)
-    command += (*BASELINES, *SLOW)
+    command += (*BASELINES, *medslim.SLOW)
     run = medslim.start(*command)
     _wait_for(lambda: _count(path, "COMPLETE") >= 1 and _count(path, "RUNNING") == 1, run)
     run.send_signal(signal.SIGTERM)
@@ -98,7 +97,7 @@ def test_killing_the_workers_parent_stops_its_workers(medslim, tmp_path: Path) -
     path = tmp_path / "k.db"
     storage = f"sqlite:///{path}"
     command = ("run", "--storage", storage, "--study", "s", "--trials", "8", "--workers", "2")
-    command += (*medslim.TINY, *BASELINES, *SLOW)
+    command += (*medslim.TINY, *BASELINES, *medslim.SLOW)
     run = medslim.start(*command)
     # mid-search: a trial finished and another running (on an idle machine the two workers'
     # trials are not always caught running at the same poll)
@@ -134,7 +133,7 @@ def _running(pid: int) -> bool:
 def test_a_killed_journal_run_is_released_and_finished_on_resume(medslim, tmp_path: Path) -> None:
     storage = str(tmp_path / "j.log")
     command = ("run", "--storage", storage, "--study", "s", "--trials", "4", *medslim.TINY)
-    command += (*BASELINES, *SLOW)
+    command += (*BASELINES, *medslim.SLOW)
     run = medslim.start(*command)
 
     def one_done_one_running() -> bool:

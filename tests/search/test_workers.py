@@ -48,8 +48,9 @@ def test_ctrl_c_exits_130_then_the_same_command_finishes_the_count(
     medslim, tmp_path: Path, workers: str
 ) -> None:
     storage = f"sqlite:///{tmp_path / 'c.db'}"
-    command = ("run", "--storage", storage, "--trials", "6", "--workers", workers, *medslim.TINY)
-    command += ("--epochs", "30", "--baselines", "4")  # trials of about a second
+    command = ("run", "--storage", storage, "--trials", "12", "--workers", workers, *medslim.TINY)
+    # ten trials left when two have finished: the interrupt lands seconds before the end
+    command += (*medslim.SLOW, "--baselines", "4")
     process = medslim.start(*command)
     deadline = time.monotonic() + 240
     while _finished(tmp_path / "c.db") < 2:
@@ -64,11 +65,11 @@ def test_ctrl_c_exits_130_then_the_same_command_finishes_the_count(
     assert lines[0].startswith("interrupted:") and "run the same command again" in lines[0]
     states = _states(storage)
     assert TrialState.RUNNING not in states, "the running trial was recorded as failed"
-    assert 2 <= states.count(TrialState.COMPLETE) < 6
+    assert 2 <= states.count(TrialState.COMPLETE) < 12
     again = medslim.run(*command)
     assert again.returncode == 0, again.stderr
     trials = _study(storage).trials
-    assert [t.state for t in trials].count(TrialState.COMPLETE) == 6
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 12
     baselines = [t for t in trials if t.user_attrs.get("baseline") == "uniform"]
     done = {t.user_attrs["baseline_ratio"] for t in baselines if t.state == TrialState.COMPLETE}
     assert done == {0.225, 0.45, 0.675, 0.9}, "interrupted baselines were queued again"
