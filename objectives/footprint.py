@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import math
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -194,14 +195,21 @@ def _largest_fitting(blueprint: Blueprint, batch: int, images: int, budget: floa
 
 def _largest_batch(blueprint: Blueprint, batch: int, images: int, budget: float) -> int | None:
     """The largest training batch (below `batch`) whose step and prediction fit."""
-    fitting = [
-        b
-        for b in (2**k for k in range(int(math.log2(max(batch, 1))), -1, -1))
-        if b < min(batch, images)
-        and (need := _need(blueprint, b, images)) is not None
-        and max(need.train_step, need.predict) <= budget
-    ]
-    return fitting[0] if fitting else None
+
+    def fits(size: int) -> bool:
+        need = _need(blueprint, size, images)
+        return need is not None and max(need.train_step, need.predict) <= budget
+
+    return largest_power_of_two_below(min(batch, images), fits) or None
+
+
+def largest_power_of_two_below(limit: int, fits: Callable[[int], bool]) -> int:
+    """The largest power of two under `limit` for which `fits` holds (0: not even 1), the
+    batch sizes both memory checks offer in place of one that does not fit."""
+    size = 1 << max(0, (limit - 1).bit_length() - 1)
+    while size >= 1 and (size >= limit or not fits(size)):
+        size //= 2
+    return size
 
 
 def _free_disk(folder: Path) -> int | None:

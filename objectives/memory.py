@@ -18,7 +18,7 @@ import os
 import torch
 from torch import nn
 
-from medslim.objectives.footprint import leaf_outputs
+from medslim.objectives.footprint import largest_power_of_two_below, leaf_outputs
 
 ACTIVATION_SHARE = 0.5
 """Share of the device's memory a training batch's activations may take."""
@@ -47,10 +47,7 @@ def fitting_batch(per_sample: int, wanted: int, budget: int) -> int:
     even one sample)."""
     if per_sample * wanted <= budget:
         return wanted
-    batch = 1 << max(0, wanted.bit_length() - 1)
-    while batch >= 1 and per_sample * batch > budget:
-        batch //= 2
-    return batch
+    return largest_power_of_two_below(wanted, lambda batch: per_sample * batch <= budget)
 
 
 def gib(count: int) -> str:
