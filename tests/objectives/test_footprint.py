@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from medslim.errors import UsageError
-from medslim.objectives.footprint import available_memory, check_fits, model_need
+from medslim.objectives.footprint import HEADROOM, available_memory, check_fits, model_need
 from medslim.search.cli import main
 from medslim.spaces.blueprints import blueprint_for
 
@@ -42,6 +42,20 @@ def test_the_suggested_size_fits_and_the_next_one_does_not() -> None:
     check_fits(_resnet8(size), 500, 128, CPU, available=budget)
     with pytest.raises(UsageError):
         check_fits(_resnet8(size + 16), 500, 128, CPU, available=budget)
+
+
+def test_the_suggested_batch_fits_and_the_next_power_of_two_does_not() -> None:
+    blueprint = _resnet8(256)
+    need = model_need(blueprint.build(), (1, 256, 256), 128, 500)
+    assert need.train_step > need.predict, "a training step that a smaller batch can shrink"
+    available = int((need.train_step + need.predict) / 2 / HEADROOM)
+    with pytest.raises(UsageError) as refused:
+        check_fits(blueprint, 500, 128, CPU, available=available)
+    batch = int(re.search(r"--batch-size (\d+) at this size", str(refused.value)).group(1))
+    assert 1 <= batch < 128
+    check_fits(blueprint, 500, batch, CPU, available=available)
+    with pytest.raises(UsageError):
+        check_fits(blueprint, 500, 2 * batch, CPU, available=available)
 
 
 def test_a_huge_size_is_refused_before_decoding_and_leaves_nothing(
