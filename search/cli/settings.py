@@ -238,7 +238,10 @@ def study_settings() -> tuple[Setting, ...]:
         Setting(
             "teacher_epochs",
             model,
-            "teacher training epochs (default: 60 tabular, 10 images)",
+            "teacher training epochs (default: 60 tabular; images: 600 optimiser steps' worth, "
+            "10 to 100 epochs, with the image recipe: batches of at most 64, random affine "
+            "augmentation without flips, label smoothing 0.1, one warm-up epoch, a moving "
+            "average of the weights, the epoch whose average has the best val AUC kept)",
             {"type": int},
         ),
         Setting(
@@ -429,18 +432,26 @@ def study_settings() -> tuple[Setting, ...]:
             "this number (default: 200 tabular, 30 images)",
             {"type": int},
         ),
-        Setting("device", running, "auto, cpu or cuda (default: auto)"),
+        Setting(
+            "device",
+            running,
+            "auto, cpu or cuda; on CUDA training runs in bf16 autocast with channels-last "
+            "batches and cuDNN autotuning off, as each pruned model has new shapes (default: "
+            "auto)",
+        ),
         Setting(
             "force_config",
             study,
-            "continue an existing study even though its stored config differs",
+            "continue an existing study even though its stored config differs (never with another "
+            "--model, --model-args or --teacher: a study keeps its teacher)",
             {"action": "store_true"},
         ),
         quiet_setting(),
         Setting(
             "workers",
             running,
-            "worker processes on this machine, sharing its cores (default: %(default)s)",
+            "worker processes on this machine, each with its share of the cores as torch threads "
+            "(default: %(default)s)",
             {"type": int},
         ),
         heartbeat_setting(),
