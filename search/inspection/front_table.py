@@ -250,7 +250,7 @@ def _notes(table: FrontTable, rescored: Rescored | None) -> list[str]:
     notes[0] += " (val scores: --wide)"
     teacher = rescored.teacher
     resamples = teacher.bootstrap.get("resamples")
-    size = f"{teacher.n_test} images, " if teacher.n_test else ""
+    size = f"{teacher.n_test} cases, " if teacher.n_test else ""  # images, volumes or rows
     notes.append(
         f"test split ({size}scored once after the search): {LEVEL:.0%} stratified bootstrap "
         f"intervals, {resamples} resamples; Δ = member − teacher on the same resamples"
@@ -271,7 +271,7 @@ def _notes(table: FrontTable, rescored: Rescored | None) -> list[str]:
             "probabilities need recalibrating before they are read as risks"
         )
     notes.append(
-        "flips: share of test images the member decides differently from the teacher, each "
+        "flips: share of test cases the member decides differently from the teacher, each "
         "at its own operating point (--wide: with the 95% interval; the report shows them)"
     )
     if table.robustness is not None:

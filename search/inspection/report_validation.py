@@ -235,7 +235,7 @@ def forgetting_block(table: FrontTable, data: ValidationData) -> Block:
     parts = [
         _notes(
             [
-                "Flip rate: the share of test images a member decides differently from the "
+                "Flip rate: the share of test cases a member decides differently from the "
                 "teacher, each at its own operating point (binary: its val-chosen threshold; "
                 "multi-class: arg-max), with a 95% bootstrap interval. Compression tends to "
                 "change atypical cases first while headline accuracy holds.",

@@ -200,7 +200,7 @@ def margin_advice(
     """One line per criterion whose margin is below what the test split resolves (with the
     half-widths this front's paired intervals actually have)."""
     lines = []
-    size = f" ({teacher.n_test} images)" if teacher.n_test else ""
+    size = f" ({teacher.n_test} cases)" if teacher.n_test else ""  # images, volumes or rows
     for criterion in rule.criteria.criteria:
         if criterion.point is not None or criterion.rule.better != "higher":
             continue
@@ -224,7 +224,7 @@ def margin_advice(
             f"the test split{size} resolves {label} differences of about "
             f"±{resolvable:.3f} (half the teacher's own 95% interval){front}; the margin "
             f"{margin:g} is smaller, so 'not shown' here means 'cannot tell', not 'worse'. "
-            f"{_wider(rule, metric, _round_up(resolvable))}, or judge on more images (a larger "
+            f"{_wider(rule, metric, _round_up(resolvable))}, or judge on more cases (a larger "
             "test split, or cross-validation: medslim run --cv K)"
         )
     return lines

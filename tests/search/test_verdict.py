@@ -47,7 +47,7 @@ def test_resolvable_margin_is_half_the_teachers_interval_and_shrinks_with_the_sp
     assert resolvable_margin(large, "auc") < resolvable_margin(small, "auc") / 4
     assert resolvable_margin(small, "sensitivity") > resolvable_margin(large, "sensitivity")
     advice = margin_advice(small, NonInferiority())
-    assert len(advice) == 1 and "(156 images)" in advice[0] and "--margin 0.0" in advice[0]
+    assert len(advice) == 1 and "(156 cases)" in advice[0] and "--margin 0.0" in advice[0]
     assert "cannot tell" in advice[0] and "--cv" in advice[0]
     suggested = float(advice[0].split("--margin ")[1].split()[0])
     assert suggested >= resolvable_margin(small, "auc")
