@@ -30,9 +30,10 @@ class Medslim:
 
     # The smallest real study: breast-cancer, a 5-epoch teacher, one fine-tune epoch a trial.
     TINY = ("--teacher-epochs", "5", "--epochs", "1", "--baselines", "2", "--no-progress")
-    # After TINY: tabular trials of half a second or more (30 epochs take a tenth), long
-    # enough to be caught running, interrupted or killed mid-search on a fast idle machine.
-    SLOW = ("--epochs", "300")
+    # After TINY: tabular trials of about a third of a second on an idle machine (30 epochs
+    # take a tenth), long enough to be caught running, interrupted or killed mid-search,
+    # short enough that a loaded machine finishes a resumed study within a command's timeout.
+    SLOW = ("--epochs", "150")
 
     def __init__(self, cwd: Path, env: dict[str, str] | None = None) -> None:
         self.cwd = cwd
