@@ -37,8 +37,6 @@ from medslim.search.study_format import DEPLOYMENT_ATTR
 
 logger = logging.getLogger(__name__)
 
-"""Study attr: the teacher's ONNX size and how the study measures (kept by the first run)."""
-
 
 @dataclass(frozen=True)
 class Deployed:
